@@ -1,0 +1,21 @@
+"""ms-meta: a meta-learned, hardware-aware cost model for TVM MetaSchedule."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["GraphFeatureExtractor", "MetaCostModel", "__version__"]
+
+
+def __getattr__(name: str):
+    # TVM takes seconds to import; the learnable core (ms_meta.model.gnn) must stay importable
+    # without it, so the TVM adapters are loaded on first use.
+    if name == "GraphFeatureExtractor":
+        from ms_meta.feature.extractor import GraphFeatureExtractor
+
+        return GraphFeatureExtractor
+    if name == "MetaCostModel":
+        from ms_meta.model.cost_model import MetaCostModel
+
+        return MetaCostModel
+    raise AttributeError(f"module 'ms_meta' has no attribute {name!r}")

@@ -1,0 +1,47 @@
+"""Import only the tensor intrinsics a target can use.
+
+``TuneContext.__init__`` and MetaSchedule's default build function run
+``import tvm.s_tir.tensor_intrin``, which imports the intrinsics of *every* backend (CUDA, ROCm,
+Hexagon, ARM, ...). That costs 15-50 s on a small machine, once per process and once per builder
+worker. For a CPU target only the x86 intrinsics can ever be used, so we register the package
+without running its ``__init__`` and import just the modules the target needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+_PACKAGE = "tvm.s_tir.tensor_intrin"
+_MODULES_BY_TARGET_KIND = {"llvm": ("x86",), "c": ()}
+
+
+def import_tensor_intrinsics(target_kind: str = "llvm") -> None:
+    """Make ``import tvm.s_tir.tensor_intrin`` cheap for ``target_kind``.
+
+    For kinds other than ``llvm``/``c`` (for example ``cuda``) the full package is imported,
+    because their schedule rules may tensorize with any registered intrinsic.
+    Calling this after the full package was imported is a no-op.
+    """
+    if _PACKAGE in sys.modules:
+        return
+    submodules = _MODULES_BY_TARGET_KIND.get(target_kind)
+    if submodules is None:
+        importlib.import_module(_PACKAGE)
+        return
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or spec.loader is None:  # pragma: no cover - broken TVM install
+        return
+    package = importlib.util.module_from_spec(spec)  # registered, __init__ not executed
+    sys.modules[_PACKAGE] = package
+    parent = importlib.import_module("tvm.s_tir")
+    parent.tensor_intrin = package
+    for name in submodules:
+        try:
+            importlib.import_module(f"{_PACKAGE}.{name}")
+        except Exception as err:  # an intrinsic module that fails only loses tensorization
+            logger.warning("could not import %s.%s: %s", _PACKAGE, name, err)
