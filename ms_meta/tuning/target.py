@@ -28,9 +28,7 @@ def host_target(num_cores: int | None = None) -> Target:
 
     Without ``mcpu`` LLVM compiles for generic x86-64 and kernels run 1.2-3x slower.
     """
-    return Target(
-        {"kind": "llvm", "mcpu": host_cpu(), "num-cores": num_cores or physical_cores()}
-    )
+    return Target({"kind": "llvm", "mcpu": host_cpu(), "num-cores": num_cores or physical_cores()})
 
 
 def parse_target(value: str | dict[str, Any] | Target | None) -> Target:
@@ -82,4 +80,6 @@ def target_key(target: Target) -> str:
 
 def target_summary(target: Target) -> dict[str, Any]:
     """The target's JSON config as a plain dict (what MetaSchedule stores in each record)."""
-    return json.loads(json.dumps(dict(target.export()), default=str))
+    from ms_meta.tuning.plain import to_plain
+
+    return to_plain(target.export())

@@ -1,0 +1,138 @@
+"""``ms-meta collect``: measure schedules into tuning_records/ (resumable, shardable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ms_meta.cli.options import library_errors, quiet_meta_schedule, seed_option, target_option
+
+
+def _select_shard(items: list, shard: str | None, start: int, end: int | None, step: int):
+    if shard:
+        try:
+            index, count = (int(v) for v in shard.split("/"))
+        except ValueError:
+            raise click.BadParameter(
+                "expected INDEX/COUNT, e.g. 0/4", param_hint="--shard"
+            ) from None
+        if not 0 <= index < count:
+            raise click.BadParameter("INDEX must be in [0, COUNT)", param_hint="--shard")
+        return items[index::count]
+    return items[start:end:step]
+
+
+def _interleave_by_operator(workloads: list) -> list:
+    """Round-robin over operator kinds, so an interrupted run has covered every kind."""
+    by_op: dict[str, list] = {}
+    for w in workloads:
+        by_op.setdefault(w.op, []).append(w)
+    out = []
+    while any(by_op.values()):
+        for op in list(by_op):
+            if by_op[op]:
+                out.append(by_op[op].pop(0))
+    return out
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  ms-meta collect resnet18 bert-base --trials-per-task 128
+  ms-meta collect all --shard 0/2          # this machine takes every other task
+  ms-meta collect dense:128,768,768 --out /tmp/records
+"""
+)
+@click.argument("workloads", nargs=-1)
+@click.option(
+    "--out",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("tuning_records"),
+    show_default=True,
+    help="Root of the record tree; records go to OUT/<target-key>/<task>/.",
+)
+@click.option("--trials-per-task", type=int, default=192, show_default=True)
+@click.option(
+    "--random-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.33,
+    show_default=True,
+    help="Share of uniform random design-space samples; the rest are model-guided.",
+)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option(
+    "--cost-model",
+    type=click.Choice(["xgb", "meta", "random"]),
+    default="xgb",
+    show_default=True,
+    help="Model guiding the evolutionary samples.",
+)
+@click.option("--shard", default=None, metavar="I/N", help="Take tasks I, I+N, I+2N, ...")
+@click.option("--start", type=int, default=0, show_default=True, help="First task index.")
+@click.option("--end", type=int, default=None, help="Stop before this task index.")
+@click.option("--step", type=int, default=1, show_default=True, help="Task index step.")
+@click.option("--list", "list_only", is_flag=True, help="Print the task list and exit.")
+@target_option
+@seed_option
+@library_errors
+def collect(
+    workloads, root, trials_per_task, random_fraction, batch_size, cost_model, shard, start, end,
+    step, list_only, target_json, seed,
+):  # fmt: skip
+    """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine.
+
+    Resumable: re-running continues each task where it stopped; records are appended after
+    every measured batch, so a kill loses at most the batch in flight.
+    """
+    from ms_meta.workloads import all_named, resolve
+
+    names = list(workloads) or ["all"]
+    selected = all_named() if names == ["all"] else resolve(names)
+    selected = _select_shard(_interleave_by_operator(selected), shard, start, end, step)
+    if list_only:
+        for w in selected:
+            click.echo(f"{w.name}\t{w.spec}")
+        return
+
+    from ms_meta.cli.progress import Progress
+    from ms_meta.data.collect import CollectConfig, count_lines
+    from ms_meta.data.collect import collect as run_collect
+    from ms_meta.tuning.target import parse_target, target_key
+
+    quiet_meta_schedule()
+    target = parse_target(target_json)
+    config = CollectConfig(
+        trials_per_task=trials_per_task,
+        random_fraction=random_fraction,
+        batch_size=batch_size,
+        cost_model=cost_model,
+        seed=seed,
+    )
+    key_dir = root / target_key(target)
+    todo = sum(
+        max(0, trials_per_task - count_lines(key_dir / w.name / "database_tuning_record.json"))
+        for w in selected
+    )
+    click.echo(
+        f"collecting {len(selected)} tasks for {target_key(target)} into {key_dir} "
+        f"({todo} records to measure)",
+        err=True,
+    )
+    bar = Progress(todo, unit="records")
+    summary = run_collect(
+        selected,
+        root,
+        target,
+        config,
+        on_progress=lambda task, n, failed: bar.update(n, note=task),
+        on_task_done=lambda p: click.echo(
+            f"\n{p.task}: +{p.measured} records ({p.failed} failed, {p.duplicates} duplicate) "
+            f"in {p.seconds:.0f} s, best {p.best_us or float('nan'):.1f} us",
+            err=True,
+        ),
+    )
+    bar.close()
+    rate = summary.measured / summary.seconds if summary.seconds else 0.0
+    click.echo(f"measured {summary.measured} records in {summary.seconds:.0f} s ({rate:.2f}/s)")

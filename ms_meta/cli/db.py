@@ -1,0 +1,254 @@
+"""``ms-meta db``: inspect, merge, validate and split MetaSchedule tuning databases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ms_meta.cli.options import library_errors, seed_option
+
+# Problems listed per database before "... and N more".
+_MAX_LISTED = 20
+
+paths_argument = click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="PATH..."
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, default=False, help="Print machine-readable JSON."
+)
+
+
+@click.group("db")
+def db() -> None:
+    """Inspect, merge, validate and split MetaSchedule tuning databases.
+
+    A PATH is a database directory (database_workload.json and database_tuning_record.json,
+    plain or .gz), a directory searched recursively for them (such as tuning_records/), or one
+    record file whose workload file lies beside it. Input files are never modified.
+    """
+
+
+def _warn_skipped(skipped: int, kinds: dict[str, int]) -> None:
+    if skipped:
+        listing = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+        click.echo(
+            f"warning: {skipped} unreadable lines skipped ({listing}); "
+            "run `ms-meta db validate` for details",
+            err=True,
+        )
+
+
+def _format_us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _print_stats(result: dict[str, Any]) -> None:
+    rows = [
+        (
+            t["task"],
+            t["op"],
+            str(t["records"]),
+            str(t["failed"]),
+            _format_us(t["best_us"]),
+            t["target"],
+        )
+        for t in result["tasks"]
+    ]
+    header = ("task", "op", "records", "failed", "best µs (mean)", "target")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    numeric = {2, 3, 4}
+
+    def line(cells: tuple[str, ...]) -> str:
+        parts = [
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    click.echo(line(header))
+    for row in rows:
+        click.echo(line(row))
+    totals = result["totals"]
+    click.echo(
+        f"\ntotal: {totals['tasks']} tasks, {totals['records']} records, "
+        f"{totals['failed']} failed, {totals['databases']} databases, "
+        f"{totals['targets']} targets"
+    )
+    click.echo("best µs: the lowest mean of run_secs over a task's records (MetaSchedule's order)")
+    click.echo("\nper operator:")
+    op_width = max([len("op"), *(len(op) for op in result["operators"])])
+    click.echo(f"  {'op'.ljust(op_width)}  {'tasks':>5}  {'records':>7}")
+    for op, counts in result["operators"].items():
+        click.echo(f"  {op.ljust(op_width)}  {counts['tasks']:>5}  {counts['records']:>7}")
+
+
+@db.command(
+    epilog="""\b
+Examples:
+  ms-meta db stats tuning_records/
+  ms-meta db stats tuning_records/llvm-rocketlake-2c/mm_512 --json
+"""
+)
+@paths_argument
+@json_option
+@library_errors
+def stats(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Per-task record counts, failed runs and best latency, with totals per operator."""
+    from ms_meta.data.records import stats as compute_stats
+
+    result = compute_stats(paths)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_stats(result)
+    _warn_skipped(result["totals"]["skipped_lines"], result["skipped"])
+
+
+@db.command(
+    epilog="""\b
+Examples:
+  ms-meta db merge run1/ run2/ --out merged/
+  ms-meta db merge new_run/ --out tuning_records/llvm-rocketlake-2c/mm_512 --append
+"""
+)
+@click.argument(
+    "sources", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="SRC..."
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write the merged database to.",
+)
+@click.option(
+    "--append",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Add the records not yet present to the database already in --out (append-only).",
+)
+@library_errors
+def merge(sources: tuple[Path, ...], out: Path, append: bool) -> None:
+    """Merge databases into one, dropping duplicate records (same workload, trace and target)."""
+    from ms_meta.data.records import merge_databases
+
+    result = merge_databases(sources, out, append=append)
+    click.echo(
+        f"{result.out}: added {result.workloads_added} workloads and {result.records_added} "
+        f"records ({result.duplicates} duplicates dropped"
+        + (f", {result.existing_records} records already there" if append else "")
+        + ")"
+    )
+    if result.skipped_lines:
+        click.echo(
+            f"warning: {result.skipped_lines} unreadable source lines were left out; "
+            "run `ms-meta db validate` on the sources for details",
+            err=True,
+        )
+
+
+@db.command(
+    epilog="""\b
+Exit status: 0 when every database is usable, 1 otherwise.
+
+\b
+Examples:
+  ms-meta db validate tuning_records/
+  ms-meta db validate my_work_dir/ --strict --deep
+"""
+)
+@paths_argument
+@click.option(
+    "--strict",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Count failed runs (run_secs >= 1e9) as problems, not just report them.",
+)
+@click.option(
+    "--deep",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Also decode every workload and rebuild every record with TVM (slow).",
+)
+@json_option
+@click.pass_context
+@library_errors
+def validate(
+    ctx: click.Context, paths: tuple[Path, ...], strict: bool, deep: bool, as_json: bool
+) -> None:
+    """Report malformed lines, unknown workloads, failed runs, mixed targets, empty databases."""
+    from ms_meta.data.records import validate as run_validate
+
+    reports = run_validate(paths, strict=strict, deep=deep)
+    bad = [r for r in reports if not r.ok]
+    if as_json:
+        payload = [
+            {
+                "directory": str(r.files.directory),
+                "ok": r.ok,
+                "workloads": r.workloads,
+                "records": r.records,
+                "failed": r.failed,
+                "problems": r.problems,
+                "warnings": r.warnings,
+            }
+            for r in reports
+        ]
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        for r in reports:
+            status = "ok  " if r.ok else "FAIL"
+            click.echo(
+                f"{status} {r.files.directory}: {r.workloads} workloads, {r.records} records, "
+                f"{r.failed} failed"
+            )
+            for text in r.problems[:_MAX_LISTED]:
+                click.echo(f"  error: {text}")
+            if len(r.problems) > _MAX_LISTED:
+                click.echo(f"  ... and {len(r.problems) - _MAX_LISTED} more errors")
+            for text in r.warnings:
+                click.echo(f"  warning: {text}")
+        click.echo(f"\n{len(reports)} databases checked, {len(bad)} with problems")
+    if bad:
+        ctx.exit(1)
+
+
+@db.command(
+    epilog="""\b
+Examples:
+  ms-meta db split tuning_records/ --out split.json
+  ms-meta db split tuning_records/ --held-out-fraction 0.3 --seed 1 --out split.json
+"""
+)
+@paths_argument
+@click.option(
+    "--held-out-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of each operator kind's tasks held out from training.",
+)
+@seed_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("split.json"),
+    show_default=True,
+    help="Where to write the split (JSON).",
+)
+@library_errors
+def split(paths: tuple[Path, ...], held_out_fraction: float, seed: int, out: Path) -> None:
+    """Split whole tasks into training and held-out sets, stratified by operator kind."""
+    from ms_meta.data.split import split_databases, write_split
+
+    result = split_databases(paths, held_out_fraction=held_out_fraction, seed=seed)
+    write_split(out, result)
+    ops = result["ops"]
+    click.echo(f"{out}: {len(result['train'])} training tasks, {len(result['held_out'])} held out:")
+    for name in result["held_out"]:
+        click.echo(f"  {name} ({ops[name]})")

@@ -1,0 +1,163 @@
+"""Task-level held-out splits: whole tasks go to training or to evaluation, never both."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ms_meta.data.layout import DATASET_FORMAT_VERSION
+from ms_meta.errors import DatabaseError, MsMetaError
+
+SPLIT_KIND = "by_task"
+
+
+def _held_out_count(n: int, fraction: float) -> int:
+    """How many of ``n`` tasks of one operator kind to hold out.
+
+    Rounded share of ``n``, but at least one task stays for training when there are two or more,
+    and (for a non-zero fraction) at least one is held out when there are three or more.
+    """
+    k = round(n * fraction)
+    if fraction > 0 and n >= 3:
+        k = max(k, 1)
+    if n >= 2:
+        k = min(k, n - 1)
+    return max(0, min(k, n))
+
+
+def make_task_split(
+    tasks: Mapping[str, str], held_out_fraction: float = 0.2, seed: int = 0
+) -> dict[str, Any]:
+    """Split whole tasks into training and held-out sets, stratified by operator kind.
+
+    Deterministic: tasks are sorted by name within each kind, kinds are visited in sorted order,
+    and one ``numpy.random.Generator(seed)`` permutes each kind.
+
+    Parameters
+    ----------
+    tasks : mapping of str to str
+        Task name -> operator kind.
+    held_out_fraction : float
+        Share of each kind's tasks to hold out, in ``[0, 1)``.
+    seed : int
+        Seed of the permutation.
+
+    Returns
+    -------
+    dict
+        ``{"split": "by_task", "train": [...], "held_out": [...], "seed": seed,
+        "fraction": held_out_fraction, "ops": {task: kind}}`` with sorted task lists.
+
+    Raises
+    ------
+    ValueError
+        When the fraction is outside ``[0, 1)`` or there are no tasks.
+    """
+    if not 0 <= held_out_fraction < 1:
+        raise ValueError(f"held_out_fraction must be in [0, 1), got {held_out_fraction}")
+    if not tasks:
+        raise ValueError("no tasks to split")
+    rng = np.random.default_rng(seed)
+    by_kind: dict[str, list[str]] = {}
+    for name in sorted(tasks):
+        by_kind.setdefault(tasks[name], []).append(name)
+    train: list[str] = []
+    held_out: list[str] = []
+    for kind in sorted(by_kind):
+        names = by_kind[kind]
+        order = rng.permutation(len(names))
+        k = _held_out_count(len(names), held_out_fraction)
+        held_out.extend(names[i] for i in order[:k])
+        train.extend(names[i] for i in order[k:])
+    return {
+        "split": SPLIT_KIND,
+        "train": sorted(train),
+        "held_out": sorted(held_out),
+        "seed": seed,
+        "fraction": held_out_fraction,
+        "ops": {name: tasks[name] for name in sorted(tasks)},
+    }
+
+
+def write_split(path: str | os.PathLike[str], split: Mapping[str, Any]) -> Path:
+    """Write a split as JSON, atomically (a temporary file, then ``os.replace``).
+
+    Returns
+    -------
+    Path
+        The written path.
+
+    Raises
+    ------
+    MsMetaError
+        When the file cannot be written.
+    """
+    path = Path(path)
+    payload = {"format_version": DATASET_FORMAT_VERSION, **split}
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise MsMetaError(f"cannot write the split to {path}: {err}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_split(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a split written by :func:`write_split`.
+
+    Raises
+    ------
+    MsMetaError
+        When the file is missing, not JSON, lacks ``train``/``held_out``, or was written by a
+        newer format version.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            split = json.load(f)
+    except FileNotFoundError:
+        raise MsMetaError(f"split file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MsMetaError(f"cannot read split file {path}: {err}") from None
+    if not isinstance(split, dict) or not all(
+        isinstance(split.get(k), list) for k in ("train", "held_out")
+    ):
+        raise MsMetaError(f"{path} is not a task split: it needs 'train' and 'held_out' lists")
+    version = split.get("format_version", DATASET_FORMAT_VERSION)
+    if not isinstance(version, int) or version > DATASET_FORMAT_VERSION:
+        raise MsMetaError(
+            f"{path} has split format version {version!r}; this ms-meta reads up to "
+            f"{DATASET_FORMAT_VERSION}"
+        )
+    overlap = set(split["train"]) & set(split["held_out"])
+    if overlap:
+        raise MsMetaError(f"{path}: tasks both in train and held_out: {sorted(overlap)}")
+    return split
+
+
+def split_databases(
+    paths: Sequence[str | os.PathLike[str]], held_out_fraction: float = 0.2, seed: int = 0
+) -> dict[str, Any]:
+    """:func:`make_task_split` of the tasks with records in the databases at ``paths``.
+
+    Raises
+    ------
+    DatabaseError
+        When a path is missing or the databases hold no records.
+    """
+    from ms_meta.data.records import load_databases
+
+    tasks = load_databases(paths).tasks()
+    if not tasks:
+        raise DatabaseError("no task with tuning records to split in " + ", ".join(map(str, paths)))
+    return make_task_split(tasks, held_out_fraction=held_out_fraction, seed=seed)

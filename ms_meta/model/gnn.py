@@ -1,0 +1,225 @@
+"""A relational graph neural network that scores loop-nest graphs (plain torch, no TVM)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ms_meta.feature.schema import (
+    EDGE_TYPES,
+    NUM_EDGE_FEATURES,
+    NUM_NODE_FEATURES,
+    NUM_TASK_FEATURES,
+)
+from ms_meta.model.batch import GraphBatch
+
+# Every edge type is used in both directions, each with its own weights.
+NUM_RELATIONS = 2 * len(EDGE_TYPES)
+
+# Node, edge and task features are log2-scaled and mostly lie in [0, 15] (log FLOPs up to ~40);
+# a fixed scale keeps the first layers' pre-activations near unit size at initialization.
+_INPUT_SCALE = 1.0 / 8.0
+
+
+@dataclass(frozen=True)
+class GNNConfig:
+    """Hyper-parameters of :class:`LoopGraphGNN`.
+
+    Parameters
+    ----------
+    hidden : int
+        Width of node states and of the graph embedding.
+    num_layers : int
+        Rounds of relational message passing.
+    dropout : float
+        Dropout rate on node-state updates and in the readout head (training mode only).
+    relation_dim : int | None
+        Width of the message each relation delivers to a node; ``None`` means
+        ``hidden // NUM_RELATIONS`` (at least 1). Must divide ``hidden``. The concatenated messages of all relations
+        form a ``NUM_RELATIONS * relation_dim`` vector per node.
+    """
+
+    hidden: int = 64
+    num_layers: int = 3
+    dropout: float = 0.0
+    relation_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1 or self.num_layers < 0:
+            raise ValueError(f"invalid GNNConfig: {self}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.relation_dim is not None and self.relation_dim < 1:
+            raise ValueError(f"relation_dim must be positive, got {self.relation_dim}")
+        if self.hidden % self.message_dim:
+            raise ValueError(
+                f"hidden ({self.hidden}) must be a multiple of the message width "
+                f"({self.message_dim})"
+            )
+
+    @property
+    def message_dim(self) -> int:
+        """The width of one relation's message (``relation_dim`` resolved)."""
+        if self.relation_dim is not None:
+            return self.relation_dim
+        return max(1, self.hidden // NUM_RELATIONS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GNNConfig:
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class _Relations:
+    """Edge indexing shared by all layers of one forward pass.
+
+    Every edge is used in both directions. A layer projects each node to ``slots_per_node``
+    rows of ``message_dim`` values, the first ``NUM_RELATIONS`` of which are its outgoing
+    messages, one per relation; an edge ``j -> i`` of relation ``r`` reads row
+    ``source_slot = j * slots_per_node + r`` and adds into row ``target_slot = i * NUM_RELATIONS
+    + r`` of the per-relation sums, so one ``index_select`` and one ``index_add_`` serve all
+    relations.
+
+    Shapes: ``source_slot [2E]``, ``target_slot [2E]``,
+    ``inv_degree [N * R, 1]`` (1 / number of edges per slot, 1 for empty slots),
+    ``edge_attr [E, F_edge]`` (scaled). The first ``E`` of the ``2E`` directed edges are the
+    batch's edges, the last ``E`` their reverses.
+    """
+
+    slots_per_node: int
+    source_slot: Tensor
+    target_slot: Tensor
+    inv_degree: Tensor
+    edge_attr: Tensor
+
+    @classmethod
+    def of(cls, batch: GraphBatch, *, slots_per_node: int) -> _Relations:
+        num_nodes = batch.x.shape[0]
+        src, dst = batch.edge_index[0], batch.edge_index[1]
+        rel = batch.edge_type
+        relation = torch.cat([rel, rel + len(EDGE_TYPES)])
+        target_slot = torch.cat([dst, src]) * NUM_RELATIONS + relation
+        degree = torch.bincount(target_slot, minlength=num_nodes * NUM_RELATIONS)
+        inv_degree = 1.0 / degree.clamp_min(1).to(batch.x.dtype)
+        edge_attr = batch.edge_attr * _INPUT_SCALE
+        source_slot = torch.cat([src, dst]) * slots_per_node + relation
+        return cls(slots_per_node, source_slot, target_slot, inv_degree.unsqueeze(1), edge_attr)
+
+
+class RelationalLayer(nn.Module):
+    """One round of relational message passing with a residual, normalized update.
+
+    For an edge ``j -> i`` of relation ``r`` (an edge type or its reverse) the message is
+    ``m_ji = gelu(W_r h_j + b_r + U_d e_ji)``, with ``e_ji`` the edge features (non-zero on
+    ``access`` edges only) and ``d`` the edge's direction. Messages are averaged per
+    (node, relation), the averages of all relations concatenated into ``m_i``, and the node state
+    updated as ``h_i <- LayerNorm(h_i + gelu(S h_i + M m_i + c))``.
+
+    ``W_r`` and ``S`` share one matrix product per layer, and each relation's message is only
+    ``message_dim`` wide, so a layer costs about two ``hidden x hidden`` products per node plus
+    gathers of ``message_dim``-wide rows per edge.
+
+    Shapes: ``h [N, hidden]`` -> ``[N, hidden]``.
+    """
+
+    def __init__(self, *, hidden: int, message_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.message_dim = message_dim
+        self.dropout = dropout
+        # Columns [0, R * m): the relations' messages; [R * m, R * m + hidden): S h + c.
+        self.source = nn.Linear(hidden, NUM_RELATIONS * message_dim + hidden)
+        # Edge features enter forward and reverse messages through different columns.
+        self.edge = nn.Linear(NUM_EDGE_FEATURES, 2 * message_dim, bias=False)
+        self.mix = nn.Linear(NUM_RELATIONS * message_dim, hidden, bias=False)
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(self, h: Tensor, relations: _Relations) -> Tensor:
+        num_nodes = h.shape[0]
+        width = NUM_RELATIONS * self.message_dim
+        projected = self.source(h)
+        slots = projected.view(num_nodes * relations.slots_per_node, self.message_dim)
+        messages = slots.index_select(0, relations.source_slot)
+        num_edges = relations.edge_attr.shape[0]
+        edge = self.edge(relations.edge_attr).view(num_edges, 2, self.message_dim)
+        messages = messages.view(2, num_edges, self.message_dim) + edge.transpose(0, 1)
+        messages = F.gelu(messages).view(2 * num_edges, self.message_dim)
+        # index_add_ on CPU sums in a fixed order: deterministic, unlike scatter on GPU.
+        summed = messages.new_zeros(num_nodes * NUM_RELATIONS, self.message_dim)
+        summed = summed.index_add_(0, relations.target_slot, messages)
+        mean = (summed * relations.inv_degree).view(num_nodes, width)
+        update = torch.addmm(projected[:, width:], mean, self.mix.weight.t())
+        update = F.dropout(F.gelu(update), self.dropout, self.training)
+        return self.norm(h + update)
+
+
+class LoopGraphGNN(nn.Module):
+    """Scores scheduled programs given as loop-nest graphs; higher means faster.
+
+    Nodes are embedded from their features (which include a one-hot node type), refined by ``num_layers`` rounds of
+    relational message passing (:class:`RelationalLayer`), then mean- and max-pooled per graph;
+    the pooled vectors and an embedding of the task features feed an MLP head.
+
+    Parameters
+    ----------
+    config : GNNConfig | None
+        Hyper-parameters; the default ``GNNConfig()`` if ``None``. Stored as ``config``.
+
+    Shapes: ``batch.x [N, F_node]``, ``batch.edge_index [2, E]``, ``batch.batch [N]``,
+    ``batch.task [B, F_task]`` -> scores ``[B]``.
+    """
+
+    def __init__(self, *, config: GNNConfig | None = None) -> None:
+        super().__init__()
+        self.config = GNNConfig() if config is None else config
+        hidden = self.config.hidden
+        self.node_encoder = nn.Linear(NUM_NODE_FEATURES, hidden)
+        self.input_norm = nn.LayerNorm(hidden)
+        self.layers = nn.ModuleList(
+            RelationalLayer(
+                hidden=hidden, message_dim=self.config.message_dim, dropout=self.config.dropout
+            )
+            for _ in range(self.config.num_layers)
+        )
+        self.task_encoder = nn.Sequential(
+            nn.Linear(NUM_TASK_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden)
+        )
+        self.head = nn.Sequential(
+            nn.Linear(3 * hidden, hidden),
+            nn.GELU(),
+            nn.Dropout(self.config.dropout),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, batch: GraphBatch) -> Tensor:
+        x = batch.x * _INPUT_SCALE
+        # The node type is one-hot in the first columns of x, so the encoder embeds it too.
+        h = self.input_norm(self.node_encoder(x))
+        if self.layers:
+            slots_per_node = NUM_RELATIONS + self.config.hidden // self.config.message_dim
+            relations = _Relations.of(batch, slots_per_node=slots_per_node)
+            for layer in self.layers:
+                h = layer(h, relations)
+        pooled = _pool(h, batch.batch, batch.num_graphs)
+        task = self.task_encoder(batch.task * _INPUT_SCALE)
+        return self.head(torch.cat([pooled, task], dim=1)).squeeze(1)
+
+
+def _pool(h: Tensor, graph: Tensor, num_graphs: int) -> Tensor:
+    """Mean and max of node states per graph.
+
+    Shapes: ``h [N, H]``, ``graph [N]`` -> ``[B, 2H]``.
+    """
+    count = torch.bincount(graph, minlength=num_graphs).clamp_min(1).to(h.dtype)
+    total = h.new_zeros(num_graphs, h.shape[1]).index_add_(0, graph, h)
+    index = graph.unsqueeze(1).expand_as(h)
+    peak = h.new_zeros(num_graphs, h.shape[1]).scatter_reduce(
+        0, index, h, reduce="amax", include_self=False
+    )
+    return torch.cat([total / count.unsqueeze(1), peak], dim=1)

@@ -1,0 +1,131 @@
+"""Workload specs: ``op:field,field,...`` strings, preset layers and named tasks."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import tvm
+
+from ms_meta.errors import WorkloadSpecError
+from ms_meta.workloads.operators import OPERATORS, OperatorDef, build_module, tensor_shapes
+
+_MAX_ELEMENTS = 2**31  # larger tensors cannot be indexed with int32 and would not fit anyway
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One tuning task: an operator with concrete shape parameters.
+
+    ``spec`` is the canonical string (``dense:128,768,768``); ``name`` is a filesystem-safe
+    task name derived from it; ``aliases`` are friendlier names (``bert_qkv``).
+    """
+
+    op: str
+    params: tuple[int, ...]
+    aliases: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def definition(self) -> OperatorDef:
+        return OPERATORS[self.op]
+
+    @property
+    def spec(self) -> str:
+        return f"{self.op}:{','.join(str(p) for p in self.params)}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.op}_{'_'.join(str(p) for p in self.params)}"
+
+    @property
+    def kind(self) -> str:
+        """Operator kind as used by the task features (``schema.OPERATOR_KINDS``)."""
+        return self.definition.kind
+
+    @property
+    def flops(self) -> float:
+        return float(self.definition.flops(*self.params))
+
+    @cached_property
+    def shapes(self) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+        """(input shapes, output shapes)."""
+        return tensor_shapes(self.definition, self.params)
+
+    def build(self) -> tvm.IRModule:
+        """The IRModule MetaSchedule tunes (``main`` only)."""
+        return build_module(self.definition, self.params)
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+def _expected(op: OperatorDef) -> str:
+    fields = ",".join(op.fields)
+    return f"{op.name}:{fields}"
+
+
+def parse_spec(spec: str) -> Workload:
+    """Parse ``op:field,field,...`` into a :class:`Workload`.
+
+    Raises
+    ------
+    WorkloadSpecError
+        With the expected fields of the operator when the spec is malformed.
+    """
+    text = spec.strip()
+    if ":" not in text:
+        raise WorkloadSpecError(
+            f"workload spec {spec!r} has no ':'; expected OP:FIELDS, for example "
+            f"'conv2d_nchw:1,64,56,56,64,3,3,1,1'. Operators: {', '.join(sorted(OPERATORS))}"
+        )
+    op_name, _, fields_text = text.partition(":")
+    op_name = op_name.strip()
+    if op_name not in OPERATORS:
+        raise WorkloadSpecError(
+            f"unknown operator {op_name!r} in {spec!r}; known operators: "
+            f"{', '.join(sorted(OPERATORS))}"
+        )
+    op = OPERATORS[op_name]
+    raw = [f.strip() for f in re.split(r"[,x]", fields_text) if f.strip()]
+    try:
+        params = tuple(int(f) for f in raw)
+    except ValueError:
+        raise WorkloadSpecError(
+            f"workload spec {spec!r}: fields must be integers; expected {_expected(op)}"
+        ) from None
+    if op.variadic:
+        if not 1 <= len(params) <= 6:
+            raise WorkloadSpecError(
+                f"workload spec {spec!r}: expected 1 to 6 dimensions, as in softmax:12,128,128"
+            )
+    elif len(params) != len(op.fields):
+        raise WorkloadSpecError(
+            f"workload spec {spec!r}: expected {len(op.fields)} fields {_expected(op)}, "
+            f"got {len(params)}"
+        )
+    _check_values(op, params, spec)
+    return Workload(op_name, params)
+
+
+def _check_values(op: OperatorDef, params: tuple[int, ...], spec: str) -> None:
+    named = dict(zip(op.fields, params, strict=False))
+    for key, value in named.items():
+        minimum = 0 if key == "pad" else 1
+        if value < minimum:
+            raise WorkloadSpecError(
+                f"workload spec {spec!r}: field {key} must be >= {minimum}, got {value} "
+                f"(expected {_expected(op)})"
+            )
+    if op.variadic and min(params) < 1:
+        raise WorkloadSpecError(f"workload spec {spec!r}: dimensions must be >= 1")
+    if {"H", "W", "stride", "pad"} <= named.keys():
+        kernel_h = named.get("R", named.get("kernel"))
+        kernel_w = named.get("S", named.get("kernel"))
+        if named["H"] + 2 * named["pad"] < kernel_h or named["W"] + 2 * named["pad"] < kernel_w:
+            raise WorkloadSpecError(
+                f"workload spec {spec!r}: the kernel is larger than the padded input"
+            )
+    if math.prod(params) > _MAX_ELEMENTS**2:
+        raise WorkloadSpecError(f"workload spec {spec!r}: shape is too large")
