@@ -39,8 +39,8 @@ class GNNConfig:
         Dropout rate on node-state updates and in the readout head (training mode only).
     relation_dim : int | None
         Width of the message each relation delivers to a node; ``None`` means
-        ``hidden // NUM_RELATIONS`` (at least 1). Must divide ``hidden``. The concatenated messages of all relations
-        form a ``NUM_RELATIONS * relation_dim`` vector per node.
+        ``hidden // NUM_RELATIONS`` (at least 1). Must divide ``hidden``. The messages of all
+        relations form a ``NUM_RELATIONS * relation_dim`` vector per node.
     """
 
     hidden: int = 64
@@ -89,7 +89,7 @@ class _Relations:
 
     Shapes: ``source_slot [2E]``, ``target_slot [2E]``,
     ``inv_degree [N * R, 1]`` (1 / number of edges per slot, 1 for empty slots),
-    ``edge_attr [E, F_edge]`` (scaled). The first ``E`` of the ``2E`` directed edges are the
+    ``edge_attr [E, F_edge]``. The first ``E`` of the ``2E`` directed edges are the
     batch's edges, the last ``E`` their reverses.
     """
 
@@ -108,9 +108,9 @@ class _Relations:
         target_slot = torch.cat([dst, src]) * NUM_RELATIONS + relation
         degree = torch.bincount(target_slot, minlength=num_nodes * NUM_RELATIONS)
         inv_degree = 1.0 / degree.clamp_min(1).to(batch.x.dtype)
-        edge_attr = batch.edge_attr * _INPUT_SCALE
         source_slot = torch.cat([src, dst]) * slots_per_node + relation
-        return cls(slots_per_node, source_slot, target_slot, inv_degree.unsqueeze(1), edge_attr)
+        inv_degree = inv_degree.unsqueeze(1)
+        return cls(slots_per_node, source_slot, target_slot, inv_degree, batch.edge_attr)
 
 
 class RelationalLayer(nn.Module):
@@ -141,30 +141,35 @@ class RelationalLayer(nn.Module):
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, h: Tensor, relations: _Relations) -> Tensor:
+        # The in-place ops below only touch fresh intermediates that autograd does not save
+        # (index_select, index_add_ and addmm do not keep their outputs), which saves the
+        # allocation of a few node- and edge-sized tensors per layer.
         num_nodes = h.shape[0]
         width = NUM_RELATIONS * self.message_dim
         projected = self.source(h)
         slots = projected.view(num_nodes * relations.slots_per_node, self.message_dim)
         messages = slots.index_select(0, relations.source_slot)
         num_edges = relations.edge_attr.shape[0]
-        edge = self.edge(relations.edge_attr).view(num_edges, 2, self.message_dim)
-        messages = messages.view(2, num_edges, self.message_dim) + edge.transpose(0, 1)
+        # Scaling the small weight instead of the edge features saves a pass over them.
+        edge = F.linear(relations.edge_attr, self.edge.weight * _INPUT_SCALE)
+        messages = messages.view(2, num_edges, self.message_dim)
+        messages.add_(edge.view(num_edges, 2, self.message_dim).transpose(0, 1))
         messages = F.gelu(messages).view(2 * num_edges, self.message_dim)
         # index_add_ on CPU sums in a fixed order: deterministic, unlike scatter on GPU.
         summed = messages.new_zeros(num_nodes * NUM_RELATIONS, self.message_dim)
-        summed = summed.index_add_(0, relations.target_slot, messages)
-        mean = (summed * relations.inv_degree).view(num_nodes, width)
-        update = torch.addmm(projected[:, width:], mean, self.mix.weight.t())
+        mean = summed.index_add_(0, relations.target_slot, messages).mul_(relations.inv_degree)
+        update = projected[:, width:].addmm_(mean.view(num_nodes, width), self.mix.weight.t())
         update = F.dropout(F.gelu(update), self.dropout, self.training)
-        return self.norm(h + update)
+        return self.norm(update.add_(h))
 
 
 class LoopGraphGNN(nn.Module):
     """Scores scheduled programs given as loop-nest graphs; higher means faster.
 
-    Nodes are embedded from their features (which include a one-hot node type), refined by ``num_layers`` rounds of
-    relational message passing (:class:`RelationalLayer`), then mean- and max-pooled per graph;
-    the pooled vectors and an embedding of the task features feed an MLP head.
+    Nodes are embedded from their features (which include a one-hot node type), refined by
+    ``num_layers`` rounds of relational message passing (:class:`RelationalLayer`), then mean-
+    and max-pooled per graph; the pooled vectors and an embedding of the task features feed an
+    MLP head.
 
     Parameters
     ----------
@@ -198,17 +203,22 @@ class LoopGraphGNN(nn.Module):
         )
 
     def forward(self, batch: GraphBatch) -> Tensor:
-        x = batch.x * _INPUT_SCALE
         # The node type is one-hot in the first columns of x, so the encoder embeds it too.
-        h = self.input_norm(self.node_encoder(x))
+        h = self.input_norm(_scaled_linear(self.node_encoder, batch.x))
         if self.layers:
             slots_per_node = NUM_RELATIONS + self.config.hidden // self.config.message_dim
             relations = _Relations.of(batch, slots_per_node=slots_per_node)
             for layer in self.layers:
                 h = layer(h, relations)
         pooled = _pool(h, batch.batch, batch.num_graphs)
-        task = self.task_encoder(batch.task * _INPUT_SCALE)
+        encoder = self.task_encoder
+        task = encoder[2](encoder[1](_scaled_linear(encoder[0], batch.task)))
         return self.head(torch.cat([pooled, task], dim=1)).squeeze(1)
+
+
+def _scaled_linear(linear: nn.Linear, x: Tensor) -> Tensor:
+    """``linear(x * _INPUT_SCALE)``, scaling the (small) weight instead of the (large) input."""
+    return F.linear(x, linear.weight * _INPUT_SCALE, linear.bias)
 
 
 def _pool(h: Tensor, graph: Tensor, num_graphs: int) -> Tensor:

@@ -9,10 +9,12 @@ a parallel outer loop, so a model that reads those features can learn to rank ca
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import torch
 
 from ms_meta.feature.schema import (
     EDGE_ACCESS,
@@ -72,8 +74,8 @@ def random_candidate(rng: np.random.Generator, task: SyntheticTask) -> tuple[Loo
     edge_rows: list[np.ndarray] = []
     speedup = 0.0
     top_loops: list[int] = []
-    writes: list[int] = []
-    first_reads: list[int] = []
+    writes: list[int] = []  # per block: its write access
+    first_reads: list[int | None] = []  # per block: its first read access, if any
 
     def add_node(kind: int, row: np.ndarray) -> int:
         node_type.append(kind)
@@ -124,6 +126,7 @@ def random_candidate(rng: np.random.Generator, task: SyntheticTask) -> tuple[Loo
         block = add_node(NODE_BLOCK, row)
         add_edge(parent, block, EDGE_NEST)
 
+        first_reads.append(None)
         contiguous = rng.random(task.accesses_per_block) < 0.5
         for a in range(task.accesses_per_block):
             kind = NODE_WRITE if a == 0 else NODE_READ
@@ -151,16 +154,17 @@ def random_candidate(rng: np.random.Generator, task: SyntheticTask) -> tuple[Loo
             if kind == NODE_WRITE:
                 writes.append(access)
             elif a == 1:
-                first_reads.append(access)
+                first_reads[-1] = access
 
         # The hidden latency model: what a schedule gains over a naive one, in log2 units.
         speedup += 1.5 * contiguous.mean() + 1.0 * (vectorized and contiguous[0])
         speedup += 0.8 * parallel + 0.1 * log_extents[-1] - 0.3 * unrolled.mean()
 
-    for a, b in zip(top_loops, top_loops[1:], strict=False):
+    for a, b in itertools.pairwise(top_loops):
         add_edge(a, b, EDGE_SEQ)
-    for w, r in zip(writes, first_reads[1:], strict=False):
-        add_edge(w, r, EDGE_DATAFLOW)
+    for w, r in zip(writes[:-1], first_reads[1:], strict=True):
+        if r is not None:
+            add_edge(w, r, EDGE_DATAFLOW)
 
     task_row = np.zeros(NUM_TASK_FEATURES, np.float32)
     task_row[TASK_FEATURE_INDEX["op_dense"]] = 1.0
@@ -222,8 +226,19 @@ def make_dataset(
     labels = np.zeros_like(latencies_arr)
     for g in range(num_groups):
         mask = groups_arr == g
-        labels[mask] = latencies_arr[mask][np.isfinite(latencies_arr[mask])].min() / latencies_arr[mask]
+        finite = latencies_arr[mask][np.isfinite(latencies_arr[mask])]
+        if finite.size:  # labels stay 0 in a group where every run failed
+            labels[mask] = finite.min() / latencies_arr[mask]
     return SyntheticDataset(graphs, latencies_arr, labels, groups_arr)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    # These models are tiny: one thread is faster than two, and immune to a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

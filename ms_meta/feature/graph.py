@@ -1,0 +1,601 @@
+"""Encode a scheduled TIR PrimFunc as a loop-nest graph (:class:`~ms_meta.feature.schema.LoopGraph`).
+
+The walk runs for every candidate the evolutionary search scores (thousands per iteration), so it
+is written for speed: dispatch on ``type()`` (an ``isinstance`` on an FFI class costs ~4 us), read
+each FFI attribute once, and cache per task what tiling cannot change (a block's arithmetic and
+its buffer accesses in terms of the block's own iteration variables).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import tirx
+from tvm.s_tir.stmt import SBlockRealize
+
+from ms_meta.feature.schema import (
+    BUFFER_SCOPES,
+    EDGE_ACCESS,
+    EDGE_DATAFLOW,
+    EDGE_NEST,
+    EDGE_SEQ,
+    NODE_BLOCK,
+    NODE_FEATURE_INDEX,
+    NODE_LOOP,
+    NODE_READ,
+    NODE_TASK,
+    NODE_WRITE,
+    NUM_EDGE_FEATURES,
+    NUM_NODE_FEATURES,
+    LoopGraph,
+)
+
+_For = tirx.For
+_SeqStmt = tirx.SeqStmt
+_IfThenElse = tirx.IfThenElse
+_BufferStore = tirx.BufferStore
+_Var = tvm.ir.Var
+_IntImm = tirx.IntImm
+_FloatImm = tirx.FloatImm
+_TensorLoad = tvm.ir.TensorLoad
+_Add, _Sub, _Mul = tirx.Add, tirx.Sub, tirx.Mul
+_FloorDiv, _FloorMod, _Div = tirx.FloorDiv, tirx.FloorMod, tirx.Div
+_Cast = tirx.Cast
+_Max, _Min = tirx.Max, tirx.Min
+_Call = tvm.ir.Call
+_Select = tirx.Select
+
+_F = NODE_FEATURE_INDEX
+_LOOP_KIND_COLUMNS = [_F[f"loop_kind_{k}"] for k in
+                      ("serial", "parallel", "vectorized", "unrolled", "thread_binding")]  # fmt: skip
+_SCOPE_COLUMNS = {s: _F[f"access_scope_{s}"] for s in BUFFER_SCOPES}
+_SCOPE_ORDER = {column: i for i, column in enumerate(_SCOPE_COLUMNS.values())}
+_REDUCE_ITER = 2  # IterVar.iter_type of a reduction axis (kCommReduce)
+
+
+def _log2p(value: float) -> float:
+    return math.log2(1.0 + abs(value))
+
+
+def _dtype_bytes(dtype: str) -> int:
+    digits = "".join(ch for ch in dtype if ch.isdigit())
+    bits = int(digits) if digits else 32
+    lanes = 1
+    if "x" in dtype:
+        try:
+            lanes = int(dtype.rsplit("x", 1)[1])
+        except ValueError:
+            lanes = 1
+    return max(1, bits // 8) * lanes
+
+
+def _int_value(expr) -> int | None:
+    return int(expr.value) if type(expr) is _IntImm else None
+
+
+def _linear_form(expr, scale: float, out: dict[int, float]) -> None:
+    """Accumulate the coefficient of every variable in ``expr`` (keyed by the Var's handle).
+
+    Exact for the affine bindings tiling produces; ``floordiv``/``floormod`` from fused loops
+    are approximated (``x // c`` contributes coefficient / c, ``x % c`` the coefficient).
+    """
+    kind = type(expr)
+    if kind is _Var:
+        key = hash(expr)
+        out[key] = out.get(key, 0.0) + scale
+    elif kind is _Add:
+        _linear_form(expr.a, scale, out)
+        _linear_form(expr.b, scale, out)
+    elif kind is _Sub:
+        _linear_form(expr.a, scale, out)
+        _linear_form(expr.b, -scale, out)
+    elif kind is _Mul:
+        a, b = expr.a, expr.b
+        if type(b) is _IntImm:
+            _linear_form(a, scale * b.value, out)
+        elif type(a) is _IntImm:
+            _linear_form(b, scale * a.value, out)
+    elif kind is _FloorDiv:
+        divisor = _int_value(expr.b)
+        if divisor:
+            _linear_form(expr.a, scale / divisor, out)
+    elif kind is _FloorMod:
+        _linear_form(expr.a, scale, out)
+    elif kind is _Cast:
+        _linear_form(expr.value, scale, out)
+
+
+@dataclass
+class _OpCounts:
+    float_add: int = 0
+    float_mul: int = 0
+    float_div: int = 0
+    float_math: int = 0
+    int_ops: int = 0
+
+
+def _count_ops(expr, counts: _OpCounts) -> None:
+    kind = type(expr)
+    if kind in (_Add, _Sub, _Mul, _Div, _FloorDiv, _FloorMod, _Max, _Min):
+        is_float = "float" in str(expr.ty)
+        if not is_float:
+            counts.int_ops += 1
+        elif kind in (_Add, _Sub):
+            counts.float_add += 1
+        elif kind is _Mul:
+            counts.float_mul += 1
+        elif kind in (_Div, _FloorDiv, _FloorMod):
+            counts.float_div += 1
+        else:
+            counts.float_math += 1
+        _count_ops(expr.a, counts)
+        _count_ops(expr.b, counts)
+    elif kind is _Call:
+        counts.float_math += 1
+        for arg in expr.args:
+            _count_ops(arg, counts)
+    elif kind is _Select:
+        counts.float_math += 1
+        _count_ops(expr.true_value, counts)
+        _count_ops(expr.false_value, counts)
+    elif kind is _Cast:
+        _count_ops(expr.value, counts)
+    elif kind is _TensorLoad:
+        for index in expr.indices:
+            _count_ops(index, counts)
+
+
+def _count_stmt_ops(stmt, counts: _OpCounts) -> None:
+    kind = type(stmt)
+    if kind is _BufferStore:
+        _count_ops(stmt.value, counts)
+    elif kind is _SeqStmt:
+        for s in stmt.seq:
+            _count_stmt_ops(s, counts)
+    elif kind is _IfThenElse:
+        _count_stmt_ops(stmt.then_case, counts)
+        if stmt.else_case is not None:
+            _count_stmt_ops(stmt.else_case, counts)
+    elif kind is _For:
+        _count_stmt_ops(stmt.body, counts)
+
+
+@dataclass
+class _AccessStatic:
+    is_write: bool
+    buffer_name: str
+    dtype_bytes: int
+    buffer_bytes: float
+    ndim: int
+    scope_column: int
+    iter_weights: np.ndarray  # [num_iters] elements moved per unit step of each block iter var
+    rewritten_layout: bool
+
+
+_BLOCK_COLUMNS = [_F[c] for c in (
+    "block_log_float_add", "block_log_float_mul", "block_log_float_div", "block_log_float_math",
+    "block_log_int_ops", "block_is_reduction", "block_num_spatial_iters",
+    "block_num_reduce_iters",
+)]  # fmt: skip
+_ACCESS_STATIC_COLUMNS = [_F[c] for c in (
+    "access_log_buffer_bytes", "access_dtype_bytes", "access_ndim", "access_is_rewritten_layout",
+    *(f"access_scope_{s}" for s in BUFFER_SCOPES),
+)]  # fmt: skip
+
+
+@dataclass
+class _BlockStatic:
+    num_spatial: int
+    num_reduce: int
+    reduce_extent: int
+    is_reduction: bool
+    ops: _OpCounts
+    accesses: list[_AccessStatic]
+    has_nested_stmts: bool
+
+    def __post_init__(self) -> None:
+        ops = self.ops
+        self.float_ops = ops.float_add + ops.float_mul + ops.float_div + ops.float_math
+        self.block_row = np.asarray(
+            [_log2p(ops.float_add), _log2p(ops.float_mul), _log2p(ops.float_div),
+             _log2p(ops.float_math), _log2p(ops.int_ops), float(self.is_reduction),
+             float(self.num_spatial), float(self.num_reduce)], np.float32,
+        )  # fmt: skip
+        n_access = len(self.accesses)
+        self.weights = (
+            np.stack([a.iter_weights for a in self.accesses], axis=1)
+            if n_access
+            else np.zeros((0, 0))
+        )
+        rows = np.zeros((n_access, len(_ACCESS_STATIC_COLUMNS)), np.float32)
+        for i, a in enumerate(self.accesses):
+            rows[i, :4] = (_log2p(a.buffer_bytes), a.dtype_bytes, a.ndim, a.rewritten_layout)
+            rows[i, 4 + _SCOPE_ORDER[a.scope_column]] = 1.0
+        self.access_rows = rows
+        self.dtype_bytes = np.asarray([a.dtype_bytes for a in self.accesses], np.float64)
+        self.buffer_bytes = np.asarray([a.buffer_bytes for a in self.accesses], np.float64)
+
+
+def _buffer_strides(shape: list[int]) -> list[int]:
+    strides = [1] * len(shape)
+    for d in range(len(shape) - 2, -1, -1):
+        strides[d] = strides[d + 1] * max(1, shape[d + 1])
+    return strides
+
+
+def _block_static(block, iter_vars) -> _BlockStatic:
+    iter_keys = {hash(iv.var): j for j, iv in enumerate(iter_vars)}
+    iter_types = [int(iv.iter_type) for iv in iter_vars]
+    num_reduce = sum(1 for t in iter_types if t == _REDUCE_ITER)
+    ops = _OpCounts()
+    _count_stmt_ops(block.body, ops)
+    accesses: list[_AccessStatic] = []
+    for is_write, regions in ((False, block.reads), (True, block.writes)):
+        for region in regions:
+            buffer = region.source
+            shape = [_int_value(d) or 1 for d in buffer.shape]
+            strides = _buffer_strides(shape)
+            weights = np.zeros(len(iter_vars), np.float64)
+            for dim, rng in enumerate(region.region):
+                if dim >= len(strides):
+                    break
+                coeffs: dict[int, float] = {}
+                _linear_form(rng.min, 1.0, coeffs)
+                for key, coef in coeffs.items():
+                    j = iter_keys.get(key)
+                    if j is not None:
+                        weights[j] += coef * strides[dim]
+            dtype = str(buffer.dtype)
+            nbytes = _dtype_bytes(dtype)
+            scope = str(buffer.scope())
+            name = str(buffer.name)
+            accesses.append(
+                _AccessStatic(
+                    is_write=is_write,
+                    buffer_name=name,
+                    dtype_bytes=nbytes,
+                    buffer_bytes=float(math.prod(shape)) * nbytes,
+                    ndim=len(shape),
+                    scope_column=_SCOPE_COLUMNS.get(scope, _SCOPE_COLUMNS["other"])
+                    if scope
+                    else _SCOPE_COLUMNS["global"],
+                    iter_weights=weights,
+                    rewritten_layout="layout_rewrite" in name or name.endswith("_global_rw"),
+                )
+            )
+    body_kind = type(block.body)
+    reduce_extent = 1
+    for iv, iter_type in zip(iter_vars, iter_types, strict=True):
+        if iter_type == _REDUCE_ITER:
+            reduce_extent *= _int_value(iv.dom.extent) or 1
+    return _BlockStatic(
+        num_spatial=len(iter_types) - num_reduce,
+        num_reduce=num_reduce,
+        reduce_extent=reduce_extent,
+        is_reduction=block.init is not None or num_reduce > 0,
+        ops=ops,
+        accesses=accesses,
+        has_nested_stmts=body_kind is not _BufferStore,
+    )
+
+
+@dataclass
+class BlockCache:
+    """What tiling cannot change, per block name of one task.
+
+    Tasks whose function marks layout-free buffers (``layout_free_buffers``) get their weight
+    layout rewritten per candidate, so their accesses are not cached.
+    """
+
+    cacheable: bool = True
+    blocks: dict[tuple[str, int, int, int], _BlockStatic] = field(default_factory=dict)
+
+    def get(self, name: str, block, iter_vars) -> _BlockStatic:
+        if not self.cacheable:
+            return _block_static(block, iter_vars)
+        # Schedules may reshape a block under the same name (e.g. a rewritten reduction), so the
+        # key includes its iteration-variable and access counts.
+        key = (name, len(iter_vars), len(block.reads), len(block.writes))
+        static = self.blocks.get(key)
+        if static is None:
+            static = _block_static(block, iter_vars)
+            self.blocks[key] = static
+        return static
+
+
+class _GraphBuilder:
+    """Collects raw facts during the walk; features and edges are built in bulk at the end."""
+
+    def __init__(self) -> None:
+        self.node_type: list[int] = [NODE_TASK]
+        self.depth: list[int] = [0]
+        # structural edges (nest, seq, dataflow) as flat lists
+        self.src: list[int] = []
+        self.dst: list[int] = []
+        self.etype: list[int] = []
+        # loops: (node, extent, kind, auto_unroll, unroll_explicit, other_ann, outer_trips, tag)
+        self.loops: list[tuple] = []
+        self.innermost: list[int] = []
+        # blocks: (node, trips, static)
+        self.blocks: list[tuple] = []
+        # access groups, one per block: (first node, loop nodes, extents, strides, statics)
+        self.access_groups: list[tuple] = []
+        self.last_writer: dict[str, int] = {}
+
+    def add_node(self, node_type: int, depth: int) -> int:
+        self.node_type.append(node_type)
+        self.depth.append(depth)
+        return len(self.node_type) - 1
+
+    def edge(self, src: int, dst: int, edge_type: int) -> None:
+        self.src.append(src)
+        self.dst.append(dst)
+        self.etype.append(edge_type)
+
+
+@dataclass
+class _Loop:
+    node: int
+    key: int  # handle of the loop variable
+    extent: int
+
+
+def _visit(stmt, parent: int, loops: list[_Loop], g: _GraphBuilder, cache: BlockCache) -> int:
+    """Add ``stmt`` under ``parent``; return the first node it created (or -1)."""
+    kind = type(stmt)
+    if kind is _For:
+        return _visit_loop(stmt, parent, loops, g, cache)
+    if kind is _SeqStmt:
+        first, previous = -1, -1
+        for child in stmt.seq:
+            node = _visit(child, parent, loops, g, cache)
+            if node < 0:
+                continue
+            if previous >= 0:
+                g.edge(previous, node, EDGE_SEQ)
+            else:
+                first = node
+            previous = node
+        return first
+    if kind is SBlockRealize:
+        return _visit_block(stmt, parent, loops, g, cache)
+    if kind is _IfThenElse:
+        first = _visit(stmt.then_case, parent, loops, g, cache)
+        if stmt.else_case is not None:
+            other = _visit(stmt.else_case, parent, loops, g, cache)
+            first = first if first >= 0 else other
+        return first
+    body = getattr(stmt, "body", None)  # AttrStmt, Allocate and other wrappers
+    if body is not None and kind is not _BufferStore:
+        return _visit(body, parent, loops, g, cache)
+    return -1
+
+
+_THREAD_TAG_CODES = {"blockIdx": 1, "threadIdx": 2, "vthread": 3}
+
+
+def _visit_loop(loop, parent: int, loops: list[_Loop], g: _GraphBuilder, cache) -> int:
+    extent = _int_value(loop.extent) or 1
+    node = g.add_node(NODE_LOOP, len(loops))
+    g.edge(parent, node, EDGE_NEST)
+    loop_kind = int(loop.kind)
+    tag = 0
+    if loop_kind == 4 and loop.thread_binding is not None:
+        text = str(loop.thread_binding.thread_tag)
+        tag = next((code for p, code in _THREAD_TAG_CODES.items() if text.startswith(p)), 0)
+    auto_unroll = explicit = other = 0
+    annotations = loop.annotations
+    if len(annotations):
+        for key, value in annotations.items():
+            if key == "pragma_auto_unroll_max_step":
+                auto_unroll = int(value)
+            elif key == "pragma_unroll_explicit":
+                explicit = int(value)
+            else:
+                other += 1
+    outer_trips = extent * (loops[-1].trips if loops else 1)
+    g.loops.append((node, extent, loop_kind, auto_unroll, explicit, other, outer_trips, tag))
+    entry = _Loop(node, hash(loop.loop_var), extent)
+    entry.trips = outer_trips
+    loops.append(entry)
+    body_first = _visit(loop.body, node, loops, g, cache)
+    loops.pop()
+    if body_first < 0 or g.node_type[body_first] != NODE_LOOP:
+        g.innermost.append(node)
+    return node
+
+
+def _visit_block(realize, parent: int, loops: list[_Loop], g: _GraphBuilder, cache) -> int:
+    block = realize.block
+    iter_vars = block.iter_vars
+    if not loops and len(iter_vars) == 0 and len(block.reads) == 0:
+        # The root block only groups the function body.
+        return _visit(block.body, parent, loops, g, cache)
+    name = str(block.name_hint)
+    static = cache.get(name, block, iter_vars)
+    depth = len(loops)
+    node = g.add_node(NODE_BLOCK, depth)
+    g.edge(parent, node, EDGE_NEST)
+    g.blocks.append((node, loops[-1].trips if loops else 1, static, name))
+    accesses = static.accesses
+    if accesses:
+        if loops:
+            # binding[l, j]: how far block iter var j moves per step of enclosing loop l.
+            position = {loop.key: i for i, loop in enumerate(loops)}
+            binding = np.zeros((depth, len(iter_vars)), np.float64)
+            for j, value in enumerate(realize.iter_values):
+                coeffs: dict[int, float] = {}
+                _linear_form(value, 1.0, coeffs)
+                for key, coef in coeffs.items():
+                    i = position.get(key)
+                    if i is not None:
+                        binding[i, j] = coef
+            strides = binding @ static.weights  # [loops, accesses], in elements
+        else:
+            strides = np.zeros((0, len(accesses)))
+        first = len(g.node_type)
+        for access in accesses:
+            access_node = g.add_node(NODE_WRITE if access.is_write else NODE_READ, depth)
+            if access.is_write:
+                g.last_writer[access.buffer_name] = access_node
+            else:
+                writer = g.last_writer.get(access.buffer_name)
+                if writer is not None:
+                    g.edge(writer, access_node, EDGE_DATAFLOW)
+        g.access_groups.append(
+            (node, first, [loop.node for loop in loops], [loop.extent for loop in loops],
+             strides, static)
+        )  # fmt: skip
+    if static.has_nested_stmts:
+        _visit(block.body, node, loops, g, cache)
+    return node
+
+
+def _log2p_array(values: np.ndarray) -> np.ndarray:
+    return np.log2(1.0 + np.abs(values))
+
+
+def _loop_features(x: np.ndarray, g: _GraphBuilder) -> None:
+    if not g.loops:
+        return
+    info = np.asarray(g.loops, np.float64)
+    nodes = info[:, 0].astype(np.int64)
+    x[nodes, _F["loop_log_extent"]] = _log2p_array(info[:, 1])
+    kinds = np.minimum(info[:, 2].astype(np.int64), 4)
+    x[nodes, np.asarray(_LOOP_KIND_COLUMNS)[kinds]] = 1.0
+    x[nodes, _F["loop_log_auto_unroll"]] = _log2p_array(info[:, 3])
+    x[nodes, _F["loop_unroll_explicit"]] = info[:, 4]
+    x[nodes, _F["loop_other_annotations"]] = info[:, 5]
+    x[nodes, _F["loop_log_outer_trips"]] = _log2p_array(info[:, 6])
+    tags = info[:, 7].astype(np.int64)
+    for code, prefix in enumerate(("blockIdx", "threadIdx", "vthread"), start=1):
+        x[nodes[tags == code], _F[f"loop_thread_{prefix}"]] = 1.0
+    x[np.asarray(g.innermost, np.int64), _F["loop_is_innermost"]] = 1.0
+
+
+def _block_features(x: np.ndarray, g: _GraphBuilder) -> None:
+    for node, trips, static, _ in g.blocks:
+        row = x[node]
+        row[_BLOCK_COLUMNS] = static.block_row
+        log_trips = math.log2(1.0 + trips)
+        row[_F["block_log_trips"]] = log_trips
+        row[_F["block_log_total_flops"]] = math.log2(1.0 + trips * static.float_ops)
+
+
+def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
+    """Access-node features and loop->access edges for all blocks at once."""
+    if not g.access_groups:
+        return
+    nest_src, nest_dst, statics, entry_src, entry_dst, entry_stride, entry_ext, entry_rel = (
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
+    for block_node, first, loop_nodes, extents, strides, static in g.access_groups:
+        count = len(static.accesses)
+        nest_src += [block_node] * count
+        nest_dst += range(first, first + count)
+        statics.append(static)
+        depth = len(loop_nodes)
+        if depth:
+            # entries run loop-major: for loop i (outer to inner), every access of the block
+            entry_src += [node for node in loop_nodes for _ in range(count)]
+            entry_dst += list(range(first, first + count)) * depth
+            entry_stride.append(strides.reshape(-1))
+            entry_ext += [e for e in extents for _ in range(count)]
+            entry_rel += [depth - 1 - i for i in range(depth) for _ in range(count)]
+    access_nodes = np.asarray(nest_dst, np.int64)
+    x[access_nodes[:, None], _ACCESS_STATIC_COLUMNS] = np.concatenate(
+        [s.access_rows for s in statics]
+    )
+    chunks.append((np.asarray(nest_src, np.int64), access_nodes, EDGE_NEST))
+    if not entry_src:
+        return
+    src = np.asarray(entry_src, np.int64)
+    dst = np.asarray(entry_dst, np.int64)
+    stride = np.concatenate(entry_stride)
+    abs_stride = np.abs(stride)
+    ext = np.asarray(entry_ext, np.float64)
+    log_ext = np.log2(ext)
+    moving = stride != 0
+    n = x.shape[0]
+    touched_log = np.bincount(dst, weights=log_ext * moving, minlength=n)[access_nodes]
+    reuse_log = np.bincount(dst, weights=log_ext * ~moving, minlength=n)[access_nodes]
+    dtype_bytes = np.concatenate([s.dtype_bytes for s in statics])
+    buffer_bytes = np.concatenate([s.buffer_bytes for s in statics])
+    touched_bytes = np.minimum(np.exp2(touched_log) * dtype_bytes, buffer_bytes)
+    x[access_nodes, _F["access_log_touched_bytes"]] = np.log2(1.0 + touched_bytes)
+    x[access_nodes, _F["access_log_reuse"]] = np.log2(1.0 + np.exp2(reuse_log))
+    # innermost non-unit loop of each access: its last entry with extent > 1
+    sel = np.nonzero(ext > 1)[0]
+    if sel.size:
+        rev = sel[::-1]
+        nodes, first_in_rev = np.unique(dst[rev], return_index=True)
+        inner = stride[rev[first_in_rev]]
+        x[nodes, _F["access_log_innermost_stride"]] = np.log2(1.0 + np.abs(inner))
+        x[nodes, _F["access_contiguous"]] = np.abs(inner) == 1
+        x[nodes, _F["access_reused"]] = inner == 0
+    attr = np.empty((src.shape[0], NUM_EDGE_FEATURES), np.float32)
+    attr[:, 0] = np.log2(1.0 + abs_stride)
+    attr[:, 1] = ~moving
+    attr[:, 2] = abs_stride == 1
+    attr[:, 3] = np.log2(1.0 + ext)
+    attr[:, 4] = np.asarray(entry_rel, np.float32) / 8.0
+    chunks.append((src, dst, EDGE_ACCESS, attr))
+
+
+def encode_primfunc(func, task_features: np.ndarray, cache: BlockCache | None = None) -> LoopGraph:
+    """Encode one scheduled PrimFunc as a :class:`LoopGraph`.
+
+    Parameters
+    ----------
+    func : tvm.tirx.PrimFunc
+        The scheduled function (``candidate.sch.mod["main"]``).
+    task_features : np.ndarray
+        ``[NUM_TASK_FEATURES]`` features of the task (see :mod:`ms_meta.feature.task`).
+    cache : BlockCache, optional
+        Per-task cache of block facts; pass the same one for all candidates of a task.
+    """
+    g = _GraphBuilder()
+    _visit(func.body, 0, [], g, cache or BlockCache())
+    n = len(g.node_type)
+    node_type = np.asarray(g.node_type, np.int64)
+    x = np.zeros((n, NUM_NODE_FEATURES), np.float32)
+    x[np.arange(n), node_type] = 1.0  # type one-hot columns come first in the schema
+    x[:, _F["depth"]] = np.asarray(g.depth, np.float32) / 8.0
+    _loop_features(x, g)
+    _block_features(x, g)
+    chunks: list = [(np.asarray(g.src, np.int64), np.asarray(g.dst, np.int64), g.etype)]
+    _access_features(x, g, chunks)
+    srcs, dsts, types, attrs = [], [], [], []
+    for chunk in chunks:
+        src, dst, etype = chunk[0], chunk[1], chunk[2]
+        srcs.append(src)
+        dsts.append(dst)
+        types.append(np.asarray(etype, np.int64) if isinstance(etype, list)
+                     else np.full(len(src), etype, np.int64))  # fmt: skip
+        attrs.append(chunk[3] if len(chunk) > 3 else np.zeros((len(src), NUM_EDGE_FEATURES),
+                                                               np.float32))  # fmt: skip
+    return LoopGraph(
+        node_type=node_type,
+        x=x,
+        edge_index=np.stack([np.concatenate(srcs), np.concatenate(dsts)]).astype(np.int64),
+        edge_type=np.concatenate(types),
+        edge_attr=np.concatenate(attrs).astype(np.float32, copy=False),
+        task=np.asarray(task_features, np.float32),
+    )
+
+
+def block_summary(func, cache: BlockCache | None = None) -> list[tuple[str, int, _BlockStatic]]:
+    """(name, trips, static facts) of every block of ``func``, in program order."""
+    g = _GraphBuilder()
+    _visit(func.body, 0, [], g, cache or BlockCache())
+    return [(name, trips, static) for _, trips, static, name in g.blocks]
