@@ -155,7 +155,8 @@ class RelationalLayer(nn.Module):
         messages = messages.view(2, num_edges, self.message_dim)
         messages.add_(edge.view(num_edges, 2, self.message_dim).transpose(0, 1))
         messages = F.gelu(messages).view(2 * num_edges, self.message_dim)
-        # index_add_ on CPU sums in a fixed order: deterministic, unlike scatter on GPU.
+        # On CPU index_add_ sums in a fixed order, so results are bitwise reproducible; on CUDA
+        # it uses atomics unless torch.use_deterministic_algorithms(True) is set.
         summed = messages.new_zeros(num_nodes * NUM_RELATIONS, self.message_dim)
         mean = summed.index_add_(0, relations.target_slot, messages).mul_(relations.inv_degree)
         update = projected[:, width:].addmm_(mean.view(num_nodes, width), self.mix.weight.t())
@@ -211,8 +212,7 @@ class LoopGraphGNN(nn.Module):
             for layer in self.layers:
                 h = layer(h, relations)
         pooled = _pool(h, batch.batch, batch.num_graphs)
-        encoder = self.task_encoder
-        task = encoder[2](encoder[1](_scaled_linear(encoder[0], batch.task)))
+        task = self.task_encoder(batch.task * _INPUT_SCALE)
         return self.head(torch.cat([pooled, task], dim=1)).squeeze(1)
 
 

@@ -1,0 +1,241 @@
+"""``MetaCostModel``: MetaSchedule's CostModel interface around the loop-graph GNN.
+
+A thin adapter: encoding is :class:`~ms_meta.GraphFeatureExtractor`'s job, learning is in
+:mod:`ms_meta.model.meta` (TVM-free). On every ``update`` the model adapts, from its
+(pre-trained or freshly initialized) parameters, to all samples measured so far for the task,
+and ``predict`` scores with the adapted parameters of that task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import tvm_ffi
+from tvm.ir.utils import derived_object
+from tvm.s_tir.meta_schedule.cost_model import PyCostModel
+
+from ms_meta.errors import WeightsError
+from ms_meta.feature.extractor import GraphFeatureExtractor
+from ms_meta.feature.schema import LoopGraph
+from ms_meta.model.gnn import GNNConfig
+from ms_meta.model.meta import (
+    AdaptConfig,
+    adapt,
+    normalized_throughput,
+    parameters_of,
+    predict_with,
+)
+from ms_meta.model.train import init_model
+from ms_meta.model.weights import (
+    Checkpoint,
+    check_target,
+    default_weights_path,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+# Untrained models need more steps to learn anything from the task's samples than pre-trained
+# ones need to adapt.
+_ONLINE_STEPS = 60
+_PRETRAINED_STEPS = 10
+# Scores are mapped through a steep softplus: strictly positive (MetaSchedule clamps negative
+# scores to zero and samples parents in proportion to them) and order-preserving.
+_SOFTPLUS_SHARPNESS = 8.0
+
+
+@dataclass
+class _TaskSamples:
+    graphs: list[LoopGraph] = field(default_factory=list)
+    latencies: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class CostModelSummary:
+    """Counters of one model's life, for tuning reports."""
+
+    predicted: int = 0
+    updates: int = 0
+    samples: int = 0
+    unencodable: int = 0
+
+
+def _host_target_dict() -> dict:
+    from ms_meta.tuning.target import host_target, target_summary
+
+    return target_summary(host_target())
+
+
+@derived_object
+class MetaCostModel(PyCostModel):
+    """A GNN cost model that adapts to each task from a few measurements.
+
+    Parameters
+    ----------
+    weights : "default", path or None
+        ``"default"``: the weights shipped for this machine's CPU (an untrained model, with a
+        logged notice, when this build has none); a path: a checkpoint written by
+        :meth:`save` or ``ms-meta pretrain``; ``None``: an untrained online model.
+    target : dict or tvm.target.Target, optional
+        The target the model scores programs for (default: this machine); weights trained for
+        another CPU are refused.
+    adapt_steps : int, optional
+        Inner gradient steps per ``update`` (default 10 with pre-trained weights, 60 without).
+    adapt_lr : float
+        Learning rate of the inner steps.
+    seed : int
+        Seeds the initialization of an untrained model.
+    """
+
+    def __init__(
+        self,
+        *,
+        weights: str | os.PathLike | Literal["default"] | None = "default",
+        target=None,
+        adapt_steps: int | None = None,
+        adapt_lr: float = 3e-3,
+        seed: int = 0,
+        gnn_config: GNNConfig | None = None,
+        extractor: GraphFeatureExtractor | None = None,
+    ) -> None:
+        super().__init__()
+        self.target = self._target_dict(target)
+        self.seed = seed
+        self.extractor = extractor if extractor is not None else GraphFeatureExtractor()
+        checkpoint = self._resolve_weights(weights)
+        self.weights_source = checkpoint.meta.get("source") if checkpoint else None
+        self.pretrained = checkpoint is not None
+        config = checkpoint.gnn_config if checkpoint else (gnn_config or GNNConfig())
+        self.model = init_model(config, seed=seed)
+        if checkpoint is not None:
+            self._load_state(checkpoint)
+        self.model.eval()
+        self.meta_params = parameters_of(self.model)
+        steps = adapt_steps if adapt_steps is not None else (
+            _PRETRAINED_STEPS if self.pretrained else _ONLINE_STEPS)  # fmt: skip
+        self.adapt_config = AdaptConfig(steps=steps, lr=adapt_lr, seed=seed)
+        self._samples: dict[str, _TaskSamples] = {}
+        self._adapted: dict[str, dict[str, torch.Tensor]] = (
+            dict(checkpoint.adapted) if checkpoint else {}
+        )
+        self._task_keys: dict[tuple[str, int], str] = {}
+        self.summary = CostModelSummary()
+        self.checkpoint_meta = dict(checkpoint.meta) if checkpoint else {}
+
+    # -- construction helpers -------------------------------------------------------------
+    @staticmethod
+    def _target_dict(target) -> dict:
+        if target is None:
+            return _host_target_dict()
+        if isinstance(target, dict):
+            return target
+        from ms_meta.tuning.target import target_summary
+
+        return target_summary(target)
+
+    def _resolve_weights(self, weights) -> Checkpoint | None:
+        if weights is None:
+            return None
+        if isinstance(weights, str) and weights == "default":
+            path = default_weights_path(self.target)
+            if path is None:
+                logger.info(
+                    "no shipped weights for %s; using an untrained online model",
+                    self.target.get("mcpu") or self.target.get("kind"),
+                )
+                return None
+        else:
+            path = weights
+        checkpoint = load_checkpoint(path)
+        check_target(checkpoint.target, self.target, f"weights {path}")
+        checkpoint.meta.setdefault("source", str(path))
+        return checkpoint
+
+    def _load_state(self, checkpoint: Checkpoint) -> None:
+        try:
+            self.model.load_state_dict(checkpoint.state_dict)
+        except RuntimeError as err:
+            raise WeightsError(f"weights do not fit the model: {err}") from None
+
+    # -- task bookkeeping ---------------------------------------------------------------
+    def _task_key(self, context, candidates) -> str:
+        mod = getattr(context, "mod", None) if context is not None else None
+        if mod is None:
+            mod = candidates[0].sch.mod if candidates else None
+        name = str(getattr(context, "task_name", "") or "") if context is not None else ""
+        fast_key = (name, hash(mod))
+        key = self._task_keys.get(fast_key)
+        if key is None:
+            # Structural, so that saved adapted parameters find their task in a new process.
+            key = f"{tvm_ffi.structural_hash(mod) & 0xFFFFFFFFFFFF:012x}" if mod is not None \
+                else name  # fmt: skip
+            self._task_keys[fast_key] = key
+        return key
+
+    # -- CostModel interface --------------------------------------------------------------
+    def load(self, path: str) -> None:
+        checkpoint = load_checkpoint(path)
+        check_target(checkpoint.target, self.target, f"weights {path}")
+        self.model = init_model(checkpoint.gnn_config, seed=self.seed)
+        self._load_state(checkpoint)
+        self.model.eval()
+        self.meta_params = parameters_of(self.model)
+        self._adapted = dict(checkpoint.adapted)
+        self.checkpoint_meta = dict(checkpoint.meta)
+        self.pretrained = True
+
+    def save(self, path: str) -> None:
+        meta = dict(self.checkpoint_meta)
+        meta["source"] = str(path)
+        save_checkpoint(
+            Checkpoint(
+                gnn_config=self.model.config,
+                state_dict={k: v.clone() for k, v in self.meta_params.items()},
+                target=self.target,
+                adapted={k: dict(v) for k, v in self._adapted.items()},
+                meta=meta,
+            ),
+            path,
+        )
+
+    def update(self, context, candidates, results) -> None:
+        if not candidates:
+            return
+        key = self._task_key(context, candidates)
+        samples = self._samples.setdefault(key, _TaskSamples())
+        samples.graphs.extend(self.extractor.encode(context, candidates))
+        for result in results:
+            secs = None if result.error_msg is not None else result.run_secs
+            samples.latencies.append(float(np.median([float(s) for s in secs])) if secs else None)
+        labels = normalized_throughput(samples.latencies)
+        self._adapted[key] = adapt(
+            self.model, self.meta_params, samples.graphs, labels, self.adapt_config
+        )
+        self.summary.updates += 1
+        self.summary.samples = sum(len(s.graphs) for s in self._samples.values())
+
+    def predict(self, context, candidates) -> np.ndarray:
+        if not candidates:
+            return np.zeros(0, np.float64)
+        graphs = self.extractor.encode(context, candidates)
+        params = self._adapted.get(self._task_key(context, candidates))
+        scores = predict_with(self.model, params, graphs)
+        self.summary.predicted += len(candidates)
+        self.summary.unencodable = self.extractor.stats.unencodable
+        # Candidates we could not encode get the neutral score: the median of the batch.
+        neutral = np.array([g.num_nodes == 1 for g in graphs])
+        if neutral.any() and (~neutral).any():
+            scores[neutral] = np.median(scores[~neutral])
+        return np.logaddexp(0.0, _SOFTPLUS_SHARPNESS * scores) / _SOFTPLUS_SHARPNESS
+
+    # -- convenience ----------------------------------------------------------------------
+    def score_graphs(self, graphs: list[LoopGraph], task_key: str | None = None) -> np.ndarray:
+        """Raw scores of already-encoded graphs (higher = faster), for evaluation code."""
+        return predict_with(self.model, self._adapted.get(task_key) if task_key else None,
+                            graphs)  # fmt: skip

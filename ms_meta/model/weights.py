@@ -1,0 +1,127 @@
+"""Checkpoint files of the GNN: tensors plus metadata, written atomically, loaded safely.
+
+TVM-free. Files are ``torch.save`` archives read back with ``weights_only=True`` (tensors and
+plain containers only, no arbitrary pickled objects).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ms_meta.errors import WeightsError
+from ms_meta.feature.schema import FEATURE_VERSION
+from ms_meta.model.gnn import GNNConfig
+
+WEIGHTS_FORMAT = "ms-meta-weights"
+WEIGHTS_FORMAT_VERSION = 1
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass
+class Checkpoint:
+    """Everything a :class:`~ms_meta.MetaCostModel` needs to predict identically again."""
+
+    gnn_config: GNNConfig
+    state_dict: dict[str, torch.Tensor]
+    target: dict[str, Any] | None = None
+    adapted: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    feature_version: int = FEATURE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": WEIGHTS_FORMAT,
+            "format_version": WEIGHTS_FORMAT_VERSION,
+            "feature_version": self.feature_version,
+            "target": self.target,
+            "gnn_config": self.gnn_config.to_dict(),
+            "state_dict": self.state_dict,
+            "adapted": self.adapted,
+            "meta": self.meta,
+        }
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same directory, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.meta.setdefault(
+        "saved", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(checkpoint.to_dict(), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint; raises :class:`WeightsError` for missing, corrupt or incompatible files."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(f"{path} is not a readable ms-meta weights file ({err})") from None
+    if not isinstance(raw, dict) or raw.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{path} is not an ms-meta weights file")
+    if raw.get("format_version", 0) > WEIGHTS_FORMAT_VERSION:
+        raise WeightsError(
+            f"{path} was written by a newer ms-meta (format {raw['format_version']}); upgrade"
+        )
+    version = raw.get("feature_version")
+    if version != FEATURE_VERSION:
+        raise WeightsError(
+            f"{path} was trained on feature encoding v{version}, but this ms-meta encodes "
+            f"programs as v{FEATURE_VERSION}; retrain with `ms-meta pretrain` or use "
+            f"weights made for v{FEATURE_VERSION}"
+        )
+    try:
+        config = GNNConfig.from_dict(raw["gnn_config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise WeightsError(f"{path}: bad model configuration ({err})") from None
+    return Checkpoint(
+        gnn_config=config,
+        state_dict=raw["state_dict"],
+        target=raw.get("target"),
+        adapted=raw.get("adapted") or {},
+        meta=raw.get("meta") or {},
+        feature_version=version,
+    )
+
+
+def check_target(weights_target: dict[str, Any] | None, target: dict[str, Any], source: str):
+    """Refuse weights trained for another kind of device or CPU (clear error, no guessing)."""
+    if not weights_target:
+        return
+    for key in ("kind", "mcpu", "arch"):
+        have, want = weights_target.get(key), target.get(key)
+        if have is not None and want is not None and str(have) != str(want):
+            raise WeightsError(
+                f"{source} were trained for {key}={have}, but the target has {key}={want}; "
+                f"pass weights trained for this target, or weights=None for an untrained "
+                f"online model"
+            )
+
+
+def default_weights_path(target: dict[str, Any]) -> Path | None:
+    """The shipped weights for ``target`` (by LLVM CPU name), if this build has them."""
+    name = str(target.get("mcpu") or target.get("arch") or target.get("kind"))
+    candidates = [DEFAULT_WEIGHTS_DIR / f"{target.get('kind')}-{name}.pt",
+                  DEFAULT_WEIGHTS_DIR / "default.pt"]  # fmt: skip
+    for path in candidates:
+        if path.is_file():
+            return path
+    return None

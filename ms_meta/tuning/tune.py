@@ -1,0 +1,122 @@
+"""Tuning helpers: ``ms.tune_tir`` with a builder and runner that work on small machines."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+from ms_meta.tuning.builder import make_builder
+from ms_meta.tuning.intrin import import_tensor_intrinsics
+from ms_meta.tuning.measure import MeasureSettings, make_local_runner
+from ms_meta.tuning.target import parse_target
+
+logger = logging.getLogger(__name__)
+
+COST_MODELS = ("meta", "meta-online", "xgb", "random")
+
+
+@dataclass
+class TuneResult:
+    """Outcome of one tuning run."""
+
+    database: ms.database.Database
+    work_dir: Path
+    best_seconds: float | None  # median run time of the best measured schedule
+    trials: int  # records in the database (valid and failed)
+    valid_trials: int
+    tuning_seconds: float
+    cost_model: str
+
+    @property
+    def best_us(self) -> float | None:
+        return None if self.best_seconds is None else self.best_seconds * 1e6
+
+
+def make_cost_model(kind, *, target=None, seed: int = 0):
+    """A MetaSchedule cost model from a name (``meta``, ``meta-online``, ``xgb``, ``random``)
+    or a ready :class:`~tvm.s_tir.meta_schedule.cost_model.CostModel`."""
+    if not isinstance(kind, str):
+        return kind
+    if kind == "meta":
+        from ms_meta.model.cost_model import MetaCostModel
+
+        return MetaCostModel(target=target, seed=seed)
+    if kind == "meta-online":
+        from ms_meta.model.cost_model import MetaCostModel
+
+        return MetaCostModel(weights=None, target=target, seed=seed)
+    if kind == "xgb":
+        return ms.cost_model.XGBModel()
+    if kind == "random":
+        return ms.cost_model.RandomModel(seed=seed)
+    raise ValueError(f"unknown cost model {kind!r}; expected one of {', '.join(COST_MODELS)}")
+
+
+def best_record_seconds(database: ms.database.Database, mod: tvm.IRModule) -> float | None:
+    if not database.has_workload(mod):
+        return None
+    top = database.get_top_k(database.commit_workload(mod), 1)
+    if not top:
+        return None
+    return float(np.median([float(s) for s in top[0].run_secs]))
+
+
+def tune_workload(
+    mod: tvm.IRModule,
+    target=None,
+    work_dir: str | Path | None = None,
+    *,
+    max_trials: int = 64,
+    num_trials_per_iter: int = 16,
+    cost_model="meta",
+    seed: int = 0,
+    population_size: int = 512,
+    measure: MeasureSettings = MeasureSettings(),
+) -> TuneResult:
+    """Tune one task with MetaSchedule's evolutionary search and the given cost model.
+
+    ``cost_model`` is a name from :data:`COST_MODELS` or a CostModel instance. The builder skips
+    the slow ``tensor_intrin`` import and links in parallel (see :mod:`ms_meta.tuning.builder`),
+    for every cost model alike, so comparisons are fair.
+    """
+    target = parse_target(target)
+    import_tensor_intrinsics(target.kind.name)
+    work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ms-meta-tune-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    model = make_cost_model(cost_model, target=target, seed=seed)
+    started = time.perf_counter()
+    database = ms.tune_tir(
+        mod=mod,
+        target=target,
+        work_dir=str(work_dir),
+        max_trials_global=max_trials,
+        num_trials_per_iter=num_trials_per_iter,
+        builder=make_builder(),
+        runner=make_local_runner(measure),
+        cost_model=model,
+        strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size),
+        seed=seed,
+    )
+    elapsed = time.perf_counter() - started
+    records = database.get_all_tuning_records()
+    valid = [r for r in records if min(float(s) for s in r.run_secs) < 1e9]
+    summary = getattr(model, "summary", None)
+    if summary is not None and getattr(summary, "unencodable", 0):
+        logger.warning("%d candidates could not be encoded and were scored neutral",
+                       summary.unencodable)  # fmt: skip
+    return TuneResult(
+        database=database,
+        work_dir=work_dir,
+        best_seconds=best_record_seconds(database, mod),
+        trials=len(records),
+        valid_trials=len(valid),
+        tuning_seconds=elapsed,
+        cost_model=cost_model if isinstance(cost_model, str) else type(cost_model).__name__,
+    )
