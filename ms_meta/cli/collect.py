@@ -36,12 +36,46 @@ def _interleave_by_operator(workloads: list) -> list:
     return out
 
 
+def _rpc_settings(tracker: str | None, key: str | None, workers: int | None):
+    from ms_meta.data.collect import RPCError, RPCSettings
+
+    if tracker is None and key is None:
+        if workers is not None:
+            raise click.UsageError("--rpc-workers needs --rpc-tracker and --rpc-key")
+        return None
+    if tracker is None or key is None:
+        raise click.UsageError("--rpc-tracker and --rpc-key go together")
+    try:
+        return RPCSettings.parse(tracker, key, workers)
+    except RPCError as err:
+        raise click.BadParameter(str(err), param_hint="--rpc-tracker") from None
+
+
+def _report_task(progress) -> None:
+    if progress.skipped:
+        click.echo(f"\n{progress.task}: skipped, {progress.skipped}", err=True)
+        return
+    click.echo(
+        f"\n{progress.task}: +{progress.measured} records ({progress.failed} failed, "
+        f"{progress.duplicates} duplicate) in {progress.seconds:.0f} s "
+        f"({progress.records_per_second:.2f}/s), best {progress.best_us or float('nan'):.1f} us",
+        err=True,
+    )
+
+
 @click.command(
     epilog="""\b
 Examples:
   ms-meta collect resnet18 bert-base --trials-per-task 128
   ms-meta collect all --shard 0/2          # this machine takes every other task
   ms-meta collect dense:128,768,768 --out /tmp/records
+
+
+Measure on remote devices (builds stay on this machine):
+  python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190
+  python -m tvm.exec.rpc_server --tracker HOST:9190 --key xeon   # on each device
+  ms-meta collect all --rpc-tracker HOST:9190 --rpc-key xeon \\
+      --target '{"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 8}'
 """
 )
 @click.argument("workloads", nargs=-1)
@@ -69,6 +103,29 @@ Examples:
     show_default=True,
     help="Model guiding the evolutionary samples.",
 )
+@click.option(
+    "--population-size",
+    type=click.IntRange(min=2),
+    default=256,
+    show_default=True,
+    help="Population of the evolutionary search.",
+)
+@click.option(
+    "--rpc-tracker",
+    default=None,
+    metavar="HOST:PORT",
+    help="Time candidates with TVM's RPCRunner on the devices registered at this tracker.",
+)
+@click.option(
+    "--rpc-key", default=None, metavar="KEY", help="Key the RPC devices registered under."
+)
+@click.option(
+    "--rpc-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="one per device registered under the key",
+    help="RPC sessions at a time.",
+)
 @click.option("--shard", default=None, metavar="I/N", help="Take tasks I, I+N, I+2N, ...")
 @click.option("--start", type=int, default=0, show_default=True, help="First task index.")
 @click.option("--end", type=int, default=None, help="Stop before this task index.")
@@ -78,16 +135,18 @@ Examples:
 @seed_option
 @library_errors
 def collect(
-    workloads, root, trials_per_task, random_fraction, batch_size, cost_model, shard, start, end,
-    step, list_only, target_json, seed,
+    workloads, root, trials_per_task, random_fraction, batch_size, cost_model, population_size,
+    rpc_tracker, rpc_key, rpc_workers, shard, start, end, step, list_only, target_json, seed,
 ):  # fmt: skip
-    """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine.
+    """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine,
+    or with --rpc-tracker/--rpc-key on every device registered under the key.
 
     Resumable: re-running continues each task where it stopped; records are appended after
     every measured batch, so a kill loses at most the batch in flight.
     """
     from ms_meta.workloads import all_named, resolve
 
+    rpc = _rpc_settings(rpc_tracker, rpc_key, rpc_workers)
     names = list(workloads) or ["all"]
     selected = all_named() if names == ["all"] else resolve(names)
     selected = _select_shard(_interleave_by_operator(selected), shard, start, end, step)
@@ -108,7 +167,9 @@ def collect(
         random_fraction=random_fraction,
         batch_size=batch_size,
         cost_model=cost_model,
+        population_size=population_size,
         seed=seed,
+        rpc=rpc,
     )
     key_dir = root / target_key(target)
     todo = sum(
@@ -117,7 +178,7 @@ def collect(
     )
     click.echo(
         f"collecting {len(selected)} tasks for {target_key(target)} into {key_dir} "
-        f"({todo} records to measure)",
+        f"({todo} records to measure, {rpc.describe() if rpc else 'local runner'})",
         err=True,
     )
     bar = Progress(todo, unit="records")
@@ -127,11 +188,7 @@ def collect(
         target,
         config,
         on_progress=lambda task, n, failed: bar.update(n, note=task),
-        on_task_done=lambda p: click.echo(
-            f"\n{p.task}: +{p.measured} records ({p.failed} failed, {p.duplicates} duplicate) "
-            f"in {p.seconds:.0f} s, best {p.best_us or float('nan'):.1f} us",
-            err=True,
-        ),
+        on_task_done=_report_task,
     )
     bar.close()
     rate = summary.measured / summary.seconds if summary.seconds else 0.0

@@ -8,6 +8,9 @@ needs many near-optimal programs, which random sampling rarely yields).
 Layout: ``<root>/<target-key>/<task-name>/{database_workload.json,
 database_tuning_record.json, meta.json}``. Records are appended after every measured batch;
 a kill loses at most the batch in flight, and a re-run continues where it stopped.
+
+Candidates are built here and timed either by a local runner or, with :class:`RPCSettings`,
+by TVM's ``RPCRunner`` on every device registered under one key at an RPC tracker.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import fcntl
 import json
 import logging
 import os
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ms_meta.errors import MsMetaError
 from ms_meta.workloads import Workload
 
 logger = logging.getLogger(__name__)
@@ -31,6 +37,71 @@ COLLECTOR_VERSION = 1
 RECORD_FILE = "database_tuning_record.json"
 WORKLOAD_FILE = "database_workload.json"
 META_FILE = "meta.json"
+
+# A phase that ends short (its samples were already on disk) is re-run with a new seed this
+# many times before the collector accepts fewer records for the task.
+MAX_PHASE_ATTEMPTS = 3
+# How long to wait for an RPC tracker to answer, and for a free device to report its CPU.
+TRACKER_TIMEOUT_SEC = 10.0
+
+
+class TaskLockedError(MsMetaError, RuntimeError):
+    """Another process is appending to this task's records."""
+
+
+class RPCError(MsMetaError):
+    """An RPC tracker address that is malformed or unreachable, or has no device for the key."""
+
+
+@dataclass(frozen=True)
+class RPCSettings:
+    """Measure on the devices registered under ``key`` at an RPC tracker (builds stay local).
+
+    Every device registered under the same key takes sessions from the tracker, so several
+    devices share one collection; ``workers`` sessions run at a time (default: one per
+    device registered when the collection starts).
+    """
+
+    tracker_host: str
+    tracker_port: int
+    key: str
+    workers: int | None = None
+    session_timeout_sec: float = 60.0  # one candidate: upload, load, allocate, time
+    priority: int = 1
+
+    @classmethod
+    def parse(cls, address: str, key: str, workers: int | None = None) -> RPCSettings:
+        """Settings from a ``HOST:PORT`` tracker address; raises :class:`RPCError` if malformed."""
+        host, sep, port = address.strip().rpartition(":")
+        host = host.strip("[]")  # [::1]:9190
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise RPCError(
+                f"expected the tracker as HOST:PORT, e.g. 127.0.0.1:9190, got {address!r}"
+            )
+        if not key:
+            raise RPCError("an RPC key is required: the key the devices registered under")
+        if workers is not None and workers < 1:
+            raise RPCError(f"RPC workers must be at least 1, got {workers}")
+        return cls(tracker_host=host, tracker_port=int(port), key=key, workers=workers)
+
+    @property
+    def address(self) -> str:
+        return f"{self.tracker_host}:{self.tracker_port}"
+
+    def describe(self) -> str:
+        """What meta.json records as ``runner``: ``rpc <key>@<host:port>``."""
+        return f"rpc {self.key}@{self.address}"
+
+    def rpc_config(self):
+        from tvm.s_tir import meta_schedule as ms
+
+        return ms.runner.RPCConfig(
+            tracker_host=self.tracker_host,
+            tracker_port=self.tracker_port,
+            tracker_key=self.key,
+            session_priority=self.priority,
+            session_timeout_sec=self.session_timeout_sec,
+        )
 
 
 @dataclass(frozen=True)
@@ -48,6 +119,17 @@ class CollectConfig:
     number: int = 1
     repeat: int = 3
     min_repeat_ms: int = 40
+    rpc: RPCSettings | None = None  # None: time on this machine with a LocalRunner
+
+
+@dataclass(frozen=True)
+class Measurer:
+    """Builder and runner of a collection, and what meta.json says about the runner."""
+
+    builder: object
+    runner: object
+    runner_name: str = "local"  # "local" or "rpc <key>@<host:port>"
+    cpu: str | None = None  # the measuring device's CPU; None: this machine's
 
 
 @dataclass
@@ -59,6 +141,11 @@ class TaskProgress:
     duplicates: int = 0
     seconds: float = 0.0
     best_us: float | None = None
+    skipped: str | None = None  # why the task was not collected (another collector holds it)
+
+    @property
+    def records_per_second(self) -> float:
+        return self.measured / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -84,6 +171,33 @@ def count_lines(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def repair_torn_tail(path: Path) -> bool:
+    """Cut a last line that a kill left half-written; returns whether anything was cut.
+
+    JSONDatabase refuses to load a file with a torn line, and the next append would glue a
+    record onto it. Records end with a newline, so everything after the last one is torn.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return False
+        f.seek(0)
+        data = f.read()
+        keep = data.rfind(b"\n") + 1
+        f.truncate(keep)
+    logger.warning("%s: dropped a torn last line (%d bytes)", path, len(data) - keep)
+    return True
+
+
+def _repaired_count(task_dir: Path) -> int:
+    """Records of a task once torn tails are cut (call it holding the task lock)."""
+    repair_torn_tail(task_dir / WORKLOAD_FILE)
+    repair_torn_tail(task_dir / RECORD_FILE)
+    return count_lines(task_dir / RECORD_FILE)
+
+
 @contextlib.contextmanager
 def task_lock(task_dir: Path) -> Iterator[None]:
     """Stop two collectors (say, overlapping shards) from appending to one task at once."""
@@ -92,7 +206,7 @@ def task_lock(task_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"{task_dir} is being collected by another process") from None
+            raise TaskLockedError(f"{task_dir} is being collected by another process") from None
         yield
 
 
@@ -124,10 +238,158 @@ def update_meta(task_dir: Path, workload: Workload, target, config: CollectConfi
     write_json_atomic(path, meta)
 
 
+# --- RPC ----------------------------------------------------------------------------------------
+
+
+def _tracker_socket(rpc: RPCSettings, timeout_sec: float) -> socket.socket:
+    """A connection to the tracker after its handshake, or :class:`RPCError`."""
+    from tvm.rpc import base
+
+    where = f"RPC tracker at {rpc.address}"
+    try:
+        sock = socket.create_connection((rpc.tracker_host, rpc.tracker_port), timeout=timeout_sec)
+    except OSError as err:
+        raise RPCError(
+            f"cannot reach the {where} ({err.strerror or err}); start one with "
+            f"`python -m tvm.exec.rpc_tracker --host {rpc.tracker_host} --port {rpc.tracker_port}`"
+        ) from None
+    try:
+        sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
+        magic = struct.unpack("<i", base.recvall(sock, 4))[0]
+    except (OSError, RuntimeError) as err:
+        sock.close()
+        raise RPCError(f"no answer from the {where}: {err}") from None
+    if magic != base.RPC_TRACKER_MAGIC:
+        sock.close()
+        raise RPCError(f"{rpc.address} is not a TVM RPC tracker")
+    return sock
+
+
+def count_rpc_devices(rpc: RPCSettings, timeout_sec: float = TRACKER_TIMEOUT_SEC) -> int:
+    """Devices registered under ``rpc.key``; raises :class:`RPCError` if there are none."""
+    from tvm.rpc import base
+
+    with contextlib.closing(_tracker_socket(rpc, timeout_sec)) as sock:
+        try:
+            base.sendjson(sock, [base.TrackerCode.SUMMARY])
+            reply = base.recvjson(sock)
+        except (OSError, RuntimeError, ValueError) as err:
+            raise RPCError(f"the RPC tracker at {rpc.address} did not answer: {err}") from None
+    servers = reply[1].get("server_info", []) if reply[0] == base.TrackerCode.SUCCESS else []
+    keys = sorted({str(s.get("key", "")).removeprefix("server:") for s in servers})
+    count = sum(1 for s in servers if s.get("key") == f"server:{rpc.key}")
+    if count == 0:
+        raise RPCError(
+            f"no device is registered under key {rpc.key!r} at the RPC tracker {rpc.address} "
+            f"(keys there: {', '.join(keys) or 'none'}); start one with `python -m "
+            f"tvm.exec.rpc_server --tracker {rpc.address} --key {rpc.key}`"
+        )
+    return count
+
+
+def query_rpc_cpu(rpc: RPCSettings, timeout_sec: float = TRACKER_TIMEOUT_SEC) -> str | None:
+    """LLVM's name for the CPU of one device under ``rpc.key``, or None if it cannot tell.
+
+    The tracker's own ``request`` waits for a free device without a time limit, so this asks
+    over a socket with a timeout: devices busy with another collection just give None.
+    """
+    from tvm import rpc as tvm_rpc
+    from tvm.rpc import base
+
+    try:
+        with contextlib.closing(_tracker_socket(rpc, timeout_sec)) as sock:
+            base.sendjson(sock, [base.TrackerCode.REQUEST, rpc.key, "", rpc.priority])
+            reply = base.recvjson(sock)
+        if reply[0] != base.TrackerCode.SUCCESS:
+            return None
+        url, port, matchkey = reply[1]
+        session = tvm_rpc.connect(url, port, matchkey, session_timeout=timeout_sec)
+        # Registered by TVM's compiler library, which a Python RPC server loads; a bare
+        # C++ runtime server lacks it.
+        return str(session.get_function("target.llvm_get_system_cpu")())
+    except Exception as err:  # any failure only loses the CPU name in meta.json
+        logger.warning("could not ask an RPC device %r for its CPU: %s", rpc.key, err)
+        return None
+
+
+def make_measurer(target, config: CollectConfig) -> Measurer:
+    """The builder (always local) and the runner (local, or RPC per ``config.rpc``)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from ms_meta.tuning.builder import make_builder
+    from ms_meta.tuning.measure import MeasureSettings, make_local_runner
+
+    settings = MeasureSettings(
+        number=config.number, repeat=config.repeat, min_repeat_ms=config.min_repeat_ms
+    )
+    rpc = config.rpc
+    if rpc is None:
+        return Measurer(make_builder(max_workers=config.max_workers), make_local_runner(settings))
+    devices = count_rpc_devices(rpc)
+    cpu = query_rpc_cpu(rpc)
+    mcpu = str(target.attrs["mcpu"]) if "mcpu" in target.attrs else None
+    if cpu is not None and mcpu and cpu != mcpu:
+        logger.warning(
+            "the RPC devices under %r report CPU %r but the target says mcpu=%r: pass the "
+            "device's --target so records are filed under the right target",
+            rpc.key,
+            cpu,
+            mcpu,
+        )
+    workers = rpc.workers or devices
+    logger.info(
+        "measuring on %s: %d device(s), %d session(s) at a time", rpc.describe(), devices, workers
+    )
+    # The builder's .so artifacts are uploaded as they are; the server dlopens them. That needs
+    # a device with the ISA/ABI of the host's linker output (same-arch devices).
+    runner = ms.runner.RPCRunner(
+        rpc_config=rpc.rpc_config(),
+        evaluator_config=settings.evaluator_config(),
+        max_workers=workers,
+    )
+    return Measurer(
+        make_builder(max_workers=config.max_workers),
+        runner,
+        runner_name=rpc.describe(),
+        cpu=cpu or mcpu,
+    )
+
+
+def _check_rpc_results(results, rpc: RPCSettings | None) -> None:
+    """A lost tracker is not a property of the schedules: stop instead of recording failures."""
+    if rpc is None:
+        return
+    for result in results:
+        if result.error_msg and "Unable to connect to the tracker" in str(result.error_msg):
+            raise RPCError(
+                f"lost the RPC tracker at {rpc.address} while measuring; the batch in flight "
+                "was not recorded, re-run to continue"
+            )
+
+
+# --- collection ---------------------------------------------------------------------------------
+
+
+def _canonical(obj):
+    """The JSON value as it reads back from a database file, where booleans are 0/1."""
+    if isinstance(obj, bool):
+        return int(obj)
+    if isinstance(obj, list):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _canonical(v) for k, v in obj.items()}
+    return obj
+
+
 def _trace_key(trace) -> str:
+    """De-duplication key of a trace; equal to :func:`_line_trace_key` of its record line."""
     from ms_meta.tuning.plain import to_plain
 
-    return json.dumps(to_plain(trace.as_json(remove_postproc=False)), sort_keys=True)
+    return json.dumps(_canonical(to_plain(trace.as_json(remove_postproc=False))), sort_keys=True)
+
+
+def _line_trace_key(line: str) -> str:
+    return json.dumps(_canonical(json.loads(line)[1][0]), sort_keys=True)
 
 
 def _existing_trace_keys(path: Path) -> set[str]:
@@ -137,9 +399,9 @@ def _existing_trace_keys(path: Path) -> set[str]:
     with open(path) as f:
         for line in f:
             try:
-                keys.add(json.dumps(json.loads(line)[1][0], sort_keys=True))
+                keys.add(_line_trace_key(line))
             except (ValueError, IndexError, TypeError):
-                continue  # a torn last line from a killed run; it is skipped on load too
+                continue  # not a record line; repair_torn_tail removes torn ones
     return keys
 
 
@@ -166,35 +428,73 @@ def collect_task(
     builder,
     runner,
     on_progress: ProgressCallback | None = None,
+    *,
+    runner_name: str = "local",
+    cpu: str | None = None,
 ) -> TaskProgress:
-    """Measure ``config.trials_per_task`` schedules of one workload (minus those on disk)."""
-    from tvm.s_tir import meta_schedule as ms
+    """Measure ``config.trials_per_task`` schedules of one workload (minus those on disk).
 
-    from ms_meta.tuning.measure import FAILED_RUN_SECS, measure, run_secs_of
+    Raises :class:`TaskLockedError` if another process is collecting the same task.
+    """
     from ms_meta.tuning.target import target_key
 
     task_dir = root / target_key(target) / workload.name
     with task_lock(task_dir):
-        record_path = task_dir / RECORD_FILE
-        existing = count_lines(record_path)
-        progress = TaskProgress(workload.name, existing)
-        if existing >= config.trials_per_task:
-            return progress
-        update_meta(task_dir, workload, target, config)
-        mod = workload.build()
-        database = ms.database.JSONDatabase(work_dir=str(task_dir))
-        db_workload = database.commit_workload(mod)
-        seen = _existing_trace_keys(record_path)
-        n_random_target = round(config.trials_per_task * config.random_fraction)
-        started = time.perf_counter()
-        phases = [
-            ("random", max(0, n_random_target - existing)),
-            ("guided", config.trials_per_task - max(existing, n_random_target)),
-        ]
-        model = None
-        for phase, n_trials in phases:
+        measurer = Measurer(builder, runner, runner_name=runner_name, cpu=cpu)
+        return _collect_locked(workload, task_dir, target, config, measurer, on_progress)
+
+
+def _collect_locked(
+    workload: Workload,
+    task_dir: Path,
+    target,
+    config: CollectConfig,
+    measurer: Measurer,
+    on_progress: ProgressCallback | None,
+) -> TaskProgress:
+    from tvm.s_tir import meta_schedule as ms
+
+    from ms_meta.tuning.measure import FAILED_RUN_SECS, measure, run_secs_of
+    from ms_meta.tuning.target import host_cpu
+
+    record_path = task_dir / RECORD_FILE
+    existing = _repaired_count(task_dir)
+    progress = TaskProgress(workload.name, existing)
+    if existing >= config.trials_per_task:
+        return progress
+    meta_path = task_dir / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    seconds_before = float(meta.get("collect_seconds", 0.0))
+    device = {"runner": measurer.runner_name, "cpu": measurer.cpu or host_cpu()}
+    started = time.perf_counter()
+
+    def save_meta() -> None:
+        # After every batch, so that a killed run still accounts for its time.
+        progress.seconds = time.perf_counter() - started
+        update_meta(
+            task_dir,
+            workload,
+            target,
+            config,
+            **device,
+            collect_seconds=seconds_before + progress.seconds,
+            records=count_lines(record_path),
+            records_per_second=round(progress.records_per_second, 4),
+        )
+
+    update_meta(task_dir, workload, target, config, **device)
+    mod = workload.build()
+    database = ms.database.JSONDatabase(work_dir=str(task_dir))
+    db_workload = database.commit_workload(mod)
+    seen = _existing_trace_keys(record_path)
+    n_random_target = round(config.trials_per_task * config.random_fraction)
+    phases = [("random", n_random_target), ("guided", config.trials_per_task)]
+    for phase, phase_target in phases:
+        for attempt in range(MAX_PHASE_ATTEMPTS):
+            have = existing + progress.measured
+            n_trials = phase_target - have
             if n_trials <= 0:
-                continue
+                break
             if phase == "random":
                 strategy = ms.search_strategy.ReplayTrace(max_fail_count=100)
                 model = None
@@ -210,18 +510,19 @@ def collect_task(
                 space_generator="post-order-apply",
                 search_strategy=strategy,
                 task_name=workload.name,
-                rand_state=config.seed + existing + 1,
+                rand_state=config.seed + have + 1 + 7919 * attempt,
                 num_threads="physical",
             )
             if model is not None:
                 _warm_start(model, context, database, db_workload)
             context.pre_tuning(
                 max_trials=n_trials,
-                num_trials_per_iter=config.batch_size,
+                num_trials_per_iter=min(config.batch_size, n_trials),
                 design_spaces=context.generate_design_space(),
                 database=database,
                 cost_model=model,
             )
+            measured_before = progress.measured
             while (candidates := context.generate_measure_candidates()) is not None:
                 fresh, keys = [], []
                 for cand in candidates:
@@ -229,10 +530,13 @@ def collect_task(
                     if key in seen:
                         progress.duplicates += 1
                         continue
+                    if have + len(fresh) >= phase_target:
+                        continue  # never more records than asked for
                     seen.add(key)
                     fresh.append(cand)
                     keys.append(key)
-                results = measure(builder, runner, target, fresh)
+                results = measure(measurer.builder, measurer.runner, target, fresh)
+                _check_rpc_results(results, config.rpc)
                 failed_now = 0
                 for cand, result in zip(fresh, results, strict=True):
                     secs = run_secs_of(result)
@@ -253,6 +557,8 @@ def collect_task(
                     )
                 progress.measured += len(fresh)
                 progress.failed += failed_now
+                have += len(fresh)
+                save_meta()
                 if model is not None and fresh:
                     model.update(context, fresh, results)
                 # Duplicates get a neutral "not run" result so the search's trial count moves on.
@@ -269,17 +575,10 @@ def collect_task(
                 if not fresh and progress.duplicates > 4 * config.trials_per_task:
                     break  # a tiny design space: nothing new left to sample
             context.post_tuning()
-        progress.seconds = time.perf_counter() - started
-        meta = json.loads((task_dir / META_FILE).read_text())
-        update_meta(
-            task_dir,
-            workload,
-            target,
-            config,
-            collect_seconds=meta.get("collect_seconds", 0.0) + progress.seconds,
-            records=count_lines(record_path),
-        )
-        return progress
+            if progress.measured == measured_before:
+                break  # the search found nothing new; another seed will not either
+    save_meta()
+    return progress
 
 
 def _warm_start(model, context, database, db_workload) -> None:
@@ -316,25 +615,41 @@ def collect(
     on_progress: ProgressCallback | None = None,
     on_task_done: Callable[[TaskProgress], None] | None = None,
 ) -> CollectSummary:
-    """Collect every workload in turn; see :func:`collect_task`."""
-    from ms_meta.tuning.builder import make_builder
-    from ms_meta.tuning.intrin import import_tensor_intrinsics
-    from ms_meta.tuning.measure import MeasureSettings, make_local_runner
+    """Collect every workload in turn; see :func:`collect_task`.
 
+    The builder and runner start only once a task needs measuring; a task that another
+    collector holds is skipped (``TaskProgress.skipped`` says why).
+
+    Raises
+    ------
+    RPCError
+        With ``config.rpc``: the tracker is unreachable or has no device under the key.
+    """
+    from ms_meta.tuning.intrin import import_tensor_intrinsics
+    from ms_meta.tuning.target import target_key
+
+    if config.rpc is not None:
+        count_rpc_devices(config.rpc)  # fail before touching the record tree
     import_tensor_intrinsics(target.kind.name)
-    builder = make_builder(max_workers=config.max_workers)
-    runner = make_local_runner(
-        MeasureSettings(
-            number=config.number, repeat=config.repeat, min_repeat_ms=config.min_repeat_ms
-        )
-    )
+    measurer: Measurer | None = None
     summary = CollectSummary()
     for workload in workloads:
+        task_dir = root / target_key(target) / workload.name
         try:
-            progress = collect_task(workload, root, target, config, builder, runner, on_progress)
-        except RuntimeError as err:  # locked by another collector: leave it to that one
+            with task_lock(task_dir):
+                existing = _repaired_count(task_dir)
+                if existing >= config.trials_per_task:
+                    progress = TaskProgress(workload.name, existing)
+                else:
+                    if measurer is None:
+                        measurer = make_measurer(target, config)
+                    progress = _collect_locked(
+                        workload, task_dir, target, config, measurer, on_progress
+                    )
+        except TaskLockedError as err:  # leave the task to the collector that holds it
             logger.warning("%s", err)
-            continue
+            progress = TaskProgress(workload.name, count_lines(task_dir / RECORD_FILE))
+            progress.skipped = "being collected by another process"
         summary.tasks.append(progress)
         if on_task_done is not None:
             on_task_done(progress)

@@ -143,9 +143,8 @@ def _count_ops(expr, counts: _OpCounts) -> None:
         _count_ops(expr.false_value, counts)
     elif kind is _Cast:
         _count_ops(expr.value, counts)
-    elif kind is _TensorLoad:
-        for index in expr.indices:
-            _count_ops(index, counts)
+    # Loads end the walk: index arithmetic is addressing, which the access strides describe,
+    # and it varies with split factors that the per-task cache must not depend on.
 
 
 def _count_stmt_ops(stmt, counts: _OpCounts) -> None:
@@ -293,12 +292,13 @@ class BlockCache:
     cacheable: bool = True
     blocks: dict[tuple[str, int, int, int], _BlockStatic] = field(default_factory=dict)
 
-    def get(self, name: str, block, iter_vars) -> _BlockStatic:
+    def get(self, name: str, block, iter_vars, layout_key: tuple = ()) -> _BlockStatic:
         if not self.cacheable:
             return _block_static(block, iter_vars)
-        # Schedules may reshape a block under the same name (e.g. a rewritten reduction), so the
-        # key includes its iteration-variable and access counts.
-        key = (name, len(iter_vars), len(block.reads), len(block.writes))
+        # Schedules may reshape a block under the same name (a rewritten reduction, an rfactor)
+        # and tiling changes the shapes of cache_read/cache_write buffers, which changes the
+        # strides of their accesses: the key includes counts and the allocated buffer shapes.
+        key = (name, len(iter_vars), len(block.reads), len(block.writes), layout_key)
         static = self.blocks.get(key)
         if static is None:
             static = _block_static(block, iter_vars)
@@ -324,6 +324,7 @@ class _GraphBuilder:
         # access groups, one per block: (first node, loop nodes, extents, strides, statics)
         self.access_groups: list[tuple] = []
         self.last_writer: dict[str, int] = {}
+        self.layout_key: tuple = ()  # shapes of the buffers the function allocates
 
     def add_node(self, node_type: int, depth: int) -> int:
         self.node_type.append(node_type)
@@ -408,14 +409,31 @@ def _visit_loop(loop, parent: int, loops: list[_Loop], g: _GraphBuilder, cache) 
     return node
 
 
+def _add_allocations(block, g: _GraphBuilder) -> None:
+    """Extend the candidate's layout key with the buffers a block allocates (name and shape):
+    which intermediate buffers exist, and how big, depends on the schedule's decisions."""
+    allocs = block.alloc_buffers
+    if len(allocs):
+        g.layout_key += tuple(
+            (str(a.name), *(_int_value(d) or -1 for d in a.shape)) for a in allocs
+        )
+
+
 def _visit_block(realize, parent: int, loops: list[_Loop], g: _GraphBuilder, cache) -> int:
     block = realize.block
     iter_vars = block.iter_vars
     if not loops and len(iter_vars) == 0 and len(block.reads) == 0:
-        # The root block only groups the function body.
+        # The root block only groups the function body; it allocates the intermediate buffers.
+        _add_allocations(block, g)
         return _visit(block.body, parent, loops, g, cache)
     name = str(block.name_hint)
-    static = cache.get(name, block, iter_vars)
+    _add_allocations(block, g)
+    if "_rf" in name:
+        # An rfactor block's accesses depend on which split loop was factored out (and with
+        # which factor), which neither its name nor the buffer shapes tell: never cached.
+        static = _block_static(block, iter_vars)
+    else:
+        static = cache.get(name, block, iter_vars, g.layout_key)
     depth = len(loops)
     node = g.add_node(NODE_BLOCK, depth)
     g.edge(parent, node, EDGE_NEST)

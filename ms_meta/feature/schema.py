@@ -22,7 +22,7 @@ import numpy as np
 
 # Bump whenever the meaning or order of any feature changes: weights and cached data sets
 # record the version they were built with and are rejected on mismatch.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 NODE_TYPES = ("task", "loop", "block", "read", "write")
 NODE_TASK, NODE_LOOP, NODE_BLOCK, NODE_READ, NODE_WRITE = range(len(NODE_TYPES))

@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 
 # Untrained models need more steps to learn anything from the task's samples than pre-trained
 # ones need to adapt.
-_ONLINE_STEPS = 60
-_PRETRAINED_STEPS = 10
+_ONLINE_STEPS, _ONLINE_LR = 60, 1e-2
+_PRETRAINED_STEPS, _PRETRAINED_LR = 10, 3e-3
 # Scores are mapped through a steep softplus: strictly positive (MetaSchedule clamps negative
 # scores to zero and samples parents in proportion to them) and order-preserving.
 _SOFTPLUS_SHARPNESS = 8.0
@@ -87,8 +87,8 @@ class MetaCostModel(PyCostModel):
         another CPU are refused.
     adapt_steps : int, optional
         Inner gradient steps per ``update`` (default 10 with pre-trained weights, 60 without).
-    adapt_lr : float
-        Learning rate of the inner steps.
+    adapt_lr : float, optional
+        Learning rate of the inner steps (default 3e-3 pre-trained, 1e-2 untrained).
     seed : int
         Seeds the initialization of an untrained model.
     """
@@ -99,7 +99,7 @@ class MetaCostModel(PyCostModel):
         weights: str | os.PathLike | Literal["default"] | None = "default",
         target=None,
         adapt_steps: int | None = None,
-        adapt_lr: float = 3e-3,
+        adapt_lr: float | None = None,
         seed: int = 0,
         gnn_config: GNNConfig | None = None,
         extractor: GraphFeatureExtractor | None = None,
@@ -119,7 +119,9 @@ class MetaCostModel(PyCostModel):
         self.meta_params = parameters_of(self.model)
         steps = adapt_steps if adapt_steps is not None else (
             _PRETRAINED_STEPS if self.pretrained else _ONLINE_STEPS)  # fmt: skip
-        self.adapt_config = AdaptConfig(steps=steps, lr=adapt_lr, seed=seed)
+        lr = adapt_lr if adapt_lr is not None else (
+            _PRETRAINED_LR if self.pretrained else _ONLINE_LR)  # fmt: skip
+        self.adapt_config = AdaptConfig(steps=steps, lr=lr, seed=seed)
         self._samples: dict[str, _TaskSamples] = {}
         self._adapted: dict[str, dict[str, torch.Tensor]] = (
             dict(checkpoint.adapted) if checkpoint else {}

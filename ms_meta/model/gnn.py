@@ -39,8 +39,8 @@ class GNNConfig:
         Dropout rate on node-state updates and in the readout head (training mode only).
     relation_dim : int | None
         Width of the message each relation delivers to a node; ``None`` means
-        ``hidden // NUM_RELATIONS`` (at least 1). Must divide ``hidden``. The messages of all
-        relations form a ``NUM_RELATIONS * relation_dim`` vector per node.
+        ``hidden // NUM_RELATIONS`` (at least 1). The messages of all relations form a
+        ``NUM_RELATIONS * relation_dim`` vector per node.
     """
 
     hidden: int = 64
@@ -55,11 +55,6 @@ class GNNConfig:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.relation_dim is not None and self.relation_dim < 1:
             raise ValueError(f"relation_dim must be positive, got {self.relation_dim}")
-        if self.hidden % self.message_dim:
-            raise ValueError(
-                f"hidden ({self.hidden}) must be a multiple of the message width "
-                f"({self.message_dim})"
-            )
 
     @property
     def message_dim(self) -> int:
@@ -80,37 +75,35 @@ class GNNConfig:
 class _Relations:
     """Edge indexing shared by all layers of one forward pass.
 
-    Every edge is used in both directions. A layer projects each node to ``slots_per_node``
-    rows of ``message_dim`` values, the first ``NUM_RELATIONS`` of which are its outgoing
-    messages, one per relation; an edge ``j -> i`` of relation ``r`` reads row
-    ``source_slot = j * slots_per_node + r`` and adds into row ``target_slot = i * NUM_RELATIONS
-    + r`` of the per-relation sums, so one ``index_select`` and one ``index_add_`` serve all
-    relations.
+    Every edge is used in both directions: the first ``E`` of the ``2E`` directed edges are the
+    batch's edges, the last ``E`` their reverses. A layer projects each node to
+    ``NUM_RELATIONS`` rows of ``message_dim`` values, its outgoing message per relation; the
+    directed edge ``j -> i`` of relation ``r`` reads row ``source_slot = j * NUM_RELATIONS + r``
+    of that projection and adds into row ``target_slot = i * NUM_RELATIONS + r`` of the
+    per-relation sums, so one ``index_select`` and one ``index_add_`` serve all relations.
 
-    Shapes: ``source_slot [2E]``, ``target_slot [2E]``,
-    ``inv_degree [N * R, 1]`` (1 / number of edges per slot, 1 for empty slots),
-    ``edge_attr [E, F_edge]``. The first ``E`` of the ``2E`` directed edges are the
-    batch's edges, the last ``E`` their reverses.
+    Shapes: ``source_slot [2E]``, ``target_slot [2E]``, ``inv_degree [N * R, message_dim]``
+    (1 / number of edges into the slot, 1 for empty slots; expanded so that scaling the sums
+    is a plain elementwise product), ``edge_attr [E, F_edge]``.
     """
 
-    slots_per_node: int
     source_slot: Tensor
     target_slot: Tensor
     inv_degree: Tensor
     edge_attr: Tensor
 
     @classmethod
-    def of(cls, batch: GraphBatch, *, slots_per_node: int) -> _Relations:
+    def of(cls, batch: GraphBatch, *, message_dim: int) -> _Relations:
         num_nodes = batch.x.shape[0]
         src, dst = batch.edge_index[0], batch.edge_index[1]
         rel = batch.edge_type
         relation = torch.cat([rel, rel + len(EDGE_TYPES)])
+        source_slot = torch.cat([src, dst]) * NUM_RELATIONS + relation
         target_slot = torch.cat([dst, src]) * NUM_RELATIONS + relation
         degree = torch.bincount(target_slot, minlength=num_nodes * NUM_RELATIONS)
         inv_degree = 1.0 / degree.clamp_min(1).to(batch.x.dtype)
-        source_slot = torch.cat([src, dst]) * slots_per_node + relation
-        inv_degree = inv_degree.unsqueeze(1)
-        return cls(slots_per_node, source_slot, target_slot, inv_degree, batch.edge_attr)
+        inv_degree = inv_degree.unsqueeze(1).expand(-1, message_dim).contiguous()
+        return cls(source_slot, target_slot, inv_degree, batch.edge_attr)
 
 
 class RelationalLayer(nn.Module):
@@ -120,11 +113,11 @@ class RelationalLayer(nn.Module):
     ``m_ji = gelu(W_r h_j + b_r + U_d e_ji)``, with ``e_ji`` the edge features (non-zero on
     ``access`` edges only) and ``d`` the edge's direction. Messages are averaged per
     (node, relation), the averages of all relations concatenated into ``m_i``, and the node state
-    updated as ``h_i <- LayerNorm(h_i + gelu(S h_i + M m_i + c))``.
+    updated as ``h_i <- LayerNorm(h_i + gelu(S h_i + c + M m_i))``.
 
-    ``W_r`` and ``S`` share one matrix product per layer, and each relation's message is only
-    ``message_dim`` wide, so a layer costs about two ``hidden x hidden`` products per node plus
-    gathers of ``message_dim``-wide rows per edge.
+    Each relation's message is only ``message_dim`` wide (``hidden / NUM_RELATIONS`` by
+    default), so a layer costs about three ``hidden x hidden`` products per node plus gathers
+    and sums of ``message_dim``-wide rows per edge.
 
     Shapes: ``h [N, hidden]`` -> ``[N, hidden]``.
     """
@@ -133,33 +126,32 @@ class RelationalLayer(nn.Module):
         super().__init__()
         self.message_dim = message_dim
         self.dropout = dropout
-        # Columns [0, R * m): the relations' messages; [R * m, R * m + hidden): S h + c.
-        self.source = nn.Linear(hidden, NUM_RELATIONS * message_dim + hidden)
-        # Edge features enter forward and reverse messages through different columns.
+        self.message = nn.Linear(hidden, NUM_RELATIONS * message_dim)  # all W_r and b_r
+        # Edge features enter forward messages through the first message_dim rows, reverse
+        # messages through the last.
         self.edge = nn.Linear(NUM_EDGE_FEATURES, 2 * message_dim, bias=False)
-        self.mix = nn.Linear(NUM_RELATIONS * message_dim, hidden, bias=False)
+        self.own = nn.Linear(hidden, hidden)  # S and c
+        self.mix = nn.Linear(NUM_RELATIONS * message_dim, hidden, bias=False)  # M
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, h: Tensor, relations: _Relations) -> Tensor:
-        # The in-place ops below only touch fresh intermediates that autograd does not save
-        # (index_select, index_add_ and addmm do not keep their outputs), which saves the
-        # allocation of a few node- and edge-sized tensors per layer.
-        num_nodes = h.shape[0]
-        width = NUM_RELATIONS * self.message_dim
-        projected = self.source(h)
-        slots = projected.view(num_nodes * relations.slots_per_node, self.message_dim)
+        # The in-place ops below only touch fresh intermediates whose values autograd does not
+        # keep (index_select, index_add_ and addmm save only their other operands), which saves
+        # allocating several node- and edge-sized tensors per layer.
+        num_nodes, dim = h.shape[0], self.message_dim
+        slots = self.message(h).view(num_nodes * NUM_RELATIONS, dim)
         messages = slots.index_select(0, relations.source_slot)
         num_edges = relations.edge_attr.shape[0]
-        # Scaling the small weight instead of the edge features saves a pass over them.
-        edge = F.linear(relations.edge_attr, self.edge.weight * _INPUT_SCALE)
-        messages = messages.view(2, num_edges, self.message_dim)
-        messages.add_(edge.view(num_edges, 2, self.message_dim).transpose(0, 1))
-        messages = F.gelu(messages).view(2 * num_edges, self.message_dim)
+        # Scaling the small weights rather than the edge features saves a pass over the latter.
+        edge_weight = self.edge.weight * _INPUT_SCALE
+        messages[:num_edges].add_(F.linear(relations.edge_attr, edge_weight[:dim]))
+        messages[num_edges:].add_(F.linear(relations.edge_attr, edge_weight[dim:]))
+        messages = F.gelu(messages)
         # On CPU index_add_ sums in a fixed order, so results are bitwise reproducible; on CUDA
         # it uses atomics unless torch.use_deterministic_algorithms(True) is set.
-        summed = messages.new_zeros(num_nodes * NUM_RELATIONS, self.message_dim)
-        mean = summed.index_add_(0, relations.target_slot, messages).mul_(relations.inv_degree)
-        update = projected[:, width:].addmm_(mean.view(num_nodes, width), self.mix.weight.t())
+        mean = messages.new_zeros(num_nodes * NUM_RELATIONS, dim)
+        mean = mean.index_add_(0, relations.target_slot, messages).mul_(relations.inv_degree)
+        update = self.own(h).addmm_(mean.view(num_nodes, -1), self.mix.weight.t())
         update = F.dropout(F.gelu(update), self.dropout, self.training)
         return self.norm(update.add_(h))
 
@@ -207,8 +199,7 @@ class LoopGraphGNN(nn.Module):
         # The node type is one-hot in the first columns of x, so the encoder embeds it too.
         h = self.input_norm(_scaled_linear(self.node_encoder, batch.x))
         if self.layers:
-            slots_per_node = NUM_RELATIONS + self.config.hidden // self.config.message_dim
-            relations = _Relations.of(batch, slots_per_node=slots_per_node)
+            relations = _Relations.of(batch, message_dim=self.config.message_dim)
             for layer in self.layers:
                 h = layer(h, relations)
         pooled = _pool(h, batch.batch, batch.num_graphs)

@@ -7,8 +7,18 @@ from typing import Any
 
 def to_plain(obj: Any) -> Any:
     """Recursively turn Array/Map/IntImm/FloatImm/String into list/dict/int/float/str."""
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
+    if obj is None:
+        return None
+    # FFI strings and numbers subclass the builtins; return the builtins themselves so that
+    # the result pickles/serializes anywhere (e.g. torch.load(weights_only=True)).
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str(obj)
     if hasattr(obj, "items") and callable(obj.items):
         return {str(to_plain(k)): to_plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple) or type(obj).__name__ in ("Array", "List"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import re
+
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -88,7 +88,7 @@ def parse_spec(spec: str) -> Workload:
             f"{', '.join(sorted(OPERATORS))}"
         )
     op = OPERATORS[op_name]
-    raw = [f.strip() for f in re.split(r"[,x]", fields_text) if f.strip()]
+    raw = [f.strip() for f in fields_text.split(",")]
     try:
         params = tuple(int(f) for f in raw)
     except ValueError:

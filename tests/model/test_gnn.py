@@ -118,7 +118,7 @@ def test_config_and_state_round_trip(small_graphs):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"hidden": 0}, {"dropout": 1.0}, {"relation_dim": 0}, {"hidden": 30, "relation_dim": 4}],
+    [{"hidden": 0}, {"num_layers": -1}, {"dropout": 1.0}, {"relation_dim": 0}],
 )
 def test_invalid_config(kwargs):
     with pytest.raises(ValueError):

@@ -1,0 +1,166 @@
+"""Benchmarks of the cost model's overhead: extraction, prediction and whole tuning runs."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.cost_model import PyCostModel
+
+from ms_meta.tuning.intrin import import_tensor_intrinsics
+from ms_meta.tuning.tune import make_cost_model, tune_workload
+from ms_meta.workloads import resolve_one
+
+logger = logging.getLogger(__name__)
+
+
+@derived_object
+class TimedCostModel(PyCostModel):
+    """Delegates to another cost model and adds up the seconds spent in it."""
+
+    def __init__(self, inner) -> None:
+        super().__init__()
+        self.inner = inner
+        self.predict_seconds = 0.0
+        self.update_seconds = 0.0
+        self.predicted = 0
+
+    def load(self, path: str) -> None:
+        self.inner.load(path)
+
+    def save(self, path: str) -> None:
+        self.inner.save(path)
+
+    def update(self, context, candidates, results) -> None:
+        start = time.perf_counter()
+        self.inner.update(context, candidates, results)
+        self.update_seconds += time.perf_counter() - start
+
+    def predict(self, context, candidates) -> np.ndarray:
+        start = time.perf_counter()
+        scores = self.inner.predict(context, candidates)
+        self.predict_seconds += time.perf_counter() - start
+        self.predicted += len(candidates)
+        return scores
+
+    @property
+    def summary(self):
+        return getattr(self.inner, "summary", None)
+
+
+def sample_candidates(spec: str, count: int, target, seed: int = 1):
+    """``count`` random schedules (postprocessed) from the workload's design space."""
+    import_tensor_intrinsics(target.kind.name)
+    workload = resolve_one(spec)
+    context = ms.TuneContext(
+        mod=workload.build(), target=target, space_generator="post-order-apply",
+        search_strategy=ms.search_strategy.ReplayTrace(), task_name=workload.name,
+        rand_state=seed, num_threads="physical",
+    )  # fmt: skip
+    context.pre_tuning(
+        max_trials=count, num_trials_per_iter=count,
+        design_spaces=context.generate_design_space(),
+        database=ms.database.MemoryDatabase(), cost_model=None,
+    )  # fmt: skip
+    return context, list(context.generate_measure_candidates())
+
+
+def _rate(fn, count: int, repeats: int = 3) -> float:
+    """Best-of-``repeats`` items per second (best, because other processes only slow it)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return count / best
+
+
+@dataclass
+class ThroughputResult:
+    workload: str
+    candidates: int
+    graph_extract_per_s: float
+    meta_predict_per_s: float
+    per_store_extract_per_s: float
+    xgb_predict_per_s: float
+
+
+def measure_throughput(spec: str, count: int, target, seed: int = 1) -> ThroughputResult:
+    """Candidates per second: graph extraction, MetaCostModel.predict (extraction + GNN),
+    PerStoreFeature extraction and XGBModel.predict (extraction + booster), same candidates."""
+    from ms_meta.feature.extractor import GraphFeatureExtractor
+    from ms_meta.model.cost_model import MetaCostModel
+
+    context, candidates = sample_candidates(spec, count, target, seed)
+    extractor = GraphFeatureExtractor()
+    extractor.encode(context, candidates[:4])  # fill the per-task cache, as in a search
+    meta = MetaCostModel(target=target)
+    meta.predict(context, candidates[:4])
+    per_store = ms.feature_extractor.PerStoreFeature()
+    xgb = ms.cost_model.XGBModel(num_warmup_samples=0)
+    # a fitted booster, so that predict runs the trees instead of returning random scores
+    rng = np.random.default_rng(0)
+    fit_cands = candidates[:64]
+    xgb.update(
+        context,
+        fit_cands,
+        [ms.runner.RunnerResult([float(v)], None) for v in rng.uniform(1e-3, 2e-3, 64)],
+    )
+    return ThroughputResult(
+        workload=spec,
+        candidates=len(candidates),
+        graph_extract_per_s=_rate(lambda: extractor.encode(context, candidates), len(candidates)),
+        meta_predict_per_s=_rate(lambda: meta.predict(context, candidates), len(candidates)),
+        per_store_extract_per_s=_rate(
+            lambda: per_store.extract_from(context, candidates), len(candidates), repeats=1
+        ),
+        xgb_predict_per_s=_rate(
+            lambda: xgb.predict(context, candidates), len(candidates), repeats=1
+        ),  # fmt: skip
+    )
+
+
+@dataclass
+class TuneTiming:
+    cost_model: str
+    trials: int
+    valid_trials: int
+    wall_seconds: float
+    model_seconds: float  # predict + update, inside the tuning loop
+    predicted: int
+    best_us: float | None
+
+
+def measure_tuning(spec: str, trials: int, target, cost_models=("meta", "xgb"), seed: int = 0,
+                   num_trials_per_iter: int = 16) -> list[TuneTiming]:  # fmt: skip
+    """``ms.tune_tir`` on one workload with each cost model, same trials, same builder/runner."""
+    out = []
+    mod = resolve_one(spec).build()
+    for name in cost_models:
+        timed = TimedCostModel(make_cost_model(name, target=target, seed=seed))
+        with tempfile.TemporaryDirectory(prefix=f"ms-meta-bench-{name}-") as work_dir:
+            result = tune_workload(
+                mod, target, work_dir, max_trials=trials,
+                num_trials_per_iter=min(num_trials_per_iter, trials), cost_model=timed, seed=seed,
+            )  # fmt: skip
+        out.append(
+            TuneTiming(
+                cost_model=name,
+                trials=result.trials,
+                valid_trials=result.valid_trials,
+                wall_seconds=result.tuning_seconds,
+                model_seconds=timed.predict_seconds + timed.update_seconds,
+                predicted=timed.predicted,
+                best_us=result.best_us,
+            )
+        )
+    return out
+
+
+def as_dict(items) -> list[dict]:
+    return [asdict(i) for i in items]

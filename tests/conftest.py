@@ -1,0 +1,65 @@
+"""Shared fixtures: real TVM targets, tasks and sampled MetaSchedule candidates."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_SEED_RECORDS = REPO_ROOT.parent / "shared" / "seed_records"
+RECORDS_ROOT = REPO_ROOT / "tuning_records"
+
+
+@pytest.fixture(scope="session")
+def target():
+    from ms_meta.tuning.intrin import import_tensor_intrinsics
+    from ms_meta.tuning.target import host_target
+
+    import_tensor_intrinsics("llvm")
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    return host_target()
+
+
+@functools.lru_cache(maxsize=32)
+def _sample(spec: str, count: int, seed: int):
+    from tvm.s_tir import meta_schedule as ms
+
+    from ms_meta.tuning.intrin import import_tensor_intrinsics
+    from ms_meta.tuning.target import host_target
+    from ms_meta.workloads import resolve_one
+
+    import_tensor_intrinsics("llvm")
+    workload = resolve_one(spec)
+    mod = workload.build()
+    context = ms.TuneContext(
+        mod=mod,
+        target=host_target(),
+        space_generator="post-order-apply",
+        search_strategy=ms.search_strategy.ReplayTrace(),
+        task_name=workload.name,
+        rand_state=seed,
+        num_threads=2,
+    )
+    context.pre_tuning(
+        max_trials=count,
+        num_trials_per_iter=count,
+        design_spaces=context.generate_design_space(),
+        database=ms.database.MemoryDatabase(),
+        cost_model=None,
+    )
+    candidates = context.generate_measure_candidates()
+    return context, list(candidates)
+
+
+@pytest.fixture(scope="session")
+def sample_candidates():
+    """``sample_candidates(spec, count=8, seed=1) -> (TuneContext, [MeasureCandidate])``:
+    random schedules with postprocessors applied, as the evolutionary search scores them."""
+
+    def sample(spec: str, count: int = 8, seed: int = 1):
+        return _sample(spec, count, seed)
+
+    return sample

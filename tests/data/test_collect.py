@@ -1,0 +1,332 @@
+"""The collector: standard databases, resume without duplicates, kill-safety, shards, the task
+lock, and measurement through TVM's RPC tracker on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ms_meta.cli.main import cli
+from ms_meta.data.collect import (
+    META_FILE,
+    RECORD_FILE,
+    WORKLOAD_FILE,
+    CollectConfig,
+    RPCError,
+    RPCSettings,
+    TaskLockedError,
+    collect_task,
+    count_lines,
+    count_rpc_devices,
+    make_measurer,
+    query_rpc_cpu,
+    task_lock,
+)
+
+SPEC = "dense:32,32,32"
+TASK = "dense_32_32_32"
+SMALL = dict(random_fraction=0.5, batch_size=4, population_size=32, genetic_num_iters=2)
+SMALL_CLI = ["--random-fraction", "0.5", "--batch-size", "4", "--population-size", "32"]
+RPC_KEY = "ms-meta-test"
+RPC_DEVICES = 2  # two servers under one key share the measurements
+LOOPBACK = "127.0.0.1"
+
+
+def _task_dir(root: Path, target) -> Path:
+    from ms_meta.tuning.target import target_key
+
+    return root / target_key(target) / TASK
+
+
+def _lines(task_dir: Path) -> list[str]:
+    return (task_dir / RECORD_FILE).read_text().splitlines()
+
+
+def _trace_keys(lines: list[str]) -> list[str]:
+    return [json.dumps(json.loads(line)[1][0], sort_keys=True) for line in lines]
+
+
+def _load_db(task_dir: Path):
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.database.JSONDatabase(work_dir=str(task_dir))
+
+
+def _assert_clean(task_dir: Path, expected: int) -> list[str]:
+    """``expected`` whole records, no two with the same trace, loadable by MetaSchedule."""
+    raw = (task_dir / RECORD_FILE).read_bytes()
+    assert raw.endswith(b"\n"), "torn last line"
+    lines = _lines(task_dir)
+    assert len(lines) == expected
+    for line in lines:
+        json.loads(line)  # raises on a torn or glued line
+    keys = _trace_keys(lines)
+    assert len(set(keys)) == len(keys), "duplicate traces"
+    assert len(_load_db(task_dir)) == expected
+    return lines
+
+
+@pytest.fixture(scope="module")
+def measurer(target):
+    """One LocalRunner for the in-process collections (each costs seconds to start)."""
+    return make_measurer(target, CollectConfig(**SMALL))
+
+
+@pytest.fixture(scope="module")
+def workload():
+    from ms_meta.workloads import resolve_one
+
+    return resolve_one(SPEC)
+
+
+def test_collect_then_resume(tmp_path, target, measurer, workload):
+    from ms_meta.data.collect import _existing_trace_keys, _trace_key
+    from ms_meta.tuning.target import host_cpu, target_summary
+
+    config = CollectConfig(trials_per_task=8, **SMALL)
+    progress = collect_task(workload, tmp_path, target, config, measurer.builder, measurer.runner)
+    task_dir = _task_dir(tmp_path, target)
+    assert (progress.existing, progress.measured) == (0, 8)
+    first = _assert_clean(task_dir, 8)
+    assert count_lines(task_dir / WORKLOAD_FILE) == 1
+    records = _load_db(task_dir).get_all_tuning_records()
+    assert sum(float(r.run_secs[0]) < 1e9 for r in records) >= 6  # nearly all dense schedules run
+    # The in-memory key of a candidate matches the key read back from its line, so a resumed
+    # run recognises what is on disk (booleans are written as 0/1).
+    on_disk = _existing_trace_keys(task_dir / RECORD_FILE)
+    assert {_trace_key(r.trace) for r in records} == on_disk
+
+    meta = json.loads((task_dir / META_FILE).read_text())
+    assert meta["task"] == TASK and meta["spec"] == SPEC
+    assert meta["target"] == target_summary(target)
+    assert meta["cpu"] == host_cpu()
+    assert meta["runner"] == "local"
+    assert meta["records"] == 8
+    assert meta["collect_seconds"] > 0 and meta["records_per_second"] > 0
+    assert meta["collector"]["trials_per_task"] == 8 and meta["collector"]["rpc"] is None
+
+    resumed = collect_task(
+        workload,
+        tmp_path,
+        target,
+        CollectConfig(trials_per_task=12, **SMALL),
+        measurer.builder,
+        measurer.runner,
+    )
+    assert (resumed.existing, resumed.measured) == (8, 4)
+    lines = _assert_clean(task_dir, 12)
+    assert lines[:8] == first  # append-only
+    meta2 = json.loads((task_dir / META_FILE).read_text())
+    assert meta2["records"] == 12 and meta2["created"] == meta["created"]
+    assert meta2["collect_seconds"] > meta["collect_seconds"]
+
+    again = collect_task(
+        workload,
+        tmp_path,
+        target,
+        CollectConfig(trials_per_task=12, **SMALL),
+        measurer.builder,
+        measurer.runner,
+    )
+    assert again.measured == 0 and count_lines(task_dir / RECORD_FILE) == 12
+
+
+def test_killed_collector_resumes_without_duplicates(tmp_path, target):
+    command = [
+        sys.executable, "-m", "ms_meta", "collect", SPEC, "--out", str(tmp_path),
+        "--trials-per-task", "8", *SMALL_CLI,
+    ]  # fmt: skip
+    task_dir = _task_dir(tmp_path, target)
+    log = tmp_path / "first.log"
+    with open(log, "wb") as err:
+        # Own session: the kill takes its builder and runner workers along.
+        proc = subprocess.Popen(
+            command, stdout=err, stderr=err, cwd=tmp_path, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 150
+            while count_lines(task_dir / RECORD_FILE) < 4:  # the first batch has landed
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "no batch within 150 s:\n" + log.read_text()
+                time.sleep(0.1)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = count_lines(task_dir / RECORD_FILE)
+    assert 4 <= killed_at <= 8
+    # A kill in the middle of an append leaves half a line; the next run must cut it.
+    with open(task_dir / RECORD_FILE, "a") as f:
+        f.write(_lines(task_dir)[0][:700])
+
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr
+    _assert_clean(task_dir, 8)
+    assert "dropped a torn last line" in done.stderr
+
+
+def test_shards_partition_the_task_list():
+    runner = CliRunner()
+
+    def listed(*extra: str) -> list[str]:
+        result = runner.invoke(cli, ["collect", "all", "--list", *extra])
+        assert result.exit_code == 0, result.output
+        return [line.split("\t")[0] for line in result.output.splitlines() if line]
+
+    everything = listed()
+    first, second = listed("--shard", "0/2"), listed("--shard", "1/2")
+    assert len(everything) > 2
+    assert not set(first) & set(second)
+    assert sorted(first + second) == sorted(everything)
+    assert abs(len(first) - len(second)) <= 1
+    bad = runner.invoke(cli, ["collect", "all", "--list", "--shard", "2/2"])
+    assert bad.exit_code == 2 and "--shard" in bad.output
+
+
+def test_second_collector_on_a_task_is_refused(tmp_path, target, workload):
+    task_dir = _task_dir(tmp_path, target)
+    with task_lock(task_dir):
+        with pytest.raises(TaskLockedError, match="being collected by another process"):
+            collect_task(workload, tmp_path, target, CollectConfig(**SMALL), None, None)
+        result = CliRunner().invoke(
+            cli, ["collect", SPEC, "--out", str(tmp_path), "--trials-per-task", "4"]
+        )
+    assert result.exit_code == 0, result.output
+    assert f"{TASK}: skipped, being collected by another process" in result.output
+    assert not (task_dir / RECORD_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("address", "host", "port"),
+    [("127.0.0.1:9190", "127.0.0.1", 9190), ("[::1]:9191", "::1", 9191), ("box:1", "box", 1)],
+)
+def test_rpc_tracker_address_parses(address, host, port):
+    rpc = RPCSettings.parse(address, "k")
+    assert (rpc.tracker_host, rpc.tracker_port) == (host, port)
+    assert rpc.describe() == f"rpc k@{host}:{port}"
+
+
+@pytest.mark.parametrize("address", ["nonsense", "host:", ":9190", "host:0", "host:70000", "h:x"])
+def test_bad_rpc_tracker_is_a_usage_error(address):
+    with pytest.raises(RPCError, match="HOST:PORT"):
+        RPCSettings.parse(address, "k")
+    result = CliRunner().invoke(
+        cli, ["collect", SPEC, "--rpc-tracker", address, "--rpc-key", "k", "--out", "unused"]
+    )
+    assert result.exit_code == 2
+    assert "--rpc-tracker" in result.output and "Traceback" not in result.output
+
+
+def test_rpc_options_go_together():
+    result = CliRunner().invoke(cli, ["collect", SPEC, "--rpc-tracker", "127.0.0.1:9190"])
+    assert result.exit_code == 2 and "go together" in result.output
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_tracker_is_a_clear_error(tmp_path):
+    address = f"{LOOPBACK}:{_closed_port()}"
+    result = CliRunner().invoke(
+        cli, ["collect", SPEC, "--out", str(tmp_path), "--rpc-tracker", address, "--rpc-key", "k"]
+    )
+    assert result.exit_code == 1
+    assert f"cannot reach the RPC tracker at {address}" in result.output
+    assert "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())  # nothing written before the check
+
+
+@pytest.fixture(scope="module")
+def rpc_tracker():
+    """A tracker and one server under ``RPC_KEY`` on loopback, as TVM's own runner tests do.
+
+    Both run in TVM's Popen workers (separate processes); ports come from a random range so
+    that parallel test runs do not collide.
+    """
+    pytest.importorskip("tornado", reason="TVM's RPC tracker needs tornado")
+    from tvm.rpc.server import Server
+    from tvm.rpc.tracker import Tracker
+
+    base = random.Random().randrange(20000, 40000, 200)
+    tracker = Tracker(LOOPBACK, port=base, port_end=base + 100, silent=True)
+    servers = []
+    try:
+        for _ in range(RPC_DEVICES):
+            server = Server(
+                LOOPBACK,
+                port=base + 100,
+                port_end=base + 200,
+                key=RPC_KEY,
+                tracker_addr=(LOOPBACK, tracker.port),
+                silent=True,
+            )
+            servers.append(server)
+        settings = RPCSettings(tracker_host=LOOPBACK, tracker_port=tracker.port, key=RPC_KEY)
+        deadline = time.monotonic() + 30
+        # Servers register with the tracker asynchronously.
+        while _registered(settings) < RPC_DEVICES:
+            assert time.monotonic() < deadline, "the RPC servers did not register in 30 s"
+            time.sleep(0.2)
+        yield settings
+    finally:
+        for server in servers:
+            server.terminate()
+        tracker.terminate()
+
+
+def _registered(settings: RPCSettings) -> int:
+    try:
+        return count_rpc_devices(settings, timeout_sec=5)
+    except RPCError:
+        return 0
+
+
+def test_rpc_without_a_device_under_the_key(tmp_path, rpc_tracker):
+    result = CliRunner().invoke(
+        cli,
+        ["collect", SPEC, "--out", str(tmp_path), "--rpc-tracker", rpc_tracker.address,
+         "--rpc-key", "no-such-device"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "no device is registered under key 'no-such-device'" in result.output
+    assert RPC_KEY in result.output  # lists the keys that are there
+    assert "Traceback" not in result.output
+
+
+def test_collect_through_rpc_tracker(tmp_path, target, rpc_tracker, caplog):
+    from ms_meta.tuning.target import host_cpu
+
+    assert query_rpc_cpu(rpc_tracker) == host_cpu()
+    caplog.set_level(logging.INFO, logger="ms_meta.data.collect")
+    result = CliRunner().invoke(
+        cli,
+        ["collect", SPEC, "--out", str(tmp_path), "--trials-per-task", "4", *SMALL_CLI,
+         "--rpc-tracker", rpc_tracker.address, "--rpc-key", RPC_KEY],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    task_dir = _task_dir(tmp_path, target)
+    _assert_clean(task_dir, 4)
+    records = _load_db(task_dir).get_all_tuning_records()
+    assert all(float(s) < 1e9 for r in records for s in r.run_secs), "a run failed over RPC"
+    meta = json.loads((task_dir / META_FILE).read_text())
+    assert meta["runner"] == f"rpc {RPC_KEY}@{rpc_tracker.address}"
+    assert meta["cpu"] == host_cpu()  # asked from the device itself
+    assert meta["collector"]["rpc"]["key"] == RPC_KEY
+    assert meta["records"] == 4 and meta["records_per_second"] > 0
+    assert f"{RPC_DEVICES} device(s), {RPC_DEVICES} session(s) at a time" in caplog.text
