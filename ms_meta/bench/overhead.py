@@ -121,7 +121,7 @@ def measure_throughput(spec: str, count: int, target, seed: int = 1) -> Throughp
         ),
         xgb_predict_per_s=_rate(
             lambda: xgb.predict(context, candidates), len(candidates), repeats=1
-        ),  # fmt: skip
+        ),
     )
 
 

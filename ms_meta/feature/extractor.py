@@ -10,7 +10,7 @@ import tvm
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.feature_extractor import PyFeatureExtractor
 
-from ms_meta.feature.graph import BlockCache, encode_primfunc
+from ms_meta.feature.graph import BlockCache, EncodedBatch, encode_primfuncs
 from ms_meta.feature.schema import FEATURE_VERSION, LoopGraph
 from ms_meta.feature.task import task_features
 
@@ -77,31 +77,42 @@ class GraphFeatureExtractor(PyFeatureExtractor):
             self._tasks[key] = state
         return state
 
+    def encode_batch(self, context, candidates) -> EncodedBatch:
+        """All candidates as one disconnected graph (what the GNN consumes); candidates that
+        cannot be encoded get a neutral graph (``failed`` marks them) and a logged warning."""
+        if not candidates:
+            raise ValueError("no candidates to encode")
+        state = self._task_state(context, candidates[0])
+        funcs = []
+        broken: dict[int, Exception] = {}
+        for i, candidate in enumerate(candidates):
+            try:
+                funcs.append(candidate.sch.mod["main"])
+            except Exception as err:  # e.g. a module without "main"
+                broken[i] = err
+                funcs.append(None)
+
+        def on_error(index: int, err: Exception) -> None:
+            state.failures += 1
+            self.stats.unencodable += 1
+            if state.failures <= _MAX_WARNINGS_PER_TASK:
+                suppressed = state.failures == _MAX_WARNINGS_PER_TASK
+                logger.warning(
+                    "could not encode a candidate (%s: %s); scoring it as neutral%s",
+                    type(err).__name__,
+                    broken.get(index, err),
+                    " (further warnings for this task suppressed)" if suppressed else "",
+                )
+
+        batch = encode_primfuncs(funcs, state.features, state.cache, on_error=on_error)
+        self.stats.encoded += len(candidates) - int(batch.failed.sum())
+        return batch
+
     def encode(self, context, candidates) -> list[LoopGraph]:
         """One :class:`LoopGraph` per candidate (neutral for those that cannot be encoded)."""
         if not candidates:
             return []
-        state = self._task_state(context, candidates[0])
-        graphs = []
-        for candidate in candidates:
-            try:
-                graphs.append(encode_primfunc(candidate.sch.mod["main"], state.features,
-                                              state.cache))  # fmt: skip
-                self.stats.encoded += 1
-            except Exception as err:  # a candidate we cannot encode must not crash the search
-                state.failures += 1
-                self.stats.unencodable += 1
-                if state.failures <= _MAX_WARNINGS_PER_TASK:
-                    logger.warning(
-                        "could not encode a candidate (%s: %s); scoring it as neutral%s",
-                        type(err).__name__,
-                        err,
-                        ""
-                        if state.failures < _MAX_WARNINGS_PER_TASK
-                        else " (further warnings for this task suppressed)",
-                    )
-                graphs.append(LoopGraph.neutral(state.features))
-        return graphs
+        return self.encode_batch(context, candidates).graphs()
 
     def extract_from(self, context, candidates) -> list[tvm.runtime.Tensor]:
         return [tvm.runtime.tensor(g.pack()) for g in self.encode(context, candidates)]

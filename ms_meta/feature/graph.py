@@ -1,4 +1,4 @@
-"""Encode a scheduled TIR PrimFunc as a loop-nest graph (:class:`~ms_meta.feature.schema.LoopGraph`).
+"""Encode a scheduled TIR PrimFunc as a loop-nest graph (a :class:`LoopGraph`).
 
 The walk runs for every candidate the evolutionary search scores (thousands per iteration), so it
 is written for speed: dispatch on ``type()`` (an ``isinstance`` on an FFI class costs ~4 us), read
@@ -49,8 +49,8 @@ _Call = tvm.ir.Call
 _Select = tirx.Select
 
 _F = NODE_FEATURE_INDEX
-_LOOP_KIND_COLUMNS = [_F[f"loop_kind_{k}"] for k in
-                      ("serial", "parallel", "vectorized", "unrolled", "thread_binding")]  # fmt: skip
+_LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled", "thread_binding")
+_LOOP_KIND_COLUMNS = [_F[f"loop_kind_{k}"] for k in _LOOP_KINDS]
 _SCOPE_COLUMNS = {s: _F[f"access_scope_{s}"] for s in BUFFER_SCOPES}
 _SCOPE_ORDER = {column: i for i, column in enumerate(_SCOPE_COLUMNS.values())}
 _REDUCE_ITER = 2  # IterVar.iter_type of a reduction axis (kCommReduce)
@@ -310,8 +310,8 @@ class _GraphBuilder:
     """Collects raw facts during the walk; features and edges are built in bulk at the end."""
 
     def __init__(self) -> None:
-        self.node_type: list[int] = [NODE_TASK]
-        self.depth: list[int] = [0]
+        self.node_type: list[int] = []
+        self.depth: list[int] = []
         # structural edges (nest, seq, dataflow) as flat lists
         self.src: list[int] = []
         self.dst: list[int] = []
@@ -325,6 +325,24 @@ class _GraphBuilder:
         self.access_groups: list[tuple] = []
         self.last_writer: dict[str, int] = {}
         self.layout_key: tuple = ()  # shapes of the buffers the function allocates
+
+    def start_graph(self) -> int:
+        """Begin the next candidate of a batch: its task node, and fresh per-program state."""
+        self.layout_key = ()
+        self.last_writer = {}
+        return self.add_node(NODE_TASK, 0)
+
+    def mark(self) -> tuple[int, ...]:
+        return (len(self.node_type), len(self.src), len(self.loops), len(self.innermost),
+                len(self.blocks), len(self.access_groups))  # fmt: skip
+
+    def rollback(self, mark: tuple[int, ...]) -> None:
+        """Forget a candidate whose walk failed half-way."""
+        nodes, edges, loops, innermost, blocks, groups = mark
+        del self.node_type[nodes:], self.depth[nodes:]
+        del self.src[edges:], self.dst[edges:], self.etype[edges:]
+        del self.loops[loops:], self.innermost[innermost:]
+        del self.blocks[blocks:], self.access_groups[groups:]
 
     def add_node(self, node_type: int, depth: int) -> int:
         self.node_type.append(node_type)
@@ -570,20 +588,95 @@ def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
     chunks.append((src, dst, EDGE_ACCESS, attr))
 
 
-def encode_primfunc(func, task_features: np.ndarray, cache: BlockCache | None = None) -> LoopGraph:
-    """Encode one scheduled PrimFunc as a :class:`LoopGraph`.
+@dataclass
+class EncodedBatch:
+    """Graphs of many candidates as one disconnected graph (numpy, PyG layout).
+
+    Shapes: ``x [N, F_node]``, ``node_type [N]``, ``edge_index [2, E]``, ``edge_type [E]``,
+    ``edge_attr [E, F_edge]``, ``batch [N]`` (graph of each node), ``task [B, F_task]``;
+    ``failed [B]`` marks candidates that could not be encoded (a lone task node each).
+    """
+
+    x: np.ndarray
+    node_type: np.ndarray
+    edge_index: np.ndarray
+    edge_type: np.ndarray
+    edge_attr: np.ndarray
+    batch: np.ndarray
+    task: np.ndarray
+    failed: np.ndarray
+
+    @property
+    def num_graphs(self) -> int:
+        return int(self.task.shape[0])
+
+    def graphs(self) -> list[LoopGraph]:
+        """Split into one :class:`LoopGraph` per candidate."""
+        n = self.num_graphs
+        node_counts = np.bincount(self.batch, minlength=n)
+        node_start = np.zeros(n + 1, np.int64)
+        np.cumsum(node_counts, out=node_start[1:])
+        edge_graph = self.batch[self.edge_index[0]] if self.edge_index.size else np.zeros(0, int)
+        order = np.argsort(edge_graph, kind="stable")
+        edge_counts = np.bincount(edge_graph, minlength=n)
+        edge_start = np.zeros(n + 1, np.int64)
+        np.cumsum(edge_counts, out=edge_start[1:])
+        edge_index = self.edge_index[:, order]
+        edge_type = self.edge_type[order]
+        edge_attr = self.edge_attr[order]
+        out = []
+        for i in range(n):
+            a, b = node_start[i], node_start[i + 1]
+            c, d = edge_start[i], edge_start[i + 1]
+            out.append(
+                LoopGraph(
+                    node_type=self.node_type[a:b],
+                    x=self.x[a:b],
+                    edge_index=edge_index[:, c:d] - a,
+                    edge_type=edge_type[c:d],
+                    edge_attr=edge_attr[c:d],
+                    task=self.task[i],
+                )
+            )
+        return out
+
+
+def encode_primfuncs(funcs, task_features: np.ndarray, cache: BlockCache | None = None,
+                     on_error=None) -> EncodedBatch:  # fmt: skip
+    """Encode many scheduled PrimFuncs of one task in one pass.
+
+    The walk is per candidate; features and edges are then built for the whole batch at once,
+    which is what makes scoring thousands of candidates per second possible.
 
     Parameters
     ----------
-    func : tvm.tirx.PrimFunc
-        The scheduled function (``candidate.sch.mod["main"]``).
+    funcs : sequence of tvm.tirx.PrimFunc
+        Scheduled functions (``candidate.sch.mod["main"]``).
     task_features : np.ndarray
         ``[NUM_TASK_FEATURES]`` features of the task (see :mod:`ms_meta.feature.task`).
     cache : BlockCache, optional
         Per-task cache of block facts; pass the same one for all candidates of a task.
+    on_error : callable, optional
+        ``on_error(index, exception)`` for a candidate that cannot be encoded; it then gets a
+        neutral graph (its task node alone). Without it, the exception propagates.
     """
+    cache = cache or BlockCache()
     g = _GraphBuilder()
-    _visit(func.body, 0, [], g, cache or BlockCache())
+    failed = np.zeros(len(funcs), bool)
+    for i, func in enumerate(funcs):
+        mark = g.mark()
+        root = g.start_graph()
+        try:
+            if func is None:
+                raise ValueError("the candidate's module has no 'main' PrimFunc")
+            _visit(func.body, root, [], g, cache)
+        except Exception as err:
+            if on_error is None:
+                raise
+            g.rollback(mark)
+            g.start_graph()
+            failed[i] = True
+            on_error(i, err)
     n = len(g.node_type)
     node_type = np.asarray(g.node_type, np.int64)
     x = np.zeros((n, NUM_NODE_FEATURES), np.float32)
@@ -602,18 +695,28 @@ def encode_primfunc(func, task_features: np.ndarray, cache: BlockCache | None = 
                      else np.full(len(src), etype, np.int64))  # fmt: skip
         attrs.append(chunk[3] if len(chunk) > 3 else np.zeros((len(src), NUM_EDGE_FEATURES),
                                                                np.float32))  # fmt: skip
-    return LoopGraph(
-        node_type=node_type,
+    is_root = node_type == NODE_TASK
+    batch = np.cumsum(is_root) - 1
+    task = np.repeat(np.asarray(task_features, np.float32)[None, :], len(funcs), axis=0)
+    return EncodedBatch(
         x=x,
+        node_type=node_type,
         edge_index=np.stack([np.concatenate(srcs), np.concatenate(dsts)]).astype(np.int64),
         edge_type=np.concatenate(types),
         edge_attr=np.concatenate(attrs).astype(np.float32, copy=False),
-        task=np.asarray(task_features, np.float32),
+        batch=batch.astype(np.int64),
+        task=task,
+        failed=failed,
     )
+
+
+def encode_primfunc(func, task_features: np.ndarray, cache: BlockCache | None = None) -> LoopGraph:
+    """Encode one scheduled PrimFunc as a :class:`LoopGraph` (see :func:`encode_primfuncs`)."""
+    return encode_primfuncs([func], task_features, cache).graphs()[0]
 
 
 def block_summary(func, cache: BlockCache | None = None) -> list[tuple[str, int, _BlockStatic]]:
     """(name, trips, static facts) of every block of ``func``, in program order."""
     g = _GraphBuilder()
-    _visit(func.body, 0, [], g, cache or BlockCache())
+    _visit(func.body, g.start_graph(), [], g, cache or BlockCache())
     return [(name, trips, static) for _, trips, static, name in g.blocks]

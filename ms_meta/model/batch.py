@@ -49,3 +49,17 @@ class GraphBatch:
             task=torch.from_numpy(np.stack([g.task for g in graphs])),
             num_graphs=len(graphs),
         )
+
+    @classmethod
+    def from_encoded(cls, encoded) -> GraphBatch:
+        """From an :class:`~ms_meta.feature.graph.EncodedBatch` (already one graph; no copy)."""
+        return cls(
+            x=torch.from_numpy(encoded.x),
+            node_type=torch.from_numpy(encoded.node_type),
+            edge_index=torch.from_numpy(encoded.edge_index),
+            edge_type=torch.from_numpy(encoded.edge_type),
+            edge_attr=torch.from_numpy(encoded.edge_attr),
+            batch=torch.from_numpy(encoded.batch),
+            task=torch.from_numpy(encoded.task),
+            num_graphs=encoded.num_graphs,
+        )

@@ -23,11 +23,13 @@ from ms_meta.errors import WeightsError
 from ms_meta.feature.extractor import GraphFeatureExtractor
 from ms_meta.feature.schema import LoopGraph
 from ms_meta.model.gnn import GNNConfig
+from ms_meta.model.batch import GraphBatch
 from ms_meta.model.meta import (
     AdaptConfig,
     adapt,
     normalized_throughput,
     parameters_of,
+    predict_batch,
     predict_with,
 )
 from ms_meta.model.train import init_model
@@ -225,13 +227,13 @@ class MetaCostModel(PyCostModel):
     def predict(self, context, candidates) -> np.ndarray:
         if not candidates:
             return np.zeros(0, np.float64)
-        graphs = self.extractor.encode(context, candidates)
+        encoded = self.extractor.encode_batch(context, candidates)
         params = self._adapted.get(self._task_key(context, candidates))
-        scores = predict_with(self.model, params, graphs)
+        scores = predict_batch(self.model, params, GraphBatch.from_encoded(encoded))
         self.summary.predicted += len(candidates)
         self.summary.unencodable = self.extractor.stats.unencodable
         # Candidates we could not encode get the neutral score: the median of the batch.
-        neutral = np.array([g.num_nodes == 1 for g in graphs])
+        neutral = encoded.failed
         if neutral.any() and (~neutral).any():
             scores[neutral] = np.median(scores[~neutral])
         return np.logaddexp(0.0, _SOFTPLUS_SHARPNESS * scores) / _SOFTPLUS_SHARPNESS

@@ -114,3 +114,18 @@ def predict_with(model: LoopGraphGNN, params: Params | None, graphs: Sequence[Lo
     if not out:
         return np.zeros(0, np.float64)
     return torch.cat(out).double().numpy()
+
+
+@torch.inference_mode()
+def predict_batch(model: LoopGraphGNN, params: Params | None, batch: GraphBatch) -> np.ndarray:
+    """Scores of an already collated batch (see :func:`predict_with`).
+
+    Shapes: ``batch`` of ``B`` graphs -> ``[B]`` float64.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(batch) if params is None else functional_call(model, params, (batch,))
+    finally:
+        model.train(was_training)
+    return out.double().numpy()

@@ -67,7 +67,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint; raises :class:`WeightsError` for missing, corrupt or incompatible files."""
+    """Read a checkpoint; :class:`WeightsError` for missing, corrupt or incompatible files."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")

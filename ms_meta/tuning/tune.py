@@ -78,7 +78,7 @@ def tune_workload(
     cost_model="meta",
     seed: int = 0,
     population_size: int = 512,
-    measure: MeasureSettings = MeasureSettings(),
+    measure: MeasureSettings | None = None,
 ) -> TuneResult:
     """Tune one task with MetaSchedule's evolutionary search and the given cost model.
 
@@ -99,7 +99,7 @@ def tune_workload(
         max_trials_global=max_trials,
         num_trials_per_iter=num_trials_per_iter,
         builder=make_builder(),
-        runner=make_local_runner(measure),
+        runner=make_local_runner(measure or MeasureSettings()),
         cost_model=model,
         strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size),
         seed=seed,

@@ -37,7 +37,7 @@ def resolve_one(name: str) -> Workload:
     if text in NAMED:
         return _with_aliases(parse_spec(NAMED[text]))
     if ":" not in text:
-        op, _, rest = text.rpartition("_")
+        _op, _, _rest = text.rpartition("_")
         for candidate in sorted(OPERATORS, key=len, reverse=True):
             prefix = candidate + "_"
             if text.startswith(prefix) and text[len(prefix) :].replace("_", "").isdigit():

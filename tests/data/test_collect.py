@@ -38,7 +38,8 @@ from ms_meta.data.collect import (
 SPEC = "dense:32,32,32"
 TASK = "dense_32_32_32"
 SMALL = dict(random_fraction=0.5, batch_size=4, population_size=32, genetic_num_iters=2)
-SMALL_CLI = ["--random-fraction", "0.5", "--batch-size", "4", "--population-size", "32"]
+# Random samples only: one batch per 4 records (the guided phase is covered in-process).
+RANDOM_CLI = ["--random-fraction", "1", "--batch-size", "4"]
 RPC_KEY = "ms-meta-test"
 RPC_DEVICES = 2  # two servers under one key share the measurements
 LOOPBACK = "127.0.0.1"
@@ -146,7 +147,7 @@ def test_collect_then_resume(tmp_path, target, measurer, workload):
 def test_killed_collector_resumes_without_duplicates(tmp_path, target):
     command = [
         sys.executable, "-m", "ms_meta", "collect", SPEC, "--out", str(tmp_path),
-        "--trials-per-task", "8", *SMALL_CLI,
+        "--trials-per-task", "8", *RANDOM_CLI,
     ]  # fmt: skip
     task_dir = _task_dir(tmp_path, target)
     log = tmp_path / "first.log"
@@ -316,7 +317,7 @@ def test_collect_through_rpc_tracker(tmp_path, target, rpc_tracker, caplog):
     caplog.set_level(logging.INFO, logger="ms_meta.data.collect")
     result = CliRunner().invoke(
         cli,
-        ["collect", SPEC, "--out", str(tmp_path), "--trials-per-task", "4", *SMALL_CLI,
+        ["collect", SPEC, "--out", str(tmp_path), "--trials-per-task", "4", *RANDOM_CLI,
          "--rpc-tracker", rpc_tracker.address, "--rpc-key", RPC_KEY],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

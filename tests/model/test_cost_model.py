@@ -86,6 +86,9 @@ def test_weights_metadata_mismatch_is_a_clear_error(tmp_path):
 
 def _measured_set(task: str):
     """Real records measured on this machine type: (context, candidates, latencies)."""
+    from ms_meta.tuning.intrin import import_tensor_intrinsics
+
+    import_tensor_intrinsics("llvm")  # TuneContext would otherwise import every backend's
     folder = RECORDS / task
     assert folder.is_dir(), f"shipped records {folder} are missing"
     workload_line = json.loads((folder / "database_workload.json").read_text().splitlines()[0])

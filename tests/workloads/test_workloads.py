@@ -49,7 +49,7 @@ def test_presets_cover_models_and_operators():
 def test_every_operator_builds_a_primfunc():
     for op in OPERATORS.values():
         params = {"softmax": (4, 16)}.get(op.name)
-        spec = [w for w in all_named() if w.op == op.name][0]
+        spec = next(w for w in all_named() if w.op == op.name)
         mod = (parse_spec(f"{op.name}:{','.join(map(str, params))}") if params else spec).build()
         assert "main" in [gv.name_hint for gv in mod.get_global_vars()]
 
