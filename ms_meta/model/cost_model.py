@@ -22,8 +22,8 @@ from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 from ms_meta.errors import WeightsError
 from ms_meta.feature.extractor import GraphFeatureExtractor
 from ms_meta.feature.schema import LoopGraph
-from ms_meta.model.gnn import GNNConfig
 from ms_meta.model.batch import GraphBatch
+from ms_meta.model.gnn import GNNConfig
 from ms_meta.model.meta import (
     AdaptConfig,
     adapt,

@@ -37,7 +37,11 @@ from ms_meta.data.collect import (
 
 SPEC = "dense:32,32,32"
 TASK = "dense_32_32_32"
-SMALL = dict(random_fraction=0.5, batch_size=4, population_size=32, genetic_num_iters=2)
+# The guided phase runs EvolutionarySearch as in production, but scored by RandomModel: XGB
+# training (about 7 s per batch here) would test TVM's model, not the collector.
+SMALL = dict(
+    random_fraction=0.5, batch_size=4, population_size=32, genetic_num_iters=2, cost_model="random"
+)
 # Random samples only: one batch per 4 records (the guided phase is covered in-process).
 RANDOM_CLI = ["--random-fraction", "1", "--batch-size", "4"]
 RPC_KEY = "ms-meta-test"
@@ -231,9 +235,17 @@ def test_bad_rpc_tracker_is_a_usage_error(address):
     assert "--rpc-tracker" in result.output and "Traceback" not in result.output
 
 
-def test_rpc_options_go_together():
-    result = CliRunner().invoke(cli, ["collect", SPEC, "--rpc-tracker", "127.0.0.1:9190"])
-    assert result.exit_code == 2 and "go together" in result.output
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rpc-tracker", "127.0.0.1:9190"], "go together"),
+        (["--rpc-key", "k"], "go together"),
+        (["--rpc-workers", "2"], "needs --rpc-tracker and --rpc-key"),
+    ],
+)
+def test_rpc_options_go_together(args, message):
+    result = CliRunner().invoke(cli, ["collect", SPEC, "--out", "unused", *args])
+    assert result.exit_code == 2 and message in result.output
 
 
 def _closed_port() -> int:
