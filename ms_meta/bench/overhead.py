@@ -147,6 +147,7 @@ def measure_tuning(spec: str, trials: int, target, cost_models=("meta", "xgb"), 
             result = tune_workload(
                 mod, target, work_dir, max_trials=trials,
                 num_trials_per_iter=min(num_trials_per_iter, trials), cost_model=timed, seed=seed,
+                quiet=True,
             )  # fmt: skip
         out.append(
             TuneTiming(

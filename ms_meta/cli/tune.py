@@ -61,6 +61,7 @@ def tune(workload, trials, trials_per_iter, cost_model, target_json, work_dir: P
         num_trials_per_iter=min(trials_per_iter, trials),
         cost_model=cost_model,
         seed=seed,
+        quiet=True,
     )
     if result.best_seconds is None:
         raise click.ClickException(

@@ -79,10 +79,12 @@ def tune_workload(
     seed: int = 0,
     population_size: int = 512,
     measure: MeasureSettings | None = None,
+    quiet: bool = False,
 ) -> TuneResult:
     """Tune one task with MetaSchedule's evolutionary search and the given cost model.
 
-    ``cost_model`` is a name from :data:`COST_MODELS` or a CostModel instance. The builder skips
+    ``cost_model`` is a name from :data:`COST_MODELS` or a CostModel instance; ``quiet``
+    keeps MetaSchedule's progress tables off the console (they still go to the log files). The builder skips
     the slow ``tensor_intrin`` import and links in parallel (see :mod:`ms_meta.tuning.builder`),
     for every cost model alike, so comparisons are fair.
     """
@@ -91,6 +93,10 @@ def tune_workload(
     work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ms-meta-tune-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     model = make_cost_model(cost_model, target=target, seed=seed)
+    if quiet:
+        # tune_tir derives its console level from this logger's level, and leaves it at DEBUG
+        # after each run; set it again before every run.
+        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     started = time.perf_counter()
     database = ms.tune_tir(
         mod=mod,
