@@ -83,10 +83,10 @@ def tune_workload(
 ) -> TuneResult:
     """Tune one task with MetaSchedule's evolutionary search and the given cost model.
 
-    ``cost_model`` is a name from :data:`COST_MODELS` or a CostModel instance; ``quiet``
-    keeps MetaSchedule's progress tables off the console (they still go to the log files). The builder skips
-    the slow ``tensor_intrin`` import and links in parallel (see :mod:`ms_meta.tuning.builder`),
-    for every cost model alike, so comparisons are fair.
+    ``cost_model`` is a name from :data:`COST_MODELS` or a CostModel instance; ``quiet`` keeps
+    MetaSchedule's progress tables off the console (they still go to the log files). The
+    builder skips the slow ``tensor_intrin`` import and links in parallel (see
+    :mod:`ms_meta.tuning.builder`), for every cost model alike, so comparisons are fair.
     """
     target = parse_target(target)
     import_tensor_intrinsics(target.kind.name)
