@@ -17,14 +17,14 @@ import sys
 logger = logging.getLogger(__name__)
 
 _PACKAGE = "tvm.s_tir.tensor_intrin"
-_MODULES_BY_TARGET_KIND = {"llvm": ("x86",), "c": ()}
+_MODULES_BY_TARGET_KIND = {"llvm": ("x86",), "c": (), "cuda": ("cuda",)}
 
 
 def import_tensor_intrinsics(target_kind: str = "llvm") -> None:
     """Make ``import tvm.s_tir.tensor_intrin`` cheap for ``target_kind``.
 
-    For kinds other than ``llvm``/``c`` (for example ``cuda``) the full package is imported,
-    because their schedule rules may tensorize with any registered intrinsic.
+    ``cuda`` gets the CUDA intrinsics (its default rules include tensor-core tiling); other
+    kinds (rocm, hexagon, ...) get the full package.
     Calling this after the full package was imported is a no-op.
     """
     if _PACKAGE in sys.modules:

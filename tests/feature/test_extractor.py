@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
 import tvm
 from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
@@ -72,3 +73,33 @@ def test_batch_encoding_equals_one_by_one(sample_candidates):
         assert np.array_equal(alone.edge_index, graph.edge_index)
         assert np.array_equal(alone.edge_type, graph.edge_type)
         assert np.array_equal(alone.edge_attr, graph.edge_attr)
+
+
+@pytest.mark.slow
+def test_cuda_design_space_candidates_encode_with_thread_bindings():
+    """MetaSchedule's CUDA design space (no GPU needed to schedule) binds GPU threads."""
+    from tvm.target import Target
+
+    from ms_meta.feature.schema import NODE_FEATURE_INDEX
+    from ms_meta.tuning.intrin import import_tensor_intrinsics
+
+    import_tensor_intrinsics("cuda")
+    target = Target({"kind": "cuda", "arch": "sm_80", "max_threads_per_block": 1024,
+                     "max_shared_memory_per_block": 49152, "thread_warp_size": 32})  # fmt: skip
+    for spec in ("dense:128,256,256", "conv2d_nchw:1,32,28,28,32,3,3,1,1"):
+        workload = resolve_one(spec)
+        context = ms.TuneContext(
+            mod=workload.build(), target=target, space_generator="post-order-apply",
+            search_strategy=ms.search_strategy.ReplayTrace(), task_name=workload.name,
+            rand_state=1, num_threads=2,
+        )  # fmt: skip
+        context.pre_tuning(
+            max_trials=8, num_trials_per_iter=8, design_spaces=context.generate_design_space(),
+            database=ms.database.MemoryDatabase(), cost_model=None,
+        )  # fmt: skip
+        extractor = GraphFeatureExtractor()
+        graphs = extractor.encode(context, context.generate_measure_candidates())
+        assert extractor.stats.unencodable == 0
+        for graph in graphs:
+            assert graph.x[:, NODE_FEATURE_INDEX["loop_thread_threadIdx"]].sum() >= 1
+            assert graph.x[:, NODE_FEATURE_INDEX["loop_thread_blockIdx"]].sum() >= 1
