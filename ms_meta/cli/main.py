@@ -16,8 +16,6 @@ _COMMANDS = {
     "bench": ("ms_meta.cli.bench:bench", "Benchmark extraction, prediction and tuning."),
     "collect": ("ms_meta.cli.collect:collect", "Measure schedules into tuning_records/."),
     "db": ("ms_meta.cli.db:db", "Inspect, merge, validate and split tuning databases."),
-    "pretrain": ("ms_meta.cli.pretrain:pretrain", "Meta-train the cost model on records."),
-    "eval": ("ms_meta.cli.evaluate:evaluate", "Evaluate cost models on held-out tasks."),
     "workloads": ("ms_meta.cli.workloads:workloads", "List workloads, operators and presets."),
 }
 
