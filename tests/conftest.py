@@ -13,6 +13,17 @@ SHARED_SEED_RECORDS = REPO_ROOT.parent / "shared" / "seed_records"
 RECORDS_ROOT = REPO_ROOT / "tuning_records"
 
 
+@pytest.fixture(autouse=True)
+def _isolate_meta_schedule_logging():
+    """Each test starts with the MetaSchedule logger's handlers as they were: tune_tir
+    reconfigures that logger, and stray handlers from one test must not reach the next."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def target():
     from ms_meta.tuning.intrin import import_tensor_intrinsics

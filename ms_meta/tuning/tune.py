@@ -39,6 +39,19 @@ class TuneResult:
         return None if self.best_seconds is None else self.best_seconds * 1e6
 
 
+def name_meta_schedule_handlers() -> None:
+    """Give every handler of MetaSchedule's logger a name.
+
+    ``tune_tir``/``tune_tasks`` build a logging config from the names of the handlers already
+    on the ``tvm.s_tir.meta_schedule`` logger and crash (``'NoneType' object has no attribute
+    'format'``) on a handler without one, such as one added by a test runner or an
+    application's own logging set-up.
+    """
+    for index, handler in enumerate(logging.getLogger("tvm.s_tir.meta_schedule").handlers):
+        if handler.get_name() is None:
+            handler.set_name(f"ms_meta.external_handler_{index}")
+
+
 def make_cost_model(kind, *, target=None, seed: int = 0):
     """A MetaSchedule cost model from a name (``meta``, ``meta-online``, ``xgb``, ``random``)
     or a ready :class:`~tvm.s_tir.meta_schedule.cost_model.CostModel`."""
@@ -97,6 +110,7 @@ def tune_workload(
         # tune_tir derives its console level from this logger's level, and leaves it at DEBUG
         # after each run; set it again before every run.
         logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    name_meta_schedule_handlers()
     started = time.perf_counter()
     database = ms.tune_tir(
         mod=mod,

@@ -10,13 +10,14 @@ from tvm.s_tir import meta_schedule as ms
 from ms_meta import MetaCostModel
 from ms_meta.tuning.builder import make_builder
 from ms_meta.tuning.measure import make_local_runner
-from ms_meta.tuning.tune import tune_workload
+from ms_meta.tuning.tune import name_meta_schedule_handlers, tune_workload
 from ms_meta.workloads import resolve_one
 
 
 def test_tune_tir_with_meta_cost_model_small_matmul(target, tmp_path):
     mod = resolve_one("dense:64,64,64").build()
     model = MetaCostModel(weights=None, seed=0)
+    name_meta_schedule_handlers()  # TVM's logging set-up needs named handlers (see docstring)
     database = ms.tune_tir(
         mod=mod,
         target=target,
