@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -39,17 +40,28 @@ class TuneResult:
         return None if self.best_seconds is None else self.best_seconds * 1e6
 
 
-def name_meta_schedule_handlers() -> None:
-    """Give every handler of MetaSchedule's logger a name.
+_MS_LOGGER = "tvm.s_tir.meta_schedule"
 
-    ``tune_tir``/``tune_tasks`` build a logging config from the names of the handlers already
-    on the ``tvm.s_tir.meta_schedule`` logger and crash (``'NoneType' object has no attribute
-    'format'``) on a handler without one, such as one added by a test runner or an
-    application's own logging set-up.
+
+@contextlib.contextmanager
+def meta_schedule_logging_compat():
+    """Detach foreign handlers from MetaSchedule's logger while ``tune_tir`` configures it.
+
+    ``tune_tir``/``tune_tasks`` rebuild that logger with ``logging.config.dictConfig`` and list
+    the handlers already on it by name; a handler they did not create (an application's, or
+    the capture handler pytest >= 9.2 adds to non-propagating loggers) makes them fail with
+    "Unable to configure logger". The handlers are re-attached afterwards.
     """
-    for index, handler in enumerate(logging.getLogger("tvm.s_tir.meta_schedule").handlers):
-        if handler.get_name() is None:
-            handler.set_name(f"ms_meta.external_handler_{index}")
+    logger = logging.getLogger(_MS_LOGGER)
+    foreign = [h for h in logger.handlers if not (h.get_name() or "").startswith(_MS_LOGGER)]
+    for handler in foreign:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in foreign:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
 
 
 def make_cost_model(kind, *, target=None, seed: int = 0):
@@ -110,20 +122,20 @@ def tune_workload(
         # tune_tir derives its console level from this logger's level, and leaves it at DEBUG
         # after each run; set it again before every run.
         logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-    name_meta_schedule_handlers()
     started = time.perf_counter()
-    database = ms.tune_tir(
-        mod=mod,
-        target=target,
-        work_dir=str(work_dir),
-        max_trials_global=max_trials,
-        num_trials_per_iter=num_trials_per_iter,
-        builder=make_builder(),
-        runner=make_local_runner(measure or MeasureSettings()),
-        cost_model=model,
-        strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size),
-        seed=seed,
-    )
+    with meta_schedule_logging_compat():
+        database = ms.tune_tir(
+            mod=mod,
+            target=target,
+            work_dir=str(work_dir),
+            max_trials_global=max_trials,
+            num_trials_per_iter=num_trials_per_iter,
+            builder=make_builder(),
+            runner=make_local_runner(measure or MeasureSettings()),
+            cost_model=model,
+            strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size),
+            seed=seed,
+        )
     elapsed = time.perf_counter() - started
     records = database.get_all_tuning_records()
     valid = [r for r in records if min(float(s) for s in r.run_secs) < 1e9]
