@@ -80,9 +80,17 @@ def _print_stats(result: dict[str, Any]) -> None:
     click.echo("best µs: the lowest mean of run_secs over a task's records (MetaSchedule's order)")
     click.echo("\nper operator:")
     op_width = max([len("op"), *(len(op) for op in result["operators"])])
-    click.echo(f"  {'op'.ljust(op_width)}  {'tasks':>5}  {'records':>7}")
+    click.echo(f"  {'op'.ljust(op_width)}  {'tasks':>5}  {'records':>7}  {'hours':>6}")
     for op, counts in result["operators"].items():
-        click.echo(f"  {op.ljust(op_width)}  {counts['tasks']:>5}  {counts['records']:>7}")
+        click.echo(
+            f"  {op.ljust(op_width)}  {counts['tasks']:>5}  {counts['records']:>7}  "
+            f"{counts['measure_hours']:>6.2f}"
+        )
+    click.echo(
+        f"  {'total'.ljust(op_width)}  {totals['tasks']:>5}  {totals['records']:>7}  "
+        f"{totals['measure_hours']:>6.2f}"
+    )
+    click.echo("hours: measuring time recorded in meta.json (collector and ingested sources)")
 
 
 @db.command(

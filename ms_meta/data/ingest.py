@@ -58,7 +58,13 @@ def ingest_seed_task(source: Path, root: Path, origin: str) -> tuple[str, int]:
         with open(task_dir / RECORD_FILE, "a") as f:
             for line in record_lines:
                 f.write(line + "\n")
-        sources[str(source.name)] = {"records": len(record_lines), "origin": origin}
+        source_meta = json.loads((source / META_FILE).read_text()) if (
+            source / META_FILE).exists() else {}  # fmt: skip
+        sources[str(source.name)] = {
+            "records": len(record_lines),
+            "origin": origin,
+            "secs": float(source_meta.get("secs", 0.0)),
+        }
         meta.update(
             task=workload.name,
             spec=workload.spec,

@@ -744,6 +744,13 @@ def database_stats(recordset: RecordSet) -> dict[str, Any]:
     tasks = []
     for group in recordset.groups:
         best = group.best_secs
+        meta = group.database.meta or {}
+        # Seconds spent measuring: ms-meta's collector, a seed-style meta ("secs"), and the
+        # sources ingested into the task (each may carry its own "secs").
+        seconds = float(meta.get("collect_seconds", 0.0)) + float(meta.get("secs", 0.0))
+        for source in (meta.get("ingested") or {}).values():
+            if isinstance(source, dict):
+                seconds += float(source.get("secs", 0.0))
         tasks.append(
             {
                 "task": group.task,
@@ -753,13 +760,15 @@ def database_stats(recordset: RecordSet) -> dict[str, Any]:
                 "best_us": None if best is None else best * 1e6,
                 "target": _group_target_label(group),
                 "path": str(group.database.files.directory),
+                "measure_seconds": seconds,
             }
         )
-    operators: dict[str, dict[str, int]] = {}
+    operators: dict[str, dict[str, Any]] = {}
     for row in tasks:
-        entry = operators.setdefault(row["op"], {"tasks": 0, "records": 0})
+        entry = operators.setdefault(row["op"], {"tasks": 0, "records": 0, "measure_hours": 0.0})
         entry["tasks"] += 1
         entry["records"] += row["records"]
+        entry["measure_hours"] += row["measure_seconds"] / 3600
     skips = recordset.skips
     return {
         "tasks": tasks,
@@ -768,6 +777,7 @@ def database_stats(recordset: RecordSet) -> dict[str, Any]:
             "tasks": len(tasks),
             "records": sum(r["records"] for r in tasks),
             "failed": sum(r["failed"] for r in tasks),
+            "measure_hours": sum(r["measure_seconds"] for r in tasks) / 3600,
             "skipped_lines": skips.num_skipped,
             "targets": skips.num_targets,
         },

@@ -366,3 +366,18 @@ def test_db_help_lists_commands() -> None:
     for name in ("stats", "merge", "validate", "split"):
         assert name in result.stdout
     assert "Examples" in run("merge", "--help").stdout
+
+
+def test_stats_reports_measuring_hours_from_meta(tmp_path: Path) -> None:
+    if not SEED_ROOT.is_dir():
+        pytest.skip("../shared/seed_records not present")
+    db = tmp_path / "task"
+    shutil.copytree(SEED_ROOT / "mm_512", db)
+    meta = json.loads((db / "meta.json").read_text())
+    meta["collect_seconds"] = 1800.0
+    (db / "meta.json").write_text(json.dumps(meta))
+    result = CliRunner().invoke(cli, ["db", "stats", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    expected = (1800.0 + meta["secs"]) / 3600  # the seed's own tuning seconds count too
+    assert abs(report["totals"]["measure_hours"] - expected) < 1e-9
