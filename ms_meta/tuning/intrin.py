@@ -24,24 +24,32 @@ def import_tensor_intrinsics(target_kind: str = "llvm") -> None:
     """Make ``import tvm.s_tir.tensor_intrin`` cheap for ``target_kind``.
 
     ``cuda`` gets the CUDA intrinsics (its default rules include tensor-core tiling); other
-    kinds (rocm, hexagon, ...) get the full package.
-    Calling this after the full package was imported is a no-op.
+    kinds (rocm, hexagon, ...) get the full package. Calls for several kinds add up: each
+    imports what its kind needs, whatever was registered before.
     """
-    if _PACKAGE in sys.modules:
-        return
     submodules = _MODULES_BY_TARGET_KIND.get(target_kind)
     if submodules is None:
+        if _PACKAGE in sys.modules and getattr(sys.modules[_PACKAGE], "_ms_meta_partial", False):
+            # registered partially by us: run the package's own imports now
+            for name in ("cuda", "arm_cpu", "x86", "rocm", "hexagon", "riscv_cpu"):
+                _import_submodule(name)
+            return
         importlib.import_module(_PACKAGE)
         return
-    spec = importlib.util.find_spec(_PACKAGE)
-    if spec is None or spec.loader is None:  # pragma: no cover - broken TVM install
-        return
-    package = importlib.util.module_from_spec(spec)  # registered, __init__ not executed
-    sys.modules[_PACKAGE] = package
-    parent = importlib.import_module("tvm.s_tir")
-    parent.tensor_intrin = package
+    if _PACKAGE not in sys.modules:
+        spec = importlib.util.find_spec(_PACKAGE)
+        if spec is None or spec.loader is None:  # pragma: no cover - broken TVM install
+            return
+        package = importlib.util.module_from_spec(spec)  # registered, __init__ not executed
+        package._ms_meta_partial = True
+        sys.modules[_PACKAGE] = package
+        importlib.import_module("tvm.s_tir").tensor_intrin = package
     for name in submodules:
-        try:
-            importlib.import_module(f"{_PACKAGE}.{name}")
-        except Exception as err:  # an intrinsic module that fails only loses tensorization
-            logger.warning("could not import %s.%s: %s", _PACKAGE, name, err)
+        _import_submodule(name)
+
+
+def _import_submodule(name: str) -> None:
+    try:
+        importlib.import_module(f"{_PACKAGE}.{name}")  # a no-op when already imported
+    except Exception as err:  # an intrinsic module that fails only loses tensorization
+        logger.warning("could not import %s.%s: %s", _PACKAGE, name, err)
