@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from pathlib import Path
 
@@ -11,6 +12,15 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SEED_RECORDS = REPO_ROOT.parent / "shared" / "seed_records"
 RECORDS_ROOT = REPO_ROOT / "tuning_records"
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (to prove that reading never writes)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(autouse=True)

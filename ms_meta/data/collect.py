@@ -216,20 +216,29 @@ def write_json_atomic(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
+def workload_meta(workload: Workload, target) -> dict:
+    """The fields meta.json records about a task's workload and target."""
+    from ms_meta.tuning.target import target_summary
+
+    return {
+        "task": workload.name,
+        "spec": workload.spec,
+        "op": workload.op,
+        "kind": workload.kind,
+        "aliases": list(workload.aliases),
+        "flops": workload.flops,
+        "target": target_summary(target),
+    }
+
+
 def update_meta(task_dir: Path, workload: Workload, target, config: CollectConfig, **extra):
-    from ms_meta.tuning.target import host_cpu, target_summary
+    from ms_meta.tuning.target import host_cpu
 
     path = task_dir / META_FILE
     meta = json.loads(path.read_text()) if path.exists() else {}
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    meta.update(workload_meta(workload, target))
     meta.update(
-        task=workload.name,
-        spec=workload.spec,
-        op=workload.op,
-        kind=workload.kind,
-        aliases=list(workload.aliases),
-        flops=workload.flops,
-        target=target_summary(target),
         cpu=host_cpu(),
         origin=meta.get("origin", f"ms-meta collect v{COLLECTOR_VERSION}"),
         collector=asdict(config),

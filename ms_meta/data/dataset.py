@@ -560,11 +560,7 @@ class _Featurizer:
                 logger.warning("task features unavailable for %s: %s", group.task, err)
                 task = LoopGraph.neutral().task
         self.task = np.asarray(task, np.float32)
-        layout_free = any(
-            getattr(f, "attrs", None) is not None and "layout_free_buffers" in f.attrs
-            for _, f in self.mod.functions.items()
-        )
-        self.cache = BlockCache(cacheable=SHARE_BLOCK_CACHE and not layout_free)
+        self.cache = BlockCache.for_module(self.mod) if SHARE_BLOCK_CACHE else BlockCache(False)
 
     def scheduled(self, trace_json: Any):
         """The workload scheduled by ``trace_json`` (decisions included).

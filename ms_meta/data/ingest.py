@@ -12,6 +12,7 @@ from ms_meta.data.collect import (
     WORKLOAD_FILE,
     count_lines,
     task_lock,
+    workload_meta,
     write_json_atomic,
 )
 
@@ -26,7 +27,6 @@ def ingest_seed_task(source: Path, root: Path, origin: str) -> tuple[str, int]:
     """
     from tvm.target import Target
 
-    from ms_meta.tuning.plain import to_plain
     from ms_meta.tuning.target import target_key
     from ms_meta.workloads import resolve_one
 
@@ -65,16 +65,8 @@ def ingest_seed_task(source: Path, root: Path, origin: str) -> tuple[str, int]:
             "origin": origin,
             "secs": float(source_meta.get("secs", 0.0)),
         }
-        meta.update(
-            task=workload.name,
-            spec=workload.spec,
-            op=workload.op,
-            kind=workload.kind,
-            aliases=list(workload.aliases),
-            flops=workload.flops,
-            target=to_plain(target.export()),
-            records=count_lines(task_dir / RECORD_FILE),
-        )
+        meta.update(workload_meta(workload, target))
+        meta["records"] = count_lines(task_dir / RECORD_FILE)
         meta.setdefault("origin", origin)
         write_json_atomic(meta_path, meta)
         return workload.name, len(record_lines)

@@ -63,17 +63,12 @@ class GraphFeatureExtractor(PyFeatureExtractor):
         key = (name, hash(mod))
         state = self._tasks.get(key)
         if state is None:
-            layout_free = False
-            for _, func in mod.functions.items():
-                attrs = getattr(func, "attrs", None)
-                if attrs is not None and "layout_free_buffers" in attrs:
-                    layout_free = True
             try:
                 features = task_features(mod)
             except Exception as err:  # never let task analysis stop the search
                 logger.warning("task features unavailable for %s: %s", name or "task", err)
                 features = LoopGraph.neutral().task
-            state = _TaskState(features, BlockCache(cacheable=not layout_free))
+            state = _TaskState(features, BlockCache.for_module(mod))
             self._tasks[key] = state
         return state
 

@@ -39,7 +39,6 @@ _IfThenElse = tirx.IfThenElse
 _BufferStore = tirx.BufferStore
 _Var = tvm.ir.Var
 _IntImm = tirx.IntImm
-_FloatImm = tirx.FloatImm
 _TensorLoad = tvm.ir.TensorLoad
 _Add, _Sub, _Mul = tirx.Add, tirx.Sub, tirx.Mul
 _FloorDiv, _FloorMod, _Div = tirx.FloorDiv, tirx.FloorMod, tirx.Div
@@ -290,7 +289,16 @@ class BlockCache:
     """
 
     cacheable: bool = True
-    blocks: dict[tuple[str, int, int, int], _BlockStatic] = field(default_factory=dict)
+    blocks: dict[tuple, _BlockStatic] = field(default_factory=dict)
+
+    @classmethod
+    def for_module(cls, mod) -> BlockCache:
+        """The cache for a task: off when a function of ``mod`` has layout-free buffers."""
+        layout_free = any(
+            getattr(f, "attrs", None) is not None and "layout_free_buffers" in f.attrs
+            for _, f in mod.functions.items()
+        )
+        return cls(cacheable=not layout_free)
 
     def get(self, name: str, block, iter_vars, layout_key: tuple = ()) -> _BlockStatic:
         if not self.cacheable:
@@ -319,12 +327,13 @@ class _GraphBuilder:
         # loops: (node, extent, kind, auto_unroll, unroll_explicit, other_ann, outer_trips, tag)
         self.loops: list[tuple] = []
         self.innermost: list[int] = []
-        # blocks: (node, trips, static)
+        # blocks: (node, trips, static, name)
         self.blocks: list[tuple] = []
-        # access groups, one per block: (first node, loop nodes, extents, strides, statics)
+        # access groups, one per block:
+        # (block node, first access node, loop nodes, loop extents, strides, static)
         self.access_groups: list[tuple] = []
         self.last_writer: dict[str, int] = {}
-        self.layout_key: tuple = ()  # shapes of the buffers the function allocates
+        self.layout_key: tuple = ()  # names and shapes of the buffers the function allocates
 
     def start_graph(self) -> int:
         """Begin the next candidate of a batch: its task node, and fresh per-program state."""
@@ -360,6 +369,7 @@ class _Loop:
     node: int
     key: int  # handle of the loop variable
     extent: int
+    trips: int  # product of the extents of this loop and those enclosing it
 
 
 def _visit(stmt, parent: int, loops: list[_Loop], g: _GraphBuilder, cache: BlockCache) -> int:
@@ -417,9 +427,7 @@ def _visit_loop(loop, parent: int, loops: list[_Loop], g: _GraphBuilder, cache) 
                 other += 1
     outer_trips = extent * (loops[-1].trips if loops else 1)
     g.loops.append((node, extent, loop_kind, auto_unroll, explicit, other, outer_trips, tag))
-    entry = _Loop(node, hash(loop.loop_var), extent)
-    entry.trips = outer_trips
-    loops.append(entry)
+    loops.append(_Loop(node, hash(loop.loop_var), extent, outer_trips))
     body_first = _visit(loop.body, node, loops, g, cache)
     loops.pop()
     if body_first < 0 or g.node_type[body_first] != NODE_LOOP:

@@ -32,7 +32,6 @@ from ms_meta.model.meta import (
     normalized_throughput,
     parameters_of,
     predict_batch,
-    predict_with,
 )
 from ms_meta.model.train import init_model
 from ms_meta.model.weights import (
@@ -272,9 +271,3 @@ class MetaCostModel(PyCostModel):
         if neutral.any() and (~neutral).any():
             scores[neutral] = np.median(scores[~neutral])
         return np.logaddexp(0.0, _SOFTPLUS_SHARPNESS * scores) / _SOFTPLUS_SHARPNESS
-
-    # -- convenience ----------------------------------------------------------------------
-    def score_graphs(self, graphs: list[LoopGraph], task_key: str | None = None) -> np.ndarray:
-        """Raw scores of already-encoded graphs (higher = faster), for evaluation code."""
-        return predict_with(self.model, self._adapted.get(task_key) if task_key else None,
-                            graphs)  # fmt: skip

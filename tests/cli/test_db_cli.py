@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,19 +13,12 @@ from click.testing import CliRunner, Result
 from ms_meta.cli.main import cli
 from ms_meta.data import layout
 
-SEED_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "seed_records"
+from ..conftest import SHARED_SEED_RECORDS as SEED_ROOT
+from ..conftest import tree_hash
 
 pytestmark = pytest.mark.skipif(
     not (SEED_ROOT / "mm_512").is_dir(), reason=f"seed records not found at {SEED_ROOT}"
 )
-
-
-def tree_hash(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def run(*args: str | Path) -> Result:

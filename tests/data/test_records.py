@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import shutil
 import subprocess
@@ -27,20 +26,12 @@ from ms_meta.data.records import (
 )
 from ms_meta.errors import DatabaseError
 
-SEED_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "seed_records"
+from ..conftest import SHARED_SEED_RECORDS as SEED_ROOT
+from ..conftest import tree_hash
 
 pytestmark = pytest.mark.skipif(
     not (SEED_ROOT / "mm_512").is_dir(), reason=f"seed records not found at {SEED_ROOT}"
 )
-
-
-def tree_hash(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root`` (to prove the reader never writes)."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def copy_seed(tmp_path: Path, task: str = "mm_512", name: str | None = None) -> Path:
