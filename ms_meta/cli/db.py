@@ -231,9 +231,17 @@ def validate(
 Examples:
   ms-meta db split tuning_records/ --out split.json
   ms-meta db split tuning_records/ --held-out-fraction 0.3 --seed 1 --out split.json
+  ms-meta db split tuning_records/ --library --out tuning_records/llvm-rocketlake-2c/split.json
 """
 )
 @paths_argument
+@click.option(
+    "--library",
+    is_flag=True,
+    default=False,
+    help="Also split every named task of the workload library, measured or not, so tasks "
+    "collected later already have a side.",
+)
 @click.option(
     "--held-out-fraction",
     type=click.FloatRange(0, 1, max_open=True),
@@ -250,11 +258,24 @@ Examples:
     help="Where to write the split (JSON).",
 )
 @library_errors
-def split(paths: tuple[Path, ...], held_out_fraction: float, seed: int, out: Path) -> None:
-    """Split whole tasks into training and held-out sets, stratified by operator kind."""
-    from ms_meta.data.split import split_databases, write_split
+def split(
+    paths: tuple[Path, ...], library: bool, held_out_fraction: float, seed: int, out: Path
+) -> None:
+    """Split whole tasks into training and held-out sets, stratified by operator kind.
 
-    result = split_databases(paths, held_out_fraction=held_out_fraction, seed=seed)
+    A fused conv2d+bias+relu task and the plain conv2d of the same shape always land on the same
+    side."""
+    from ms_meta.data.records import load_databases
+    from ms_meta.data.split import make_task_split, write_split
+    from ms_meta.errors import DatabaseError
+    from ms_meta.workloads import all_named
+
+    tasks = load_databases(paths).tasks()
+    if library:
+        tasks = {**{w.name: w.op for w in all_named()}, **tasks}
+    if not tasks:
+        raise DatabaseError("no task with tuning records to split in " + ", ".join(map(str, paths)))
+    result = make_task_split(tasks, held_out_fraction=held_out_fraction, seed=seed)
     write_split(out, result)
     ops = result["ops"]
     click.echo(f"{out}: {len(result['train'])} training tasks, {len(result['held_out'])} held out:")

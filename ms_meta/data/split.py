@@ -15,6 +15,24 @@ from ms_meta.errors import DatabaseError, MsMetaError
 
 SPLIT_KIND = "by_task"
 
+#: Operators that are another operator plus an epilogue: a task of one kind and the task of the
+#: other kind with the same shape run the same main loop nest, so a split keeps them together.
+_SAME_MAIN_LOOP_NEST = {"conv2d_bias_relu": "conv2d_nchw"}
+
+
+def shape_family(task: str, op: str) -> str:
+    """The family of a task: tasks of one family always land on the same side of a split.
+
+    A task named ``<op>_<shape>`` (the collector's names) whose operator only adds an epilogue
+    to another operator (``conv2d_bias_relu`` to ``conv2d_nchw``) shares the family of that
+    operator's task with the same shape; any other task is its own family.
+    """
+    base = _SAME_MAIN_LOOP_NEST.get(op)
+    prefix = op + "_"
+    if base is not None and task.startswith(prefix):
+        return base + "_" + task[len(prefix) :]
+    return task
+
 
 def _held_out_count(n: int, fraction: float) -> int:
     """How many of ``n`` tasks of one operator kind to hold out.
@@ -35,8 +53,12 @@ def make_task_split(
 ) -> dict[str, Any]:
     """Split whole tasks into training and held-out sets, stratified by operator kind.
 
-    Deterministic: tasks are sorted by name within each kind, kinds are visited in sorted order,
-    and one ``numpy.random.Generator(seed)`` permutes each kind.
+    Tasks of one :func:`shape_family` (a fused conv2d and the plain conv2d of the same shape)
+    move together, so no held-out task has a training twin with the same main loop nest; a family
+    counts towards the kind of its first task by name.
+
+    Deterministic: families are sorted by name within each kind, kinds are visited in sorted
+    order, and one ``numpy.random.Generator(seed)`` permutes each kind.
 
     Parameters
     ----------
@@ -63,17 +85,21 @@ def make_task_split(
     if not tasks:
         raise ValueError("no tasks to split")
     rng = np.random.default_rng(seed)
-    by_kind: dict[str, list[str]] = {}
+    families: dict[str, list[str]] = {}
     for name in sorted(tasks):
-        by_kind.setdefault(tasks[name], []).append(name)
+        families.setdefault(shape_family(name, tasks[name]), []).append(name)
+    by_kind: dict[str, list[list[str]]] = {}
+    for family in sorted(families):
+        members = families[family]
+        by_kind.setdefault(tasks[members[0]], []).append(members)
     train: list[str] = []
     held_out: list[str] = []
     for kind in sorted(by_kind):
-        names = by_kind[kind]
-        order = rng.permutation(len(names))
-        k = _held_out_count(len(names), held_out_fraction)
-        held_out.extend(names[i] for i in order[:k])
-        train.extend(names[i] for i in order[k:])
+        groups = by_kind[kind]
+        order = rng.permutation(len(groups))
+        k = _held_out_count(len(groups), held_out_fraction)
+        held_out.extend(name for i in order[:k] for name in groups[i])
+        train.extend(name for i in order[k:] for name in groups[i])
     return {
         "split": SPLIT_KIND,
         "train": sorted(train),

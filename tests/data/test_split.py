@@ -110,3 +110,18 @@ def test_split_json_is_plain_json(tmp_path: Path) -> None:
     path = write_split(tmp_path / "s.json", make_task_split(TASKS))
     data = json.loads(path.read_text())
     assert set(data) >= {"train", "held_out", "seed", "fraction"}
+
+
+def test_a_fused_conv_and_the_plain_conv_of_its_shape_stay_on_one_side() -> None:
+    shape = "1_64_56_56_64_3_3_1_1"
+    tasks = {}
+    for c in (16, 32, 48, 64, 96):
+        for op in ("conv2d_nchw", "conv2d_bias_relu"):
+            tasks[f"{op}_1_{c}_56_56_{c}_3_3_1_1"] = op
+    sides = set()
+    for seed in range(12):
+        split = make_task_split(tasks, held_out_fraction=0.4, seed=seed)
+        side = {name: "held_out" if name in split["held_out"] else "train" for name in tasks}
+        assert side[f"conv2d_nchw_{shape}"] == side[f"conv2d_bias_relu_{shape}"]
+        sides.add(side[f"conv2d_nchw_{shape}"])
+    assert sides == {"train", "held_out"}
