@@ -17,6 +17,11 @@ _COMMANDS = {
     "collect": ("ms_meta.cli.collect:collect", "Measure schedules into tuning_records/."),
     "db": ("ms_meta.cli.db:db", "Inspect, merge, validate and split tuning databases."),
     "workloads": ("ms_meta.cli.workloads:workloads", "List workloads, operators and presets."),
+    "pretrain": ("ms_meta.cli.pretrain:pretrain", "Meta-train the GNN cost model on records."),
+    "eval": (
+        "ms_meta.cli.eval:eval_command",
+        "Rank held-out tasks zero- and k-shot vs TVM's models.",
+    ),
 }
 
 

@@ -543,6 +543,7 @@ def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
         [],
         [],
     )
+    entry_moving_below, entry_still_below, entry_dtype, entry_buffer = [], [], [], []
     for block_node, first, loop_nodes, extents, strides, static in g.access_groups:
         count = len(static.accesses)
         nest_src += [block_node] * count
@@ -556,6 +557,15 @@ def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
             entry_stride.append(strides.reshape(-1))
             entry_ext += [e for e in extents for _ in range(count)]
             entry_rel += [depth - 1 - i for i in range(depth) for _ in range(count)]
+            # Footprint of each access inside each loop (that loop and all inner ones): the
+            # log extents of the loops it moves with, summed from the innermost loop outwards;
+            # whether a tile fits a cache level is what separates good tilings from bad.
+            log_ext = np.log2(np.maximum(np.asarray(extents, np.float64), 1.0))[:, None]
+            moving = strides.reshape(depth, count) != 0
+            entry_moving_below.append(np.cumsum((log_ext * moving)[::-1], axis=0)[::-1].ravel())
+            entry_still_below.append(np.cumsum((log_ext * ~moving)[::-1], axis=0)[::-1].ravel())
+            entry_dtype.append(np.tile(static.dtype_bytes, depth))
+            entry_buffer.append(np.tile(static.buffer_bytes, depth))
     access_nodes = np.asarray(nest_dst, np.int64)
     x[access_nodes[:, None], _ACCESS_STATIC_COLUMNS] = np.concatenate(
         [s.access_rows for s in statics]
@@ -593,6 +603,12 @@ def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
     attr[:, 2] = abs_stride == 1
     attr[:, 3] = np.log2(1.0 + ext)
     attr[:, 4] = np.asarray(entry_rel, np.float32) / 8.0
+    footprint = np.minimum(
+        np.exp2(np.concatenate(entry_moving_below)) * np.concatenate(entry_dtype),
+        np.concatenate(entry_buffer),
+    )
+    attr[:, 5] = np.log2(1.0 + footprint)
+    attr[:, 6] = np.log2(1.0 + np.exp2(np.concatenate(entry_still_below)))
     chunks.append((src, dst, EDGE_ACCESS, attr))
 
 

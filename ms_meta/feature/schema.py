@@ -22,7 +22,7 @@ import numpy as np
 
 # Bump whenever the meaning or order of any feature changes: weights and cached data sets
 # record the version they were built with and are rejected on mismatch.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 NODE_TYPES = ("task", "loop", "block", "read", "write")
 NODE_TASK, NODE_LOOP, NODE_BLOCK, NODE_READ, NODE_WRITE = range(len(NODE_TYPES))
@@ -92,6 +92,8 @@ EDGE_FEATURES = (
     "stride_one",
     "loop_log_extent",
     "loops_below",  # how many loops lie between this loop and the access / 8
+    "log_footprint_bytes",  # bytes the access touches inside this loop (this and inner loops)
+    "log_reuse_below",  # product of extents of this and inner loops the access does not move with
 )
 
 TASK_FEATURES = (

@@ -137,9 +137,11 @@ class MetaCostModel(PyCostModel):
             self._load_state(checkpoint)
         self.model.eval()
         self.meta_params = parameters_of(self.model)
-        steps = adapt_steps if adapt_steps is not None else (
+        # Pretrained weights carry the inner loop they were meta-trained with.
+        trained = checkpoint.meta.get("adapt", {}) if checkpoint else {}
+        steps = adapt_steps if adapt_steps is not None else trained.get("steps") or (
             _PRETRAINED_STEPS if self.pretrained else _ONLINE_STEPS)  # fmt: skip
-        lr = adapt_lr if adapt_lr is not None else (
+        lr = adapt_lr if adapt_lr is not None else trained.get("lr") or (
             _PRETRAINED_LR if self.pretrained else _ONLINE_LR)  # fmt: skip
         self.adapt_config = AdaptConfig(steps=steps, lr=lr, seed=seed)
         self._samples: dict[str, _TaskSamples] = {}
@@ -236,7 +238,8 @@ class MetaCostModel(PyCostModel):
         samples.graphs.extend(self.extractor.encode(context, candidates))
         for result in results:
             secs = None if result.error_msg is not None else result.run_secs
-            samples.latencies.append(float(np.median([float(s) for s in secs])) if secs else None)
+            # The minimum over repeats, as in the pretraining data (robust to interference).
+            samples.latencies.append(min(float(s) for s in secs) if secs else None)
         labels = normalized_throughput(samples.latencies)
         with _torch_threads(self.torch_threads):
             self._adapted[key] = adapt(

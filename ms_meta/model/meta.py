@@ -129,3 +129,35 @@ def predict_batch(model: LoopGraphGNN, params: Params | None, batch: GraphBatch)
     finally:
         model.train(was_training)
     return out.double().numpy()
+
+
+class AdaptingScorer:
+    """An evaluation scorer (see :func:`ms_meta.eval.protocol.evaluate`): predicts a task's query
+    records after adapting to its support records exactly as :class:`~ms_meta.MetaCostModel` does
+    at tuning time (zero-shot when the support is empty).
+
+    Parameters
+    ----------
+    name : str
+        Row label.
+    model : LoopGraphGNN
+        Pretrained model; its parameters are the initialization of every adaptation.
+    config : AdaptConfig
+        The inner loop.
+    """
+
+    def __init__(self, name: str, model: LoopGraphGNN, config: AdaptConfig) -> None:
+        self.name = name
+        self.model = model
+        self.config = config
+        self.meta_params = parameters_of(model)
+
+    def score(self, task, support: np.ndarray, query: np.ndarray) -> np.ndarray:
+        params = None
+        if len(support):
+            labels = np.asarray(task.labels, np.float32)
+            params = adapt(
+                self.model, self.meta_params, [task.graphs[i] for i in support], labels[support],
+                self.config,
+            )  # fmt: skip
+        return predict_with(self.model, params, [task.graphs[i] for i in query])

@@ -15,7 +15,15 @@ from ms_meta.model.batch import GraphBatch
 from ms_meta.model.gnn import GNNConfig, LoopGraphGNN
 from ms_meta.model.losses import listwise_loss, pairwise_rank_loss, regression_loss
 
-__all__ = ["TrainConfig", "fit", "group_minibatches", "init_model", "predict", "to_device"]
+__all__ = [
+    "TrainConfig",
+    "batch_loss",
+    "fit",
+    "group_minibatches",
+    "init_model",
+    "predict",
+    "to_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +136,7 @@ def fit(
             losses = []
             for index in group_minibatches(group_ids, config.batch_size, generator):
                 batch = to_device(GraphBatch.collate([graphs[i] for i in index.tolist()]), device)
-                loss = _loss(
+                loss = batch_loss(
                     model(batch),
                     torch.from_numpy(labels[index.numpy()]).to(device),
                     group_ids[index].to(device),
@@ -215,9 +223,13 @@ def to_device(batch: GraphBatch, device: torch.device) -> GraphBatch:
     )
 
 
-def _loss(
+def batch_loss(
     scores: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor, config: TrainConfig
 ) -> torch.Tensor:
+    """The weighted sum of the ranking, listwise and regression losses that ``config`` asks for.
+
+    Shapes: ``scores [B]``, ``labels [B]``, ``groups [B]`` -> ``[]``.
+    """
     loss = scores.new_zeros(())
     if config.rank_weight:
         loss = loss + config.rank_weight * pairwise_rank_loss(scores, labels, groups)

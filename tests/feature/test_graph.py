@@ -11,6 +11,7 @@ from ms_meta.feature.graph import BlockCache, encode_primfunc
 from ms_meta.feature.schema import (
     EDGE_ACCESS,
     EDGE_DATAFLOW,
+    EDGE_FEATURE_INDEX,
     EDGE_NEST,
     EDGE_SEQ,
     NODE_BLOCK,
@@ -85,6 +86,31 @@ def test_split_extents_kinds_and_strides(matmul_schedule):
     assert len(a_node) == 1
     assert strides[(loop_j1, a_node[0])] == 0
     assert graph.x[a_node[0], F["access_reused"]] == 1.0  # innermost (vectorized j1) stride 0
+
+    # Footprint of A[i, k] (float32) inside each loop: j1 touches 1 element (stride 0), i1 x j1
+    # 16, k x i1 x j1 16x64; reuse below j1 is its extent 8, below k 8 too (i1 and k move A).
+    footprint = {
+        (int(s), int(d)): v
+        for s, d, v in zip(
+            src,
+            dst,
+            graph.edge_attr[access, EDGE_FEATURE_INDEX["log_footprint_bytes"]],
+            strict=True,
+        )
+    }
+    reuse = {
+        (int(s), int(d)): v
+        for s, d, v in zip(
+            src, dst, graph.edge_attr[access, EDGE_FEATURE_INDEX["log_reuse_below"]], strict=True
+        )
+    }
+    a = a_node[0]
+    assert [round(2 ** footprint[(loop, a)] - 1) for loop in (loop_j1, loop_i1, loop_k)] == [
+        4,
+        16 * 4,
+        16 * 64 * 4,
+    ]
+    assert round(2 ** reuse[(loop_j1, a)] - 1) == 8 and round(2 ** reuse[(loop_k, a)] - 1) == 8
 
 
 def test_edge_types_and_sequence(sample_candidates):

@@ -1,0 +1,259 @@
+"""``ms-meta eval``: rank held-out tasks zero-shot and k-shot, side by side with TVM's models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from ms_meta.cli.options import library_errors, seed_option
+from ms_meta.cli.pretrain import (
+    DEFAULT_RECORDS,
+    find_split,
+    load_parts,
+    records_argument,
+    split_option,
+)
+
+BASELINES = ("xgb-stock", "xgb-kshot", "xgb-pretrained", "mlp-pretrained")
+
+
+def gnn_scorer(path: Path, name: str | None = None):
+    """An :class:`~ms_meta.model.meta.AdaptingScorer` for a weights file, adapting with the
+    inner loop the weights were trained with (as MetaCostModel does)."""
+    from ms_meta.model.meta import AdaptConfig, AdaptingScorer
+    from ms_meta.model.train import init_model
+    from ms_meta.model.weights import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    model = init_model(checkpoint.gnn_config)
+    model.load_state_dict(checkpoint.state_dict)
+    model.eval()
+    trained = checkpoint.meta.get("adapt", {})
+    pretrain_config = checkpoint.meta.get("pretrain_config", {})
+    config = AdaptConfig(
+        steps=int(trained.get("steps", 10)),
+        lr=float(trained.get("lr", 3e-3)),
+        regression_weight=float(pretrain_config.get("regression_weight", 0.5)),
+    )
+    label = name or f"gnn-{checkpoint.meta.get('method', 'weights')}"
+    return AdaptingScorer(label, model, config)
+
+
+def _parse_weights(items: Sequence[str]) -> list[tuple[str | None, Path]]:
+    out = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        out.append((name, Path(path)) if sep else (None, Path(item)))
+    return out
+
+
+def print_evaluation(
+    weights: Path | Sequence[tuple[str | None, Path]],
+    held_out,
+    *,
+    train_tasks=None,
+    baselines: Sequence[str] = (),
+    xgb_pretrained: Path | None = None,
+    baseline_dir: Path | None = None,
+    ks: Sequence[int] = (0, 8, 16, 32),
+    seed: int = 0,
+    json_path: Path | None = None,
+    markdown_path: Path | None = None,
+):
+    """Evaluate weights files and baselines on ``held_out`` tasks; print one table."""
+    from ms_meta.eval import evaluate, markdown_table, results_to_json, text_table
+
+    if isinstance(weights, Path):
+        weights = [(None, weights)]
+    scorers = [gnn_scorer(path, name) for name, path in weights]
+    if baselines:
+        scorers += _baseline_scorers(baselines, train_tasks, xgb_pretrained, baseline_dir, seed)
+    results = []
+    for scorer in scorers:
+        started = time.perf_counter()
+        results.append(evaluate(scorer, held_out, ks=ks, seed=seed))
+        click.echo(f"evaluated {scorer.name} in {time.perf_counter() - started:.0f}s", err=True)
+    click.echo(
+        f"\nheld-out tasks: {len(held_out)}; query = records after the first {max(ks)} "
+        "of a fixed per-task permutation; k-shot support = its first k"
+    )
+    if results and results[0].skipped:
+        click.echo(f"skipped: {results[0].skip_counts}")
+    click.echo(text_table(results))
+    if json_path is not None:
+        json_path.write_text(results_to_json(results) + "\n")
+        click.echo(f"wrote {json_path}")
+    if markdown_path is not None:
+        markdown_path.write_text(markdown_table(results) + "\n")
+        click.echo(f"wrote {markdown_path}")
+    return results
+
+
+def _baseline_scorers(names, train_tasks, xgb_pretrained, baseline_dir, seed):
+    from ms_meta.eval.baselines import (
+        MLPPretrained,
+        PerStoreFeatures,
+        XGBFewShot,
+        XGBPretrained,
+        pretrain_mlp,
+        pretrain_xgb,
+    )
+
+    features = PerStoreFeatures()
+    out = []
+    for name in names:
+        if name == "xgb-stock":
+            out.append(XGBFewShot.stock(features, seed=seed))
+        elif name == "xgb-kshot":
+            out.append(XGBFewShot.kshot(features, seed=seed))
+        elif name == "xgb-pretrained":
+            path = xgb_pretrained
+            if path is None:
+                if not train_tasks:
+                    raise click.UsageError(
+                        "xgb-pretrained needs training tasks or --xgb-pretrained"
+                    )
+                path = (baseline_dir or Path(".")) / "xgb_pretrained.tar"
+                click.echo(f"pretraining XGBModel on {len(train_tasks)} tasks -> {path}", err=True)
+                pretrain_xgb(train_tasks, path, features=features, seed=seed)
+            out.append(XGBPretrained.load(path, features, seed=seed))
+        elif name == "mlp-pretrained":
+            path = (baseline_dir or Path(".")) / "mlp_pretrained.tar"
+            if path.is_file():
+                out.append(MLPPretrained.load(path, features, seed=seed))
+            else:
+                if not train_tasks:
+                    raise click.UsageError("mlp-pretrained needs training tasks")
+                click.echo(f"pretraining MLPModel on {len(train_tasks)} tasks -> {path}", err=True)
+                out.append(pretrain_mlp(train_tasks, features=features, seed=seed, path=path))
+        else:
+            raise click.BadParameter(
+                f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}"
+            )
+    return out
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  ms-meta eval --weights meta=fomaml.pt --weights transfer=transfer.pt
+  ms-meta eval --weights fomaml.pt --baselines all --baseline-dir runs/ --json eval.json
+  ms-meta eval --weights fomaml.pt --baselines none --ks 0,16
+"""
+)
+@records_argument
+@split_option
+@click.option(
+    "--weights",
+    "weights",
+    multiple=True,
+    metavar="[NAME=]PATH",
+    help="GNN weights to evaluate (repeatable); default: the shipped weights.",
+)
+@click.option(
+    "--baselines",
+    default="all",
+    show_default=True,
+    help=f"Comma-separated competitors ({', '.join(BASELINES)}), 'all' or 'none'.",
+)
+@click.option(
+    "--xgb-pretrained",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A pretrained XGBModel file (else one is pretrained on the training tasks).",
+)
+@click.option(
+    "--baseline-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("eval_baselines"),
+    show_default=True,
+    help="Where pretrained baselines are written and re-used.",
+)
+@click.option(
+    "--ks", default="0,8,16,32", show_default=True, help="Shots, comma-separated (0 = zero-shot)."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the results as JSON.",
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a Markdown table.",
+)
+@seed_option
+@library_errors
+def eval_command(
+    paths,
+    split_path,
+    weights,
+    baselines,
+    xgb_pretrained,
+    baseline_dir,
+    ks,
+    json_path,
+    markdown_path,
+    seed,
+):
+    """Evaluate cost models on the held-out tasks of a split, zero-shot and k-shot.
+
+    Metrics on each task's query records: pairwise ranking accuracy, top-1 and top-5 score
+    (TenSet: best latency / latency of the model's pick), Kendall tau; macro-averaged.
+    """
+    import torch
+
+    from ms_meta.model.weights import default_weights_path
+    from ms_meta.tuning.target import host_target, target_summary
+
+    torch.set_num_threads(1)
+    try:
+        shots = sorted({int(k) for k in ks.split(",") if k.strip()})
+    except ValueError:
+        raise click.BadParameter(f"--ks takes integers like 0,8,16,32, got {ks!r}") from None
+    names = (
+        []
+        if baselines == "none"
+        else list(BASELINES)
+        if baselines == "all"
+        else [b.strip() for b in baselines.split(",") if b.strip()]
+    )
+    unknown = [b for b in names if b not in BASELINES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}"
+        )
+    parsed = _parse_weights(weights)
+    if not parsed:
+        default = default_weights_path(target_summary(host_target()))
+        if default is None:
+            raise click.UsageError("no --weights given and this build ships no default weights")
+        parsed = [("meta-default", default)]
+    paths = list(paths) or [DEFAULT_RECORDS]
+    split_file = find_split(paths, split_path)
+    if split_file is None:
+        raise click.UsageError("evaluation needs a split with held-out tasks (--split)")
+    _, parts, _ = load_parts(paths, split_file)
+    held_out = parts["held_out"].tasks
+    if not held_out:
+        raise click.ClickException("the split's held-out tasks have no records here")
+    baseline_dir.mkdir(parents=True, exist_ok=True)
+    print_evaluation(
+        parsed,
+        held_out,
+        train_tasks=parts["train"].tasks,
+        baselines=names,
+        xgb_pretrained=xgb_pretrained,
+        baseline_dir=baseline_dir,
+        ks=shots,
+        seed=seed,
+        json_path=json_path,
+        markdown_path=markdown_path,
+    )

@@ -1,0 +1,303 @@
+"""``ms-meta pretrain``: meta-train (or transfer-train) the GNN on tuning records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ms_meta.cli.options import library_errors, seed_option
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RECORDS = Path("tuning_records")
+
+
+def records_argument(func):
+    return click.argument(
+        "paths", nargs=-1, type=click.Path(path_type=Path), metavar="[RECORDS]..."
+    )(func)
+
+
+split_option = click.option(
+    "--split",
+    "split_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Task split (JSON from `ms-meta db split`). Default: split.json inside the records "
+    "tree if there is exactly one; `--split none` trains on every task.",
+)
+
+
+def find_split(paths: list[Path], split_path: Path | None) -> Path | None:
+    """The split to use: the given one, ``None`` for ``none``, else the tree's only split.json."""
+    if split_path is not None:
+        return None if str(split_path).lower() == "none" else split_path
+    found = sorted({p for root in paths if root.is_dir() for p in root.rglob("split.json")})
+    if len(found) > 1:
+        raise click.UsageError(
+            "several split.json files under the records: pick one with --split "
+            + ", ".join(map(str, found))
+        )
+    return found[0] if found else None
+
+
+def load_parts(paths: list[Path], split_path: Path | None, *, quiet: bool = False):
+    """Build the data set (cached) and split it: ``(dataset, parts or None, split)``."""
+    from ms_meta.cli.progress import Progress
+    from ms_meta.data.dataset import build_dataset
+    from ms_meta.data.split import read_split
+
+    bar = None if quiet else Progress(0, "records")
+
+    def progress(done: int, total: int, note: str) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.done, note)
+
+    dataset = build_dataset(paths, progress=progress)
+    if bar is not None:
+        bar.close()
+    if not dataset.tasks:
+        raise click.ClickException(
+            "no usable tuning records in "
+            + ", ".join(map(str, paths))
+            + f" ({dataset.skips.summary()})"
+        )
+    split = read_split(split_path) if split_path is not None else None
+    parts = dataset.split(split) if split is not None else None
+    return dataset, parts, split
+
+
+def records_target(dataset) -> dict | None:
+    """The target named by the records' meta.json files, when they all agree."""
+    targets = set()
+    for task in dataset.tasks:
+        meta = Path(task.source) / "meta.json"
+        try:
+            target = json.loads(meta.read_text()).get("target")
+        except (OSError, ValueError):
+            target = None
+        if target:
+            targets.add(json.dumps({k: target.get(k) for k in ("kind", "mcpu", "num-cores")}))
+    if len(targets) == 1:
+        return json.loads(targets.pop())
+    if len(targets) > 1:
+        logger.warning("records of several targets: %s", ", ".join(sorted(targets)))
+    return None
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  ms-meta pretrain --out weights.pt                      # shipped records, committed split
+  ms-meta pretrain --method transfer --out transfer.pt   # MetaTune's baseline
+  ms-meta pretrain --split none --epochs 12 --out ms_meta/weights/llvm-rocketlake.pt
+  ms-meta pretrain ~/my_db tuning_records/ --out mine.pt # add your own MetaSchedule database
+"""
+)
+@records_argument
+@split_option
+@click.option(
+    "--method",
+    type=click.Choice(["fomaml", "reptile", "transfer"]),
+    default="fomaml",
+    show_default=True,
+    help="First-order MAML, Reptile, or plain transfer pretraining.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1),
+    default=30,
+    show_default=True,
+    help="Most epochs (early stopping may end sooner).",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(0),
+    default=6,
+    show_default=True,
+    help="Epochs without a better validation score before stopping (0: never).",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.15,
+    show_default=True,
+    help="Share of the training tasks set aside for validation and early stopping "
+    "(0: none; then all --epochs run).",
+)
+@click.option(
+    "--inner-steps",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Inner-loop gradient steps (also used at tuning time).",
+)
+@click.option(
+    "--inner-lr",
+    type=float,
+    default=3e-3,
+    show_default=True,
+    help="Inner-loop learning rate (also used at tuning time).",
+)
+@click.option(
+    "--lr",
+    "outer_lr",
+    type=float,
+    default=1e-3,
+    show_default=True,
+    help="Meta (outer) learning rate.",
+)
+@click.option("--hidden", type=click.IntRange(4), default=64, show_default=True, help="GNN width.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the weights (atomically).",
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue an interrupted run from OUT.state.pt.",
+)
+@click.option(
+    "--eval/--no-eval",
+    "run_eval",
+    default=True,
+    show_default=True,
+    help="Evaluate on the held-out tasks at the end (as `ms-meta eval`).",
+)
+@seed_option
+@library_errors
+def pretrain(
+    paths,
+    split_path,
+    method,
+    epochs,
+    patience,
+    val_fraction,
+    inner_steps,
+    inner_lr,
+    outer_lr,
+    hidden,
+    out,
+    resume,
+    run_eval,
+    seed,
+):
+    """Pretrain the GNN cost model across the tasks of tuning databases.
+
+    RECORDS are tuning-record trees or MetaSchedule database directories (default:
+    tuning_records/). Held-out tasks of the split are never trained on; a share of the
+    training tasks validates each epoch. The run state is saved after each epoch, so an
+    interrupted run resumes; one seed reproduces a run.
+    """
+    import torch
+
+    from ms_meta.cli.progress import Progress
+    from ms_meta.data.split import make_task_split
+    from ms_meta.model.gnn import GNNConfig
+    from ms_meta.model.pretrain import PretrainConfig
+    from ms_meta.model.pretrain import pretrain as run_pretrain
+    from ms_meta.model.weights import Checkpoint, save_checkpoint
+
+    torch.set_num_threads(1)  # measured faster than 2 on this 2-core machine beside a collector
+    paths = list(paths) or [DEFAULT_RECORDS]
+    split_file = find_split(paths, split_path)
+    dataset, parts, _ = load_parts(paths, split_file)
+    tasks = parts["train"].tasks if parts is not None else dataset.tasks
+    held_out = parts["held_out"].tasks if parts is not None else []
+    if not tasks:
+        raise click.ClickException("the split leaves no training task with records")
+    train_tasks, val_tasks = tasks, []
+    if val_fraction > 0 and len(tasks) >= 4:
+        inner = make_task_split({t.name: t.op for t in tasks}, val_fraction, seed=seed)
+        val_names = set(inner["held_out"])
+        train_tasks = [t for t in tasks if t.name not in val_names]
+        val_tasks = [t for t in tasks if t.name in val_names]
+    config = PretrainConfig(
+        method=method,
+        epochs=epochs,
+        patience=patience,
+        inner_steps=inner_steps,
+        inner_lr=inner_lr,
+        outer_lr=outer_lr,
+        seed=seed,
+        gnn=GNNConfig(hidden=hidden),
+    )
+    click.echo(
+        f"{method}: {len(train_tasks)} training tasks ({sum(len(t) for t in train_tasks)} "
+        f"records), {len(val_tasks)} validation tasks, {len(held_out)} held out"
+        + (f" (split {split_file})" if split_file else " (no split)")
+    )
+    state_path = out.with_name(out.name + ".state.pt")
+    bar = Progress(0, "steps")
+
+    def progress(done: int, total: int, note: str) -> None:
+        bar.total = total
+        bar.update(done - bar.done, note)
+
+    def on_epoch(report) -> None:
+        bar.close()
+        click.echo(
+            f"epoch {report.epoch:3d}  loss {report.train_loss:.4f}  val pairwise zero-shot "
+            f"{report.val_zero_shot:.3f}  {config.val_shots}-shot {report.val_few_shot:.3f}  "
+            f"{report.seconds:.0f}s"
+        )
+
+    started = time.perf_counter()
+    result = run_pretrain(
+        train_tasks,
+        val_tasks,
+        config,
+        state_path=state_path,
+        resume=resume,
+        progress=progress,
+        on_epoch=on_epoch,
+    )
+    bar.close()
+    summary = result.summary()
+    if result.resumed_from:
+        click.echo(f"(resumed after epoch {result.resumed_from})")
+    click.echo(
+        f"best epoch {result.best_epoch} of {len(result.history)}"
+        + (" (stopped early)" if result.stopped_early else "")
+        + f"; {time.perf_counter() - started:.0f}s in this process"
+    )
+    meta = {
+        "method": method,
+        "pretrain_config": config.to_dict(),
+        "adapt": {"steps": inner_steps, "lr": inner_lr},
+        "data": {
+            **dataset.summary(),
+            "train_tasks": sorted(t.name for t in train_tasks),
+            "val_tasks": sorted(t.name for t in val_tasks),
+            "held_out_tasks": sorted(t.name for t in held_out),
+            "sources": sorted({str(p) for p in paths}),
+            "split": str(split_file) if split_file else None,
+        },
+        "training": {**summary, "history": [vars(r) for r in result.history]},
+        "command": shlex.join(["ms-meta", *sys.argv[1:]]),
+    }
+    save_checkpoint(
+        Checkpoint(
+            gnn_config=config.gnn,
+            state_dict={k: v.detach().clone() for k, v in result.model.state_dict().items()},
+            target=records_target(dataset),
+            meta=meta,
+        ),
+        out,
+    )
+    state_path.unlink(missing_ok=True)
+    click.echo(f"wrote {out}")
+    if run_eval and held_out:
+        from ms_meta.cli.eval import print_evaluation
+
+        print_evaluation(out, held_out, seed=seed)
