@@ -1,13 +1,32 @@
-"""``ms-meta bench``: cost-model overhead and tuning wall time, side by side with stock XGB."""
+"""``ms-meta bench``: cost-model overhead and tuning wall time side by side with stock XGB
+(default), the in-search benchmark of best latency per trial budget (``--online``), and the
+end-to-end model benchmark (``--model``)."""
 
 from __future__ import annotations
 
 import json
+import re
+import tempfile
 from pathlib import Path
 
 import click
 
 from ms_meta.cli.options import library_errors, quiet_meta_schedule, seed_option, target_option
+
+
+def _int_list(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"expected positive trial counts, got {value!r}")
+    return values
+
+
+def _name_list(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
+    # specs hold commas (dense:16,16,16), so names are separated by ';' or whitespace
+    return tuple(n for v in value for n in re.split(r"[;\s]+", v) if n)
 
 
 @click.command(
@@ -16,6 +35,11 @@ Examples:
   ms-meta bench                                  # ResNet-18 conv2d, 512 candidates, 32 trials
   ms-meta bench --trials 0                       # throughput only
   ms-meta bench --workload dense:128,768,768 --json bench.json
+  ms-meta bench --online --work-dir runs/online --json online.json   # hours; resumable
+  ms-meta bench --online --tasks dense_128_3072_768 --budgets 8,16 --xgb-budget 32 \\
+      --work-dir runs/smoke                      # a small smoke run
+  ms-meta bench --online --xgb-pretrained xgb.tar --weights meta.pt --work-dir runs/online
+  ms-meta bench --model resnet18 --work-dir runs/resnet18 --json resnet18.json
 """
 )
 @click.option("--workload", default="conv2d_nchw:1,64,56,56,64,3,3,1,1", show_default=True,
@@ -26,12 +50,159 @@ Examples:
               help="Trials of each tune_tir run (0 skips the tuning comparison).")  # fmt: skip
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the figures as JSON.")  # fmt: skip
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Best latency per trial budget with each cost model on held-out tasks, "
+    "re-measured side by side (issues 4 and 5).",
+)
+@click.option(
+    "--tasks",
+    multiple=True,
+    callback=_name_list,
+    metavar="NAMES",
+    help="--online: tasks (specs, named tasks or task directory names), separated "
+    "by ';' or spaces, or the option repeated. Default: four held-out tasks.",
+)
+@click.option(
+    "--budgets",
+    default="16,32,64",
+    show_default=True,
+    callback=_int_list,
+    help="--online: trial budgets of every cost model.",
+)
+@click.option(
+    "--xgb-budget",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="--online: the stock XGBModel's reference budget.",
+)
+@click.option(
+    "--models",
+    default="xgb,xgb-pretrained,meta,one-shot",
+    show_default=True,
+    help="--online: cost models to run (xgb is required).",
+)
+@click.option(
+    "--xgb-pretrained",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="--online: an XGBModel.save file for the xgb-pretrained row.",
+)
+@click.option(
+    "--weights",
+    default="default",
+    show_default=True,
+    metavar="default|PATH",
+    help="MetaCostModel / One-Shot weights (--online, --model).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="--online/--model: where runs and results go; re-running --online with the "
+    "same directory reuses finished runs. Default: a new temporary directory.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="--online: the convergence PNG (default: WORK_DIR/convergence.png).",
+)
+@click.option(
+    "--trials-per-iter",
+    type=click.IntRange(1, 20),
+    default=16,
+    show_default=True,
+    help="--online: batch size of the search (<= 20 keeps budgets exact prefixes).",
+)
+@click.option(
+    "--population-size",
+    type=click.IntRange(2),
+    default=512,
+    show_default=True,
+    help="--online: EvolutionarySearch population.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="--online: interleaved re-measurement rounds.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    metavar="NAME",
+    help="Benchmark a whole model end to end (ms_meta.bench.e2e).",
+)
+@click.option(
+    "--xgb-trials-per-task",
+    type=click.IntRange(1),
+    default=16,
+    show_default=True,
+    help="--model: trials per task of the stock XGB tuning.",
+)
 @target_option
 @seed_option
 @library_errors
-def bench(workload, candidates, trials, json_path, target_json, seed):
+def bench(
+    workload,
+    candidates,
+    trials,
+    json_path,
+    online,
+    tasks,
+    budgets,
+    xgb_budget,
+    models,
+    xgb_pretrained,
+    weights,
+    work_dir,
+    plot_path,
+    trials_per_iter,
+    population_size,
+    rounds,
+    model_name,
+    xgb_trials_per_task,
+    target_json,
+    seed,
+):
     """Print extraction and prediction throughput, and the wall time of ms.tune_tir with
-    MetaCostModel vs the stock XGBModel at the same trial count, in one run."""
+    MetaCostModel vs the stock XGBModel at the same trial count, in one run.
+
+    With --online: tune held-out tasks with the stock XGBModel, a pre-trained XGBModel,
+    MetaCostModel and One-Shot at several trial budgets (each budget a prefix of one run per
+    model), re-measure every best schedule side by side, and print latency ratios to xgb,
+    the trials each model needs to reach xgb@256, and tuning wall times.
+
+    With --model NAME: the end-to-end benchmark of a whole model.
+    """
+    if online and model_name:
+        raise click.UsageError("--online and --model are separate benchmarks; give one of them")
+    if online:
+        from ms_meta.bench.online import OnlineConfig
+
+        config = OnlineConfig(
+            tasks=tasks or OnlineConfig.tasks,
+            budgets=budgets,
+            xgb_budget=xgb_budget,
+            models=tuple(m.strip() for m in models.split(",") if m.strip()),
+            xgb_pretrained=xgb_pretrained,
+            weights=weights,
+            num_trials_per_iter=trials_per_iter,
+            population_size=population_size,
+            seed=seed,
+            rounds=rounds,
+        )
+        _online(config, work_dir, json_path, plot_path, target_json)
+        return
+    if model_name:
+        _model(model_name, work_dir, json_path, xgb_trials_per_task, weights, target_json)
+        return
     from ms_meta.bench.overhead import as_dict, measure_throughput, measure_tuning
     from ms_meta.tuning.target import parse_target
     from ms_meta.workloads import resolve_one
@@ -73,3 +244,63 @@ def bench(workload, candidates, trials, json_path, target_json, seed):
     if json_path:
         json_path.write_text(json.dumps(report, indent=1) + "\n")
         click.echo(f"\nwrote {json_path}")
+
+
+def _online(
+    config, work_dir: Path | None, json_path: Path | None, plot_path: Path | None, target_json
+) -> None:
+    from ms_meta.bench.online import PLOT_FILE, RESULT_FILE, format_tables, run_online_benchmark
+    from ms_meta.bench.plots import plot_convergence
+    from ms_meta.tuning.target import parse_target
+
+    config = config.checked()  # bad options fail before anything is tuned
+    quiet_meta_schedule()
+    target = parse_target(target_json)
+    if work_dir is None:
+        work_dir = Path(tempfile.mkdtemp(prefix="ms-meta-online-"))
+        click.echo(f"work dir {work_dir} (pass --work-dir to make the run resumable)", err=True)
+    click.echo(f"target {target}\ntasks {', '.join(config.tasks)}\n", err=True)
+    result = run_online_benchmark(
+        config, work_dir, target=target, progress=lambda m: click.echo(m, err=True)
+    )
+    click.echo(format_tables(result))
+    plot = plot_convergence(result, plot_path or work_dir / PLOT_FILE)
+    click.echo(f"\nplot {plot}\nresult {work_dir / RESULT_FILE}")
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        click.echo(f"wrote {json_path}")
+
+
+def _model(
+    name: str,
+    work_dir: Path | None,
+    json_path: Path | None,
+    xgb_trials_per_task: int,
+    weights: str,
+    target_json,
+) -> None:
+    try:
+        from ms_meta.bench.e2e import run_model_benchmark
+    except ImportError as err:
+        if err.name not in ("ms_meta.bench.e2e", None):
+            raise
+        raise click.ClickException(
+            "the end-to-end model benchmark (ms_meta.bench.e2e) is not part of this build"
+        ) from None
+    from ms_meta.tuning.target import parse_target
+
+    quiet_meta_schedule()
+    target = parse_target(target_json)
+    out_dir = work_dir or Path(tempfile.mkdtemp(prefix=f"ms-meta-e2e-{name}-"))
+    result = run_model_benchmark(
+        name,
+        target=target,
+        out_dir=out_dir,
+        xgb_trials_per_task=xgb_trials_per_task,
+        weights=weights,
+    )
+    # run_model_benchmark prints its own progress and table, and writes out_dir/<name>.json
+    click.echo(f"\nresults in {out_dir}")
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        click.echo(f"wrote {json_path}")

@@ -162,6 +162,14 @@ Examples:
     help="Where to write the weights (atomically).",
 )
 @click.option(
+    "--init",
+    "init_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Start from these weights (e.g. a --method transfer run) instead of a fresh model; "
+    "its width is used.",
+)
+@click.option(
     "--resume/--no-resume",
     default=True,
     show_default=True,
@@ -188,6 +196,7 @@ def pretrain(
     outer_lr,
     hidden,
     out,
+    init_path,
     resume,
     run_eval,
     seed,
@@ -222,6 +231,12 @@ def pretrain(
         val_names = set(inner["held_out"])
         train_tasks = [t for t in tasks if t.name not in val_names]
         val_tasks = [t for t in tasks if t.name in val_names]
+    init_state, gnn_config = None, GNNConfig(hidden=hidden)
+    if init_path is not None:
+        from ms_meta.model.weights import load_checkpoint
+
+        init_checkpoint = load_checkpoint(init_path)
+        init_state, gnn_config = init_checkpoint.state_dict, init_checkpoint.gnn_config
     config = PretrainConfig(
         method=method,
         epochs=epochs,
@@ -230,7 +245,7 @@ def pretrain(
         inner_lr=inner_lr,
         outer_lr=outer_lr,
         seed=seed,
-        gnn=GNNConfig(hidden=hidden),
+        gnn=gnn_config,
     )
     click.echo(
         f"{method}: {len(train_tasks)} training tasks ({sum(len(t) for t in train_tasks)} "
@@ -259,6 +274,7 @@ def pretrain(
         config,
         state_path=state_path,
         resume=resume,
+        init_state=init_state,
         progress=progress,
         on_epoch=on_epoch,
     )
@@ -273,6 +289,7 @@ def pretrain(
     )
     meta = {
         "method": method,
+        "init": str(init_path) if init_path else None,
         "pretrain_config": config.to_dict(),
         "adapt": {"steps": inner_steps, "lr": inner_lr},
         "data": {

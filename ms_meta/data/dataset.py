@@ -285,7 +285,9 @@ class Dataset:
             named |= names
             missing = names - have
             if missing:
-                logger.warning(
+                # Expected for a split of the whole workload library (`db split --library`):
+                # tasks not collected yet simply have no records.
+                logger.info(
                     "%d %s task(s) of the split are not in the data set: %s",
                     len(missing),
                     part,

@@ -116,7 +116,7 @@ class PretrainConfig:
     inner_steps: int = 10
     inner_lr: float = 3e-3
     outer_lr: float = 1e-3
-    batch_size: int = 512
+    batch_size: int = 64  # many small steps: 512 underfit badly (train pairwise 0.65 vs 0.69)
     regression_weight: float = 0.5
     val_shots: int = 16
     seed: int = 0
@@ -410,6 +410,7 @@ def pretrain(
     *,
     state_path: str | os.PathLike | None = None,
     resume: bool = True,
+    init_state: dict[str, torch.Tensor] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> PretrainResult:
@@ -430,6 +431,9 @@ def pretrain(
         ``progress(done, total, note)`` per episode or minibatch, over the whole run.
     on_epoch : callable, optional
         Called with each epoch's :class:`EpochReport`.
+    init_state : dict, optional
+        Start from these parameters (e.g. transfer-pretrained weights, then meta-train) instead
+        of a fresh initialization; the model configuration must match.
 
     Raises
     ------
@@ -441,6 +445,11 @@ def pretrain(
     state_file = Path(state_path) if state_path is not None else None
     fingerprint = data_fingerprint(train_tasks) + "|" + data_fingerprint(val_tasks)
     model = init_model(config.gnn, seed=config.seed)
+    if init_state is not None:
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError as err:
+            raise WeightsError(f"the initial weights do not fit the model: {err}") from None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
     history: list[EpochReport] = []
     best_state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,401 @@
+"""The online benchmark: prefix budgets, re-measured ratios, tables, plot, resume, CLI."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ms_meta.bench.online import (
+    DEFAULT_TASKS,
+    MODELS,
+    REFERENCE_MODEL,
+    RUN_FILE,
+    OnlineConfig,
+    format_tables,
+    one_shot_available,
+    plan_runs,
+    prefix_is_exact,
+    staircase,
+    step_at,
+    summarize,
+)
+from ms_meta.bench.plots import plot_convergence
+from ms_meta.cli.main import cli
+from ms_meta.data.records import Record
+from ms_meta.errors import MsMetaError
+
+from ..conftest import RECORDS_ROOT
+
+# Written by the harness: `ms-meta bench --online --tasks dense_128_3072_768 --budgets 8,16
+# --xgb-budget 32` on the development machine (see the lead's report for the full output).
+RECORDED = Path(__file__).parent / "data" / "online_smoke.json"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Plan and prefix logic
+# --------------------------------------------------------------------------------------------
+
+
+def _pick_with_eps_greedy(num: int, bests: list[str], rands: list[str], eps: float) -> list[str]:
+    """MetaSchedule's PickWithEpsGreedy (evolutionary_search.cc), minus the de-duplication
+    against measured schedules (the candidates here are all new)."""
+    num_bests = num - int(num * eps)
+    picks, i_best, i_rand = [], 0, 0
+    for i in range(num):
+        has_best, has_rand = i_best < len(bests), i_rand < len(rands)
+        if (i < num_bests and has_best) or (i >= num_bests and not has_rand and has_best):
+            picks.append(bests[i_best])
+            i_best += 1
+        elif has_rand:
+            picks.append(rands[i_rand])
+            i_rand += 1
+        else:
+            break
+    return picks
+
+
+def test_prefix_is_exact_agrees_with_a_simulation_of_the_last_batch():
+    ranked = [f"best{i}" for i in range(64)]  # the evolved candidates, best score first
+    rands = [f"rand{i}" for i in range(64)]  # the random unmeasured ones, in sampled order
+    for per_iter in range(1, 41):
+        for budget in range(1, 3 * per_iter):
+            k = budget % per_iter or per_iter
+            # a clipped batch keeps a heap of k: the top k of the same ranking
+            clipped = _pick_with_eps_greedy(k, ranked[:k], rands, 0.05)
+            full = _pick_with_eps_greedy(per_iter, ranked[:per_iter], rands, 0.05)[:k]
+            assert prefix_is_exact(budget, per_iter) == (clipped == full), (budget, per_iter)
+    assert all(prefix_is_exact(b, 16) for b in range(1, 300))
+
+
+def test_plan_reads_every_budget_of_a_model_from_one_run(tmp_path):
+    xgb_file = tmp_path / "xgb.tar"
+    xgb_file.write_bytes(b"not read by plan_runs")
+    config = OnlineConfig(budgets=(32, 16, 64, 16), xgb_budget=256, xgb_pretrained=xgb_file)
+    plans, skipped = plan_runs(config.checked())
+    by_model = {p.model: p for p in plans}
+    assert by_model["xgb"].budgets == (16, 32, 64, 256) and by_model["xgb"].max_trials == 256
+    assert by_model["meta"].budgets == (16, 32, 64) and by_model["meta"].max_trials == 64
+    assert by_model["xgb-pretrained"].max_trials == 64
+    has_one_shot, why = one_shot_available()
+    assert ("one-shot" in by_model) == has_one_shot
+    assert [s["model"] for s in skipped] == ([] if has_one_shot else ["one-shot"])
+    assert all(s["reason"] for s in skipped) and (has_one_shot or why)
+
+
+def test_xgb_pretrained_row_is_skipped_without_a_file():
+    plans, skipped = plan_runs(OnlineConfig(models=("xgb", "xgb-pretrained")).checked())
+    assert [p.model for p in plans] == ["xgb"]
+    assert skipped == [{"model": "xgb-pretrained", "reason": "no --xgb-pretrained file given"}]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"models": ("meta",)}, "'xgb' must be among the models"),
+        ({"models": ("xgb", "lightgbm")}, "unknown model"),
+        ({"budgets": (0, 16)}, "positive trial counts"),
+        ({"tasks": ("conv2d_nchw:1,2",)}, "expected 9 fields"),
+        ({"xgb_pretrained": Path("/nonexistent/xgb.tar")}, "file not found"),
+    ],
+)
+def test_bad_configurations_are_clear_errors(change, message):
+    with pytest.raises(MsMetaError, match=message):
+        OnlineConfig(**change).checked()
+
+
+def test_default_tasks_are_held_out_and_of_four_operator_kinds():
+    from ms_meta.data.split import read_split
+    from ms_meta.workloads import resolve_one
+
+    split = read_split(RECORDS_ROOT / "llvm-rocketlake-2c" / "split.json")
+    assert set(DEFAULT_TASKS) <= set(split["held_out"])
+    assert len({resolve_one(t).op for t in DEFAULT_TASKS}) == len(DEFAULT_TASKS) == 4
+
+
+def _record(line: int, secs: float | None) -> Record:
+    return Record(trace=[[], []], run_secs=None if secs is None else [secs, secs], target=None,
+                  args_info=None, line=line)  # fmt: skip
+
+
+def test_staircase_keeps_the_improvements_in_trial_order():
+    seconds = [None, 5.0, 7.0, 4.0, 4.0, 1e10, 2.0, 3.0]  # None: no run_secs; 1e10: failed
+    records = [_record(i + 1, s) for i, s in enumerate(seconds)]
+    steps = staircase(records)
+    assert [(s.trial, s.db_secs) for s in steps] == [(2, 5.0), (4, 4.0), (7, 2.0)]
+    assert step_at(steps, 1) is None
+    assert step_at(steps, 3).trial == 2 and step_at(steps, 6).trial == 4
+    assert step_at(steps, 100).trial == 7
+    zero = staircase(records, zero_trials=True)
+    assert [(s.trial, s.db_secs) for s in zero] == [(0, 2.0)]
+
+
+# --------------------------------------------------------------------------------------------
+# Summary, tables and plot on a result the harness recorded
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict:
+    return json.loads(RECORDED.read_text())
+
+
+def _points(result: dict) -> dict:
+    return {(p["task"], p["model"], p["budget"]): p for p in result["points"]}
+
+
+def test_recorded_summary_is_what_summarize_computes(recorded):
+    raw = {k: v for k, v in copy.deepcopy(recorded).items() if k not in ("points", "summary")}
+    fresh = summarize(raw)
+    assert fresh["points"] == recorded["points"]
+    assert fresh["summary"] == recorded["summary"]
+
+
+def test_ratios_are_ratios_of_remeasured_latencies(recorded):
+    points = _points(recorded)
+    ref_budget = recorded["config"]["xgb_budget"]
+    assert points, "the recorded result has no points"
+    for (task, _model, budget), p in points.items():
+        measured = recorded["latency"][p["key"]]
+        assert p["secs"] == measured["secs"] == statistics.median(measured["round_secs"])
+        ref = points[(task, REFERENCE_MODEL, ref_budget)]
+        assert p["ratio_vs_xgb_ref"] == pytest.approx(p["secs"] / ref["secs"])
+        same = points.get((task, REFERENCE_MODEL, budget))
+        if same is None:
+            assert p["ratio_vs_xgb"] is None
+        else:
+            assert p["ratio_vs_xgb"] == pytest.approx(p["secs"] / same["secs"])
+    for label, entry in recorded["summary"]["geomean_vs_xgb_ref"].items():
+        model, budget = label.rsplit("@", 1)
+        ratios = [p["ratio_vs_xgb_ref"] for k, p in points.items() if k[1:] == (model, int(budget))]
+        expected = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        assert entry["geomean"] == pytest.approx(expected) and entry["tasks"] == len(ratios)
+
+
+def test_trials_to_match_come_from_the_remeasured_curve(recorded):
+    ref_budget = recorded["config"]["xgb_budget"]
+    tolerance = recorded["config"]["match_tolerance"]
+    points = _points(recorded)
+    for run in recorded["runs"]:
+        ref = points[(run["task"], REFERENCE_MODEL, ref_budget)]["secs"]
+        expected = None
+        for step in run["staircase"]:
+            if recorded["latency"][step["key"]]["secs"] <= ref * (1 + tolerance):
+                expected = step["trial"]
+                break
+        assert recorded["summary"]["trials_to_match"][run["model"]][run["task"]] == expected
+    # the reference run reaches its own end point by construction
+    for task in {r["task"] for r in recorded["runs"]}:
+        assert recorded["summary"]["trials_to_match"][REFERENCE_MODEL][task] <= ref_budget
+
+
+def test_tables_show_every_point_and_the_prefix_notes(recorded):
+    text = format_tables(recorded)
+    for p in recorded["points"]:
+        assert p["task"] in text and f"{p['model']}@{p['budget']}" in text
+    assert f"Latency ratio to {recorded['reference']}" in text and "geomean" in text
+    assert "exact prefix" in text
+    for item in recorded["skipped"]:
+        assert item["reason"] in text
+
+
+def test_convergence_plot_is_a_png(recorded, tmp_path):
+    import matplotlib.image
+
+    path = plot_convergence(recorded, tmp_path / "sub" / "convergence.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width > 300 and height > 200
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def test_bench_help_lists_the_online_and_model_benchmarks():
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0, result.output
+    for option in ("--online", "--budgets", "--xgb-pretrained", "--model", "--plot"):
+        assert option in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--online", "--model", "resnet18"], "separate benchmarks"),
+        (["--online", "--models", "meta"], "'xgb' must be among the models"),
+        (["--online", "--budgets", "8,x"], "comma-separated integers"),
+        (["--online", "--tasks", "dense:1,2"], "expected 3 fields"),
+    ],
+)
+def test_bad_online_options_fail_before_tuning(args, message, tmp_path):
+    started = time.perf_counter()
+    result = CliRunner().invoke(cli, ["bench", *args, "--work-dir", str(tmp_path / "w")])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "w" / "runs").exists()
+    assert time.perf_counter() - started < 20
+
+
+# --------------------------------------------------------------------------------------------
+# The harness end to end on a tiny task (slow: real tuning runs)
+# --------------------------------------------------------------------------------------------
+
+TINY = "dense:16,16,16"
+
+
+def _tiny_config(xgb_file: Path) -> OnlineConfig:
+    return OnlineConfig(
+        tasks=(TINY,), budgets=(4, 8), xgb_budget=8, models=MODELS, xgb_pretrained=xgb_file,
+        weights="default", num_trials_per_iter=4, population_size=32, rounds=3, repeat=3,
+        min_repeat_ms=5,
+    )  # fmt: skip
+
+
+def _write_pretrained_xgb(path: Path, target, sample_candidates) -> Path:
+    """An XGBModel trained on eight measured random schedules of another shape, saved."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from ms_meta.tuning.builder import make_builder
+    from ms_meta.tuning.measure import make_local_runner, measure
+
+    context, candidates = sample_candidates("dense:32,32,32", 8, 5)
+    results = measure(make_builder(), make_local_runner(), target, candidates)
+    xgb = ms.cost_model.XGBModel(num_warmup_samples=0)
+    xgb.update(context, candidates, results)
+    xgb.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, target, sample_candidates):
+    from ms_meta.bench.online import run_online_benchmark
+
+    root = tmp_path_factory.mktemp("online")
+    xgb_file = _write_pretrained_xgb(root / "xgb.tar", target, sample_candidates)
+    config = _tiny_config(xgb_file)
+    started = time.perf_counter()
+    result = run_online_benchmark(config, root / "work", target=target)
+    return config, root / "work", result, time.perf_counter() - started
+
+
+def _record_lines(run_dir: Path) -> list[list]:
+    lines = (run_dir / "database_tuning_record.json").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.mark.slow
+def test_harness_result_structure(tiny_run):
+    config, work_dir, result, _ = tiny_run
+    assert {"format", "config", "target", "reference", "notes", "skipped", "runs", "latency",
+            "points", "summary"} <= set(result)  # fmt: skip
+    assert json.loads((work_dir / "online.json").read_text()) == result
+    expected_models = [m for m in MODELS if m != "one-shot" or one_shot_available()[0]]
+    assert [r["model"] for r in result["runs"]] == expected_models
+    assert result["reference"] == "xgb@8"
+    labels = {f"{p['model']}@{p['budget']}" for p in result["points"]}
+    assert {"xgb@4", "xgb@8", "xgb-pretrained@4", "xgb-pretrained@8", "meta@4",
+            "meta@8"} <= labels  # fmt: skip
+    pre = next(r for r in result["runs"] if r["model"] == "xgb-pretrained")
+    assert pre["model_info"]["pretrained_samples"] > 0
+    for run in result["runs"]:
+        if run["max_trials"]:
+            assert run["trials"] == 8 and run["valid_trials"] >= 6
+            assert [done for done, _ in run["batches"]] == [4, 8]
+            assert run["model_seconds"] > 0
+    for entry in result["latency"].values():
+        assert entry["error"] is None and len(entry["round_secs"]) == config.rounds
+    assert set(result["summary"]["geomean_vs_xgb"]) == labels
+
+
+@pytest.mark.slow
+def test_harness_reads_smaller_budgets_as_prefixes_of_one_run(tiny_run):
+    _, work_dir, result, _ = tiny_run
+    for run in result["runs"]:
+        if not run["max_trials"]:
+            continue
+        run_dir = Path(run["run_dir"])
+        assert run_dir.parent.parent == work_dir / "runs"
+        lines = _record_lines(run_dir)
+        assert len(lines) == 8  # one run of 8 trials serves budgets 4 and 8
+        means = [sum(r[1][1]) / len(r[1][1]) for r in lines]
+        valid = [m if m < 1e9 else math.inf for m in means]
+        for p in (p for p in result["points"] if p["model"] == run["model"]):
+            assert p["run_trials"] == 8
+            # the point's tuning-time latency is the best of the first `budget` lines
+            assert p["db_secs"] == pytest.approx(min(valid[: p["budget"]]))
+            assert p["best_trial"] <= p["budget"]
+    assert any("first 4/8 trials of one 8-trial run" in n for n in result["notes"])
+
+
+@pytest.mark.slow
+def test_harness_ratios_use_remeasured_latencies(tiny_run):
+    _, _, result, _ = tiny_run
+    points = _points(result)
+    for (task, _model, budget), p in points.items():
+        assert p["secs"] == result["latency"][p["key"]]["secs"]
+        same = points.get((task, REFERENCE_MODEL, budget))
+        if same is not None:
+            assert p["ratio_vs_xgb"] == pytest.approx(p["secs"] / same["secs"])
+        ref = points[(task, REFERENCE_MODEL, 8)]
+        assert p["ratio_vs_xgb_ref"] == pytest.approx(p["secs"] / ref["secs"])
+
+
+@pytest.mark.slow
+def test_harness_plot_and_tables(tiny_run, tmp_path):
+    _, _, result, _ = tiny_run
+    assert plot_convergence(result, tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
+    assert "dense_16_16_16" in format_tables(result)
+
+
+def _tree_digest(work_dir: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(work_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((work_dir / "runs").rglob("*"))
+        if p.is_file() and p.name != RUN_FILE and "logs" not in p.parts
+    }
+
+
+@pytest.mark.slow
+def test_resume_reuses_finished_runs_and_redoes_an_unfinished_one(tiny_run, target):
+    from ms_meta.bench.online import run_online_benchmark
+
+    config, work_dir, first, first_seconds = tiny_run
+    before = _tree_digest(work_dir)
+    started = time.perf_counter()
+    again = run_online_benchmark(config, work_dir, target=target)
+    assert all(r["reused"] for r in again["runs"])
+    assert _tree_digest(work_dir) == before  # nothing was tuned again
+    tuning = sum(r["wall_seconds"] for r in first["runs"])
+    assert time.perf_counter() - started < tuning / 2 < first_seconds
+    # a run without its run file was interrupted: it is tuned afresh, the others are reused
+    meta_dir = work_dir / "runs" / "dense_16_16_16" / "meta"
+    (meta_dir / RUN_FILE).unlink()
+    third = run_online_benchmark(config, work_dir, target=target)
+    reused = {r["model"]: r["reused"] for r in third["runs"]}
+    assert reused.pop("meta") is False and all(reused.values())
+    assert (meta_dir / RUN_FILE).is_file() and len(_record_lines(meta_dir)) == 8
+
+
+@pytest.mark.slow
+def test_cli_online_reuses_the_runs_and_writes_json_and_plot(tiny_run, tmp_path):
+    config, work_dir, _, _ = tiny_run
+    args = ["bench", "--online", "--tasks", TINY, "--budgets", "4,8", "--xgb-budget", "8",
+            "--trials-per-iter", "4", "--population-size", "32", "--rounds", "2",
+            "--xgb-pretrained", str(config.xgb_pretrained), "--work-dir", str(work_dir),
+            "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "c.png")]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert all(r["reused"] for r in report["runs"])
+    assert (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
+    assert "Latency ratio to xgb@8" in result.output and "geomean" in result.output

@@ -1,0 +1,66 @@
+"""``ms-meta pretrain`` and ``ms-meta eval`` on a few shipped tasks: weights, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ms_meta.cli.main import cli
+from ms_meta.model.weights import load_checkpoint
+
+RECORDS = Path(__file__).resolve().parents[2] / "tuning_records" / "llvm-rocketlake-2c"
+TRAIN = ["dense_128_768_768", "softmax_12_128_128", "layer_norm_128_768", "dense_512_512_512"]
+HELD_OUT = ["dense_128_3072_768"]
+
+
+@pytest.fixture(scope="module")
+def small_records(tmp_path_factory) -> tuple[list[str], Path]:
+    paths = [RECORDS / name for name in TRAIN + HELD_OUT]
+    if not all((p / "database_tuning_record.json").is_file() for p in paths):
+        pytest.skip("shipped tuning records are missing")
+    split = tmp_path_factory.mktemp("split") / "split.json"
+    split.write_text(json.dumps({"train": TRAIN, "held_out": HELD_OUT}))
+    return [str(p) for p in paths], split
+
+
+def test_pretrain_writes_weights_with_metadata_and_evaluates(tmp_path, small_records):
+    paths, split = small_records
+    out = tmp_path / "w.pt"
+    args = ["pretrain", *paths, "--split", str(split), "--method", "fomaml", "--epochs", "1",
+            "--hidden", "16", "--val-fraction", "0", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "4 training tasks" in result.output and "1 held out" in result.output
+    checkpoint = load_checkpoint(out)
+    meta = checkpoint.meta
+    assert meta["method"] == "fomaml" and meta["data"]["held_out_tasks"] == HELD_OUT
+    assert sorted(meta["data"]["train_tasks"]) == sorted(TRAIN)
+    assert meta["command"].startswith("ms-meta") and meta["adapt"]["steps"] == 5
+    assert checkpoint.target["mcpu"] and checkpoint.gnn_config.hidden == 16
+    assert not (tmp_path / "w.pt.state.pt").exists()  # the run finished: no state left behind
+    # the evaluation printed at the end covers zero-shot and k-shot on the held-out task
+    assert "pairwise" in result.output and "gnn-fomaml" in result.output
+
+    table = tmp_path / "eval.md"
+    result = CliRunner().invoke(cli, ["eval", *paths, "--split", str(split), "--weights",
+                                      f"mine={out}", "--baselines", "none", "--ks", "0,8",
+                                      "--markdown", str(table)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "mine" in table.read_text()
+
+
+def test_pretrain_and_eval_bad_input(tmp_path, small_records):
+    paths, split = small_records
+    runner = CliRunner()
+    result = runner.invoke(cli, ["pretrain", str(tmp_path / "missing"), "--out", "x.pt"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "no such database directory" in result.output
+    result = runner.invoke(cli, ["eval", *paths, "--split", str(split), "--weights",
+                                 str(tmp_path / "nope.pt"), "--baselines", "none"])  # fmt: skip
+    assert result.exit_code == 1 and "does not exist" in result.output
+    result = runner.invoke(cli, ["eval", *paths, "--split", str(split), "--weights", "x.pt",
+                                 "--baselines", "lightgbm"])  # fmt: skip
+    assert result.exit_code != 0 and "unknown baseline" in result.output
