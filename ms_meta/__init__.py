@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["GraphFeatureExtractor", "MetaCostModel", "__version__"]
+__all__ = ["GraphFeatureExtractor", "MetaCostModel", "__version__", "one_shot"]
 
 
 def __getattr__(name: str):
@@ -18,4 +18,8 @@ def __getattr__(name: str):
         from ms_meta.model.cost_model import MetaCostModel
 
         return MetaCostModel
+    if name == "one_shot":
+        import importlib
+
+        return importlib.import_module("ms_meta.one_shot")
     raise AttributeError(f"module 'ms_meta' has no attribute {name!r}")

@@ -109,7 +109,7 @@ def measure_throughput(spec: str, count: int, target, seed: int = 1) -> Throughp
     xgb.update(
         context,
         fit_cands,
-        [ms.runner.RunnerResult([float(v)], None) for v in rng.uniform(1e-3, 2e-3, 64)],
+        [ms.runner.RunnerResult([float(v)], None) for v in rng.uniform(1e-3, 2e-3, len(fit_cands))],
     )
     return ThroughputResult(
         workload=spec,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
 from pathlib import Path
 
 import click
@@ -14,6 +17,10 @@ from ms_meta.cli.options import (
     work_dir_option,
 )
 
+# Options that only the one-shot mode reads. --population and --generations default to None
+# (SearchSettings' defaults), so that their help can name them without importing TVM.
+_ONE_SHOT_ONLY = ("verify", "no_measure", "weights", "population", "generations")
+
 
 @click.command(
     epilog="""\b
@@ -21,9 +28,19 @@ Examples:
   ms-meta tune dense:128,768,768 --trials 32
   ms-meta tune r18_c1_3x3_64 --cost-model xgb --trials 64
   ms-meta tune conv2d_nchw:1,64,56,56,64,3,3,1,1 --work-dir runs/conv
+  ms-meta tune conv2d_nchw:1,64,56,56,64,3,3,1,1 --mode one-shot
+  ms-meta tune dense:128,768,768 --mode one-shot --verify 4
 """
 )
 @click.argument("workload")
+@click.option(
+    "--mode",
+    type=click.Choice(["measured", "one-shot"]),
+    default="measured",
+    show_default=True,
+    help="measured: MetaSchedule tuning that builds and times every trial. one-shot: the "
+    "pre-trained model picks the schedule with no measurement at all (see --verify).",
+)
 @click.option("--trials", type=click.IntRange(1), default=32, show_default=True,
               help="Measured trials (max_trials_global).")  # fmt: skip
 @click.option("--trials-per-iter", type=click.IntRange(1), default=16, show_default=True)
@@ -33,19 +50,48 @@ Examples:
     default="meta",
     show_default=True,
     help="meta: MetaCostModel with shipped weights; meta-online: untrained MetaCostModel; "
-    "xgb: MetaSchedule's stock XGBModel.",
+    "xgb: MetaSchedule's stock XGBModel. (measured mode)",
 )
+@click.option("--verify", type=click.IntRange(0), default=0, show_default=True,
+              help="One-shot: measure the K best-predicted schedules and keep the fastest "
+                   "(the record is then measured).")  # fmt: skip
+@click.option("--no-measure", is_flag=True,
+              help="One-shot: skip the post-hoc measurement of the pick.")  # fmt: skip
+@click.option("--weights", default="default", show_default=True, metavar="PATH|default|none",
+              help="One-shot: MetaCostModel weights (none: an untrained model).")  # fmt: skip
+@click.option("--population", type=click.IntRange(2), default=None,
+              help="One-shot: search population [default: 128].")  # fmt: skip
+@click.option("--generations", type=click.IntRange(0), default=None,
+              help="One-shot: generations of mutation [default: 2].")  # fmt: skip
 @target_option
 @work_dir_option
 @seed_option
 @library_errors
-def tune(workload, trials, trials_per_iter, cost_model, target_json, work_dir: Path | None, seed):
+@click.pass_context
+def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_measure, weights,
+         population, generations, target_json, work_dir: Path | None, seed):  # fmt: skip
     """Tune WORKLOAD (a spec like conv2d_nchw:1,64,56,56,64,3,3,1,1, or a named task) with
-    MetaSchedule and print the best measured latency."""
+    MetaSchedule and print the best measured latency, or, with --mode one-shot, the schedule
+    the pre-trained model picks without measuring anything."""
+    started = time.perf_counter()
     from ms_meta.workloads import resolve_one
 
     wl = resolve_one(workload)  # bad specs fail here, before TVM is imported
+    if mode == "measured":
+        from_command_line = click.core.ParameterSource.COMMANDLINE
+        given = [n for n in _ONE_SHOT_ONLY if ctx.get_parameter_source(n) == from_command_line]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            verb = "applies" if len(given) == 1 else "apply"
+            raise click.UsageError(f"{flags} {verb} only to --mode one-shot")
+        _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed)
+    else:
+        _tune_one_shot(wl, verify=verify, measure_pick=not no_measure, weights=weights,
+                       population=population, generations=generations, target_json=target_json,
+                       work_dir=work_dir, seed=seed, started=started)  # fmt: skip
 
+
+def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed) -> None:
     from ms_meta.tuning.target import parse_target
     from ms_meta.tuning.tune import tune_workload
 
@@ -73,3 +119,116 @@ def tune(workload, trials, trials_per_iter, cost_model, target_json, work_dir: P
         f"{result.valid_trials}/{result.trials} valid trials, tuned in "
         f"{result.tuning_seconds:.0f} s; database: {result.work_dir}"
     )
+
+
+@contextlib.contextmanager
+def _model_warning_shown_once():
+    """The command prints the untrained-model warning itself (in red): drop its log line."""
+    from ms_meta.one_shot.tune import MODEL_WARNING_ATTR
+    from ms_meta.one_shot.tune import logger as one_shot_logger
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not getattr(record, MODEL_WARNING_ATTR, False)
+
+    one_shot_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        one_shot_logger.removeFilter(keep)
+
+
+def _weights_arg(value: str):
+    return None if value.lower() == "none" else value
+
+
+def _latency(wl, seconds: float) -> str:
+    return f"{seconds * 1e6:.1f} us ({wl.flops / seconds / 1e9:.1f} GFLOP/s)"
+
+
+def _tune_one_shot(wl, *, verify, measure_pick, weights, population, generations, target_json,
+                   work_dir, seed, started) -> None:  # fmt: skip
+    from ms_meta.one_shot import SearchSettings, run_tir
+    from ms_meta.tuning.target import parse_target
+
+    quiet_meta_schedule()
+    target = parse_target(target_json)
+    defaults = SearchSettings()
+    settings = SearchSettings(
+        population_size=population or defaults.population_size,
+        genetic_num_iters=defaults.genetic_num_iters if generations is None else generations,
+    )
+    mod = wl.build()
+    click.echo(f"one-shot {wl.spec} ({wl.flops / 1e9:.3f} GFLOP) on {target}: population "
+               f"{settings.population_size}, {settings.genetic_num_iters} generations"
+               + (f", verifying the top {verify}" if verify else ", no measurement")
+               + " ...", err=True)  # fmt: skip
+    imported = time.perf_counter()
+    with _model_warning_shown_once():
+        result = run_tir(mod, target, work_dir, weights=_weights_arg(weights), verify=verify,
+                         seed=seed, settings=settings)  # fmt: skip
+    if result.model_warning:
+        click.secho(f"WARNING: {result.model_warning}", fg="red", bold=True, err=True)
+    _print_pick(wl, result, startup=(imported - started) + result.startup_seconds)
+    failed_check = None
+    if measure_pick and not result.tasks[0].measured:
+        failed_check = _post_hoc_check(wl, result, mod, target)
+    _print_files(result)
+    if failed_check is not None:
+        raise click.ClickException(f"the picked schedule did not build or run: {failed_check}")
+
+
+def _print_pick(wl, result, *, startup: float) -> None:
+    task = result.tasks[0]
+    finalists = f"rank {task.predicted_rank} of {task.finalists} finalists"
+    population_note = f"{task.scored} candidates scored"
+    if task.score_median is not None:
+        population_note += f", median score {task.score_median:.4g}"
+    if task.measured:
+        verified_ok = sum(m.median_seconds is not None for m in task.verified)
+        click.echo(
+            f"{wl.spec}: {_latency(wl, task.measured_seconds)}, MEASURED (fastest of the "
+            f"{len(task.verified)} best-predicted, {verified_ok} ran); predicted {finalists}, "
+            f"score {task.score:.4g} ({population_note})"
+        )
+    else:
+        click.echo(
+            f"{wl.spec}: picked by the model, predicted, not measured: score {task.score:.4g}, "
+            f"{finalists} ({population_note})"
+        )
+    click.echo(
+        f"  search + featurize + predict: {task.search_seconds:.2f} s "
+        f"(featurize + predict {task.predict_seconds:.2f} s, CPU {task.cpu_seconds:.2f} s)"
+    )
+    click.echo(f"  start-up, once per process (imports, intrinsics, model load): {startup:.2f} s")
+    if task.verify_seconds is not None:
+        click.echo(f"  verification (build + measure {len(task.verified)}): "
+                   f"{task.verify_seconds:.2f} s")  # fmt: skip
+
+
+def _post_hoc_check(wl, result, mod, target) -> str | None:
+    """Measure the pick once, after the search; the error message if it fails."""
+    from ms_meta.one_shot.check import measure_applied
+
+    label = "  post-hoc check (measured once after the search, not part of it):"
+    check = measure_applied(result.database, mod, target)
+    if check is None or check.median_seconds is None:
+        error = check.error if check else "compile_tir found no record"
+        click.echo(f"{label} FAILED: {error}")
+        return error
+    click.echo(f"{label} {_latency(wl, check.median_seconds)}")
+    return None
+
+
+def _print_files(result) -> None:
+    from ms_meta.one_shot.store import MEASURED_RECORD_FILE, PREDICTED_RECORD_FILE, SUMMARY_FILE
+
+    work_dir = result.work_dir
+    if result.verify:
+        click.echo(f"  records: measured {work_dir / MEASURED_RECORD_FILE}, predicted "
+                   f"{work_dir / PREDICTED_RECORD_FILE} (fallback)")  # fmt: skip
+    else:
+        click.echo(f"  records: {work_dir / PREDICTED_RECORD_FILE} (predicted)")
+    click.echo(f"  summary: {work_dir / SUMMARY_FILE}")
+    if result.model_warning:
+        click.secho("  the model is UNTRAINED: this pick is no better than a random schedule",
+                    fg="red", bold=True)  # fmt: skip

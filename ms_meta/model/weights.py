@@ -59,6 +59,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         torch.save(checkpoint.to_dict(), tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; weights are ordinary data files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

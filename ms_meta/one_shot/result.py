@@ -1,0 +1,164 @@
+"""What a one-shot run returns and writes to ``one_shot_summary.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tvm.s_tir import meta_schedule as ms
+
+from ms_meta.one_shot.settings import PREDICTED_RUN_SECS, SearchSettings
+
+# predicted: the committed record is the model's pick, not measured;
+# measured: ``verify`` measured finalists and the committed record is the fastest of them;
+# no-schedule: the search found nothing valid, nothing committed (the task compiles untuned);
+# failed: the search raised, nothing committed.
+TaskStatus = Literal["predicted", "measured", "no-schedule", "failed"]
+
+RUN_SECS_CONVENTION = (
+    f"predicted records store run_secs=[{PREDICTED_RUN_SECS:g}], a sentinel that no kernel "
+    "reaches (valid for MetaSchedule, slower than any measurement); measured records store the "
+    "runner's seconds per repeat"
+)
+
+
+@dataclass
+class Measurement:
+    """One verified finalist: its predicted rank and score, and what the runner measured."""
+
+    rank: int
+    score: float
+    run_secs: list[float] | None
+    error: str | None = None
+
+    @property
+    def median_seconds(self) -> float | None:
+        if not self.run_secs:
+            return None
+        ordered = sorted(self.run_secs)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "score": self.score,
+            "run_secs": self.run_secs,
+            "median_seconds": self.median_seconds,
+            "error": self.error,
+        }
+
+
+@dataclass
+class TaskOutcome:
+    """One task of a one-shot run.
+
+    ``score`` and ``predicted_rank`` belong to the committed schedule (rank 1 = the model's best
+    score; with ``verify`` the fastest measured finalist may have another rank).
+    ``search_seconds`` covers design space, sampling, mutation, featurization and prediction;
+    ``predict_seconds`` is the featurize + predict part of it; ``cpu_seconds`` the search's
+    process CPU time (all threads); ``verify_seconds`` the build and
+    measurement of the verified finalists (not part of the search).
+    """
+
+    task_name: str
+    status: TaskStatus
+    weight: float = 1.0
+    score: float | None = None
+    predicted_rank: int | None = None
+    finalists: int = 0
+    scored: int = 0
+    score_median: float | None = None
+    search_seconds: float = 0.0
+    predict_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    verify_seconds: float | None = None
+    measured_seconds: float | None = None
+    verified: list[Measurement] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Whether the committed record is a real measurement."""
+        return self.status == "measured"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_name": self.task_name,
+            "status": self.status,
+            "measured": self.measured,
+            "weight": self.weight,
+            "score": self.score,
+            "predicted_rank": self.predicted_rank,
+            "finalists": self.finalists,
+            "scored": self.scored,
+            "score_median": self.score_median,
+            "search_seconds": round(self.search_seconds, 4),
+            "predict_seconds": round(self.predict_seconds, 4),
+            "cpu_seconds": round(self.cpu_seconds, 4),
+            "verify_seconds": (
+                None if self.verify_seconds is None else round(self.verify_seconds, 4)
+            ),
+            "measured_seconds": self.measured_seconds,
+            "verified": [m.to_dict() for m in self.verified],
+            "error": self.error,
+        }
+
+
+@dataclass
+class OneShotResult:
+    """A one-shot run: the database to compile with, and what happened per task.
+
+    ``database`` holds one record per task that got a schedule. Without ``verify`` it is the
+    predicted-records database; with ``verify`` it puts the measured records first and falls
+    back to the predicted ones for tasks whose measurements all failed.
+    """
+
+    database: ms.database.Database
+    work_dir: Path
+    tasks: list[TaskOutcome]
+    startup_seconds: float
+    pretrained: bool
+    weights: str | None
+    model_warning: str | None
+    target: dict[str, Any]
+    settings: SearchSettings
+    verify: int
+    seed: int
+    summary_path: Path | None = None
+
+    @property
+    def search_seconds(self) -> float:
+        """Search + featurize + predict, summed over tasks (no start-up, no verification)."""
+        return sum(t.search_seconds for t in self.tasks)
+
+    @property
+    def measured(self) -> bool:
+        """Whether every committed record is a real measurement."""
+        committed = [t for t in self.tasks if t.status in ("predicted", "measured")]
+        return bool(committed) and all(t.measured for t in committed)
+
+    def task(self, name: str) -> TaskOutcome:
+        for outcome in self.tasks:
+            if outcome.task_name == name:
+                return outcome
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "measured": self.measured,
+            "run_secs_convention": RUN_SECS_CONVENTION,
+            "model": {
+                "weights": self.weights,
+                "pretrained": self.pretrained,
+                "warning": self.model_warning,
+            },
+            "target": self.target,
+            "settings": self.settings.to_dict(),
+            "verify": self.verify,
+            "seed": self.seed,
+            "startup_seconds": round(self.startup_seconds, 4),
+            "search_seconds": round(self.search_seconds, 4),
+            "tasks": [t.to_dict() for t in self.tasks],
+        }

@@ -1,0 +1,196 @@
+"""One task's one-shot search: MetaSchedule's evolutionary search scored by a cost model alone.
+
+No builder, no runner, no model update: ``TuneContext.pre_tuning`` and one
+``generate_measure_candidates`` call run the whole evolution (random samples from the design
+space, ``genetic_num_iters`` generations of mutation, every generation scored by the cost model),
+and return the best-scored distinct schedules. Those finalists are scored once more, so that
+their scores can be reported, and ranked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.cost_model import PyCostModel
+
+from ms_meta.one_shot.settings import SearchSettings
+
+logger = logging.getLogger(__name__)
+
+
+@derived_object
+class _ScoreProbe(PyCostModel):
+    """Passes ``predict`` through to a cost model and keeps its scores and time.
+
+    ``update`` must never run in one-shot mode (nothing is measured); it raises, so a wiring
+    mistake cannot quietly adapt the model to fake results.
+    """
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+        self.scores: list[np.ndarray] = []
+        self.seconds = 0.0
+
+    def load(self, path: str) -> None:
+        self.model.load(path)
+
+    def save(self, path: str) -> None:
+        self.model.save(path)
+
+    def update(self, context, candidates, results) -> None:
+        raise RuntimeError("one-shot search must not update the cost model")
+
+    def predict(self, context, candidates) -> np.ndarray:
+        started = time.perf_counter()
+        scores = np.asarray(self.model.predict(context, candidates), dtype=np.float64)
+        self.seconds += time.perf_counter() - started
+        self.scores.append(scores)
+        return scores
+
+    @property
+    def scored(self) -> int:
+        return sum(len(s) for s in self.scores)
+
+
+@dataclass
+class Finalist:
+    """A schedule the search returned, with the cost model's score (higher = predicted faster)."""
+
+    candidate: ms.MeasureCandidate
+    score: float
+    rank: int  # 1 = the best score
+
+    @property
+    def trace(self) -> tvm.s_tir.Trace:
+        return self.candidate.sch.trace
+
+
+@dataclass
+class TaskSearch:
+    """The outcome of one task's search.
+
+    ``finalists`` are sorted best first; empty when the search found no valid schedule.
+    ``search_seconds`` is the whole task (design space, sampling, mutation, featurization and
+    prediction); ``predict_seconds`` the part inside the cost model (featurize + predict);
+    ``cpu_seconds`` the process CPU time of the search, all threads (less sensitive than wall
+    time to other processes on a shared machine).
+    """
+
+    task_name: str
+    mod: tvm.IRModule
+    finalists: list[Finalist]
+    scored: int
+    search_seconds: float
+    predict_seconds: float
+    cpu_seconds: float = 0.0
+    score_median: float | None = None
+    design_spaces: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Finalist | None:
+        return self.finalists[0] if self.finalists else None
+
+
+def search_task(
+    mod: tvm.IRModule | tvm.tirx.PrimFunc,
+    target: tvm.target.Target,
+    cost_model,
+    *,
+    task_name: str = "main",
+    rand_state: int = 1,
+    settings: SearchSettings | None = None,
+    finalists: int | None = None,
+) -> TaskSearch:
+    """Run MetaSchedule's evolutionary search on one task, scored only by ``cost_model``.
+
+    Parameters
+    ----------
+    mod : IRModule or PrimFunc
+        The task (one PrimFunc, or an IRModule whose single function is the task).
+    target : Target
+        Needs ``num-cores`` (MetaSchedule's CPU rules read it).
+    cost_model : CostModel
+        Any MetaSchedule cost model; only its ``predict`` is called.
+    rand_state : int
+        The search's seed, in [1, 2**31 - 1].
+    settings : SearchSettings, optional
+        Population, generations and finalists (default: ``SearchSettings()``).
+    finalists : int, optional
+        How many best-scored distinct schedules to return (default ``settings.finalists``).
+    """
+    started, cpu_started = time.perf_counter(), time.process_time()
+    settings = settings or SearchSettings()
+    keep = finalists or settings.finalists
+    probe = _ScoreProbe(cost_model)
+    strategy = ms.search_strategy.EvolutionarySearch(
+        population_size=settings.population_size,
+        # nothing is measured: the initial population is random samples only
+        init_measured_ratio=0.0,
+        init_min_unmeasured=min(settings.init_min_unmeasured, settings.population_size),
+        genetic_num_iters=settings.genetic_num_iters,
+        genetic_mutate_prob=settings.genetic_mutate_prob,
+        # no random picks among the returned candidates: only the best-scored ones
+        eps_greedy=0.0,
+    )
+    num_threads = settings.num_threads or int(target.attrs.get("num-cores", 1))
+    context = ms.TuneContext(
+        mod=mod,
+        target=target,
+        space_generator="post-order-apply",
+        search_strategy=strategy,
+        task_name=task_name,
+        rand_state=rand_state,
+        num_threads=num_threads,
+    )
+    spaces = context.generate_design_space()
+    notes: list[str] = []
+    candidates: list[ms.MeasureCandidate] = []
+    if spaces:
+        context.pre_tuning(
+            max_trials=keep,
+            num_trials_per_iter=keep,
+            design_spaces=spaces,
+            # an empty database: nothing measured to start from, nothing measured to skip
+            database=ms.database.MemoryDatabase(),
+            cost_model=probe,
+        )
+        try:
+            candidates = list(context.generate_measure_candidates() or [])
+        finally:
+            context.post_tuning()
+    else:
+        notes.append("the design space is empty")
+    if not candidates and spaces:
+        notes.append("the search found no valid schedule (every sample failed to replay)")
+    population_scores = np.concatenate(probe.scores) if probe.scores else np.zeros(0)
+    ranked: list[Finalist] = []
+    if candidates:
+        scores = probe.predict(context, candidates)
+        order = np.argsort(-scores, kind="stable")
+        ranked = [
+            Finalist(candidates[i], float(scores[i]), rank)
+            for rank, i in enumerate(order.tolist(), start=1)
+        ]
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    for note in notes:
+        logger.warning("one-shot search of %s: %s", task_name, note)
+    return TaskSearch(
+        task_name=task_name,
+        mod=context.mod,
+        finalists=ranked,
+        scored=probe.scored,
+        search_seconds=elapsed,
+        predict_seconds=probe.seconds,
+        cpu_seconds=cpu,
+        score_median=float(np.median(population_scores)) if len(population_scores) else None,
+        design_spaces=len(spaces),
+        notes=notes,
+    )
