@@ -19,3 +19,10 @@ class WeightsError(MsMetaError):
 
 class DatabaseError(MsMetaError):
     """A tuning database that is missing, malformed or inconsistent."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (TVM errors carry long tracebacks), or its type
+    name when the message is empty."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

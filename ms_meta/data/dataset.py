@@ -36,15 +36,11 @@ Arrays in the ``.npz`` (PyTorch Geometric style, all graphs of the workload conc
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
 import math
 import os
-import re
-import uuid
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field
@@ -55,6 +51,13 @@ import numpy as np
 
 from ms_meta.data import layout
 from ms_meta.data.layout import DATASET_FORMAT_VERSION, DatabaseFiles
+from ms_meta.data.prefix_cache import (
+    Snapshot,
+    cache_path,
+    prefix_still_valid,
+    read_snapshot,
+    write_npz_atomically,
+)
 from ms_meta.data.records import (
     REBUILD,
     SKIP_KINDS,
@@ -65,7 +68,7 @@ from ms_meta.data.records import (
     WorkloadGroup,
     load_files,
 )
-from ms_meta.errors import DatabaseError, MsMetaError
+from ms_meta.errors import DatabaseError, MsMetaError, first_line
 from ms_meta.feature import schema
 from ms_meta.feature.schema import LoopGraph
 from ms_meta.model.meta import normalized_throughput
@@ -337,53 +340,6 @@ class Dataset:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Snapshot:
-    """The record file's (decompressed) bytes as read once, before the reader parses it.
-
-    The reader reads the file again afterwards; since record files only grow, its first
-    :attr:`complete_lines` lines are exactly the ones here, so the cache may claim them.
-    """
-
-    data: bytes
-    ends: np.ndarray  # byte offset just past the newline of each complete line
-    _digests: dict[int, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def complete_lines(self) -> int:
-        return int(self.ends.shape[0])
-
-    def digest(self, lines: int) -> str:
-        """SHA-256 of the first ``lines`` complete lines (memoized: the workloads of one
-        database usually ask for the same prefix)."""
-        if lines not in self._digests:
-            end = int(self.ends[lines - 1]) if lines > 0 else 0
-            self._digests[lines] = hashlib.sha256(memoryview(self.data)[:end]).hexdigest()
-        return self._digests[lines]
-
-
-def _read_snapshot(path: Path | None) -> _Snapshot:
-    data = b""
-    if path is not None:
-        try:
-            if path.name.endswith(layout.GZIP_SUFFIX):
-                chunks = []
-                with gzip.open(path, "rb") as f:
-                    try:
-                        while chunk := f.read(1 << 20):
-                            chunks.append(chunk)
-                    except (EOFError, OSError, zlib.error):
-                        pass  # a gzip member being written: keep what decompressed
-                data = b"".join(chunks)
-            else:
-                with open(path, "rb") as f:
-                    data = f.read()
-        except OSError:
-            data = b""  # the reader reports the unreadable file
-    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n")).astype(np.int64) + 1
-    return _Snapshot(data, ends)
-
-
 # --------------------------------------------------------------------------------------------
 # Cache files
 # --------------------------------------------------------------------------------------------
@@ -409,12 +365,6 @@ def _cache_identity(files: DatabaseFiles, group: WorkloadGroup) -> dict[str, Any
         "feature_version": schema.FEATURE_VERSION,
         "format_version": DATASET_FORMAT_VERSION,
     }
-
-
-def _cache_path(cache_dir: Path, identity: dict[str, Any], task: str) -> Path:
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:20]
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", task).strip("._")[:60] or "task"
-    return cache_dir / f"{slug}-{key}.npz"
 
 
 def _stack_graphs(graphs: Sequence[LoopGraph]) -> dict[str, np.ndarray]:
@@ -459,7 +409,7 @@ def _unstack_graphs(arrays: Mapping[str, np.ndarray], task: np.ndarray) -> list[
     return graphs
 
 
-def _load_cache(path: Path, identity: dict[str, Any], snapshot: _Snapshot) -> _CacheEntry | None:
+def _load_cache(path: Path, identity: dict[str, Any], snapshot: Snapshot) -> _CacheEntry | None:
     """The cached entry at ``path`` if it belongs to ``identity`` and the file still starts with
     the lines it covers; ``None`` otherwise (a stale or damaged cache is rebuilt, never fatal)."""
     if not path.is_file():
@@ -468,13 +418,9 @@ def _load_cache(path: Path, identity: dict[str, Any], snapshot: _Snapshot) -> _C
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         meta = json.loads(str(arrays["meta"]))
-        if meta.get("identity") != identity:
-            logger.info("%s belongs to other records; ignoring it", path)
+        if not prefix_still_valid(meta, identity, snapshot, path, "re-featurizing"):
             return None
         covered = int(meta["covered_lines"])
-        if covered > snapshot.complete_lines or snapshot.digest(covered) != meta["prefix_sha256"]:
-            logger.info("%s: the record file changed (not only appended); re-featurizing", path)
-            return None
         task = arrays["task"].astype(np.float32, copy=False)
         graphs = _unstack_graphs(arrays, task)
         lines = arrays["lines"].astype(np.int64, copy=False)
@@ -492,7 +438,7 @@ def _write_cache(
     path: Path,
     identity: dict[str, Any],
     entry: _CacheEntry,
-    snapshot: _Snapshot,
+    snapshot: Snapshot,
     task_name: str,
 ) -> bool:
     """Write ``entry`` atomically (temporary file, then ``os.replace``); ``False`` on failure."""
@@ -513,28 +459,12 @@ def _write_cache(
         latencies=np.asarray(entry.latencies, np.float64),
         meta=np.array(json.dumps(meta)),
     )
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-        return True
-    except OSError as err:
-        logger.warning("cannot write the dataset cache %s: %s", path, err)
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
+    return write_npz_atomically(path, arrays, "dataset cache")
 
 
 # --------------------------------------------------------------------------------------------
 # Featurizing
 # --------------------------------------------------------------------------------------------
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def record_latency(run_secs: Sequence[float] | None, failed: bool) -> float:
@@ -585,11 +515,11 @@ class _Featurizer:
         try:
             func = self.scheduled(trace_json)
         except Exception as err:  # TVM raises ScheduleError/TVMError/ValueError for a bad trace
-            return None, REBUILD, f"the trace does not replay: {_first_line(err)}"
+            return None, REBUILD, f"the trace does not replay: {first_line(err)}"
         try:
             return encode_primfunc(func, self.task, self.cache), "", ""
         except Exception as err:  # an unencodable program is a skipped record, not a crash
-            return None, ENCODE, f"encoding failed: {type(err).__name__}: {_first_line(err)}"
+            return None, ENCODE, f"encoding failed: {type(err).__name__}: {first_line(err)}"
 
 
 @dataclass
@@ -608,7 +538,7 @@ class _Context:
 
 
 def _covered_lines(
-    entry: _CacheEntry | None, group: WorkloadGroup, records: list[Record], snapshot: _Snapshot
+    entry: _CacheEntry | None, group: WorkloadGroup, records: list[Record], snapshot: Snapshot
 ) -> int:
     """The record line up to which the cache may claim to be complete after this build.
 
@@ -630,7 +560,7 @@ def _latencies_of(lines: np.ndarray, group: WorkloadGroup, entry: _CacheEntry | 
 def _build_task(
     db: LoadedDatabase,
     group: WorkloadGroup,
-    snapshot: _Snapshot,
+    snapshot: Snapshot,
     limit: int | None,
     ctx: _Context,
 ) -> TaskData | None:
@@ -639,7 +569,7 @@ def _build_task(
         return None
     record_path = db.files.records or db.files.directory
     identity = _cache_identity(db.files, group)
-    path = _cache_path(ctx.cache_dir, identity, group.task) if ctx.cache_dir else None
+    path = cache_path(ctx.cache_dir, identity, group.task) if ctx.cache_dir else None
     entry = _load_cache(path, identity, snapshot) if path is not None else None
 
     graphs: dict[int, LoopGraph] = {}
@@ -789,10 +719,10 @@ def build_dataset(
         cache_dir = default_cache_dir()
     cache = Path(cache_dir).expanduser() if cache_dir is not None else None
 
-    loaded: list[tuple[LoadedDatabase, _Snapshot]] = []
+    loaded: list[tuple[LoadedDatabase, Snapshot]] = []
     for files in list(_resolve(paths)):
         # Snapshot first: the reader then sees these lines and maybe more, never fewer.
-        snapshot = _read_snapshot(files.records)
+        snapshot = read_snapshot(files.records)
         loaded.append((load_files(files), snapshot))
 
     def count(group: WorkloadGroup) -> int:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ms_meta.data import layout
 from ms_meta.data.layout import DatabaseFiles
-from ms_meta.errors import DatabaseError
+from ms_meta.errors import DatabaseError, first_line
 
 if TYPE_CHECKING:
     import tvm
@@ -321,11 +321,6 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _meta_task(meta: dict[str, Any] | None) -> str | None:
     if not meta:
         return None
@@ -342,7 +337,7 @@ def _decode_workload(shash: str, encoded: str) -> tuple[Workload | None, str]:
     try:
         return ms.database.Workload.from_json([shash, encoded]), ""
     except Exception as err:  # TVM raises ValueError/TVMError with a C++ backtrace
-        return None, _first_line(err)
+        return None, first_line(err)
 
 
 def _infer_op_kind(group: WorkloadGroup) -> str:
@@ -674,7 +669,7 @@ def _rebuild(group: WorkloadGroup, record: Record) -> TuningRecord | None:
             group.database.files.records or group.database.files.directory,
             record.line,
             REBUILD,
-            f"TuningRecord.from_json failed: {_first_line(err)}",
+            f"TuningRecord.from_json failed: {first_line(err)}",
         )
         return None
 

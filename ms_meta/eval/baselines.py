@@ -56,10 +56,8 @@ import logging
 import math
 import os
 import random
-import re
 import tempfile
 import time
-import uuid
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -70,9 +68,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from ms_meta.data import layout
-from ms_meta.data.dataset import DEFAULT_CACHE, _read_snapshot, _Snapshot, default_cache_dir
+from ms_meta.data.dataset import DEFAULT_CACHE, default_cache_dir
+from ms_meta.data.prefix_cache import (
+    Snapshot,
+    cache_path,
+    prefix_still_valid,
+    read_snapshot,
+    write_npz_atomically,
+)
 from ms_meta.data.records import Record, WorkloadGroup, canonical_json, load_files
-from ms_meta.errors import DatabaseError, MsMetaError
+from ms_meta.errors import DatabaseError, MsMetaError, first_line
 from ms_meta.eval.protocol import episode_seed
 
 __all__ = [
@@ -242,7 +247,7 @@ class PerStoreFeatures:
 
     def _load(self, task: FeatureTask, lines: np.ndarray) -> TaskFeatures:
         files = layout.database_files(Path(task.source))
-        snapshot = _read_snapshot(files.records)  # before parsing: the reader sees at least this
+        snapshot = read_snapshot(files.records)  # before parsing: the reader sees at least this
         group = _find_group(load_files(files), task)
         identity = {
             "records": str(files.records.resolve()) if files.records else None,
@@ -283,16 +288,14 @@ class PerStoreFeatures:
     def _path(self, identity: dict[str, Any], task: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", task).strip("._")[:60] or "task"
-        return self.cache_dir / f"{slug}-{key[:20]}.npz"
+        return cache_path(self.cache_dir, identity, task)
 
     def _write(
         self,
         path: Path,
         identity: dict[str, Any],
         entry: _Entry,
-        snapshot: _Snapshot,
+        snapshot: Snapshot,
         task: str,
     ) -> bool:
         # Only lines complete in the snapshot are final in an append-only file: cache those.
@@ -315,24 +318,13 @@ class PerStoreFeatures:
             "prefix_sha256": snapshot.digest(covered),
             "failed": [[line, why] for line, why in sorted(failed.items())],
         }
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                np.savez_compressed(
-                    f,
-                    rows=rows.astype(np.float32, copy=False),
-                    row_ptr=row_ptr,
-                    lines=np.asarray(lines, np.int64),
-                    meta=np.array(json.dumps(meta)),
-                )
-            os.replace(tmp, path)
-            return True
-        except OSError as err:
-            logger.warning("cannot write the feature cache %s: %s", path, err)
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
+        arrays = {
+            "rows": rows.astype(np.float32, copy=False),
+            "row_ptr": row_ptr,
+            "lines": np.asarray(lines, np.int64),
+            "meta": np.array(json.dumps(meta)),
+        }
+        return write_npz_atomically(path, arrays, "feature cache")
 
 
 def _find_group(db, task: FeatureTask) -> WorkloadGroup:
@@ -347,7 +339,7 @@ def _find_group(db, task: FeatureTask) -> WorkloadGroup:
     return groups[0]
 
 
-def _load_entry(path: Path, identity: dict[str, Any], snapshot: _Snapshot) -> _Entry | None:
+def _load_entry(path: Path, identity: dict[str, Any], snapshot: Snapshot) -> _Entry | None:
     """The cache at ``path`` if it is ours and the record file still starts with the lines it
     covers; ``None`` otherwise (a stale or damaged cache is rebuilt, never fatal)."""
     if not path.is_file():
@@ -356,13 +348,9 @@ def _load_entry(path: Path, identity: dict[str, Any], snapshot: _Snapshot) -> _E
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             rows, row_ptr, lines = npz["rows"], npz["row_ptr"], npz["lines"]
-        if meta.get("identity") != identity:
-            logger.info("%s belongs to other records; ignoring it", path)
+        if not prefix_still_valid(meta, identity, snapshot, path, "re-extracting"):
             return None
         covered = int(meta["covered_lines"])
-        if covered > snapshot.complete_lines or snapshot.digest(covered) != meta["prefix_sha256"]:
-            logger.info("%s: the record file changed (not only appended); re-extracting", path)
-            return None
         if len(row_ptr) != len(lines) + 1 or int(row_ptr[-1]) != rows.shape[0]:
             raise ValueError("array lengths disagree")
         entry = _Entry(group_hash=str(meta["group_hash"]), covered=covered)
@@ -384,11 +372,6 @@ def _assemble(entry: _Entry, lines: np.ndarray) -> TaskFeatures:
     return TaskFeatures(
         rows=rows.astype(np.float32, copy=False), row_ptr=row_ptr, group_hash=entry.group_hash
     )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _extract(
@@ -440,7 +423,7 @@ def _extract(
                 try:
                     batch.append((r, candidate(r)))
                 except Exception as err:  # TVM raises ScheduleError/TVMError for a bad trace
-                    failed[r.line] = f"the trace does not replay: {_first_line(err)}"
+                    failed[r.line] = f"the trace does not replay: {first_line(err)}"
             try:
                 found = extractor.extract_from(context, [c for _, c in batch])
                 pairs = list(zip(batch, found, strict=True))
@@ -450,7 +433,7 @@ def _extract(
                     try:
                         pairs.append(((r, c), extractor.extract_from(context, [c])[0]))
                     except Exception as err:
-                        failed[r.line] = f"PerStoreFeature failed: {_first_line(err)}"
+                        failed[r.line] = f"PerStoreFeature failed: {first_line(err)}"
             for (r, _), tensor in pairs:
                 rows[r.line] = tensor.numpy().astype(np.float32, copy=False)
             done += min(_EXTRACT_BATCH, len(batch_records) - start)
@@ -778,7 +761,7 @@ class XGBPretrained:
                 model.load(str(path))
         except Exception as err:  # TVM's loader raises tar/numpy/xgboost errors, or NameError
             raise MsMetaError(
-                f"{path} is not an XGBModel file: {type(err).__name__}: {_first_line(err)}"
+                f"{path} is not an XGBModel file: {type(err).__name__}: {first_line(err)}"
             ) from None
         return cls(model, features, seed=seed)
 
@@ -993,7 +976,7 @@ class MLPPretrained:
             state.load(str(path))
         except Exception as err:  # tar, numpy or torch errors
             raise MsMetaError(
-                f"{path} is not an MLPModel file: {type(err).__name__}: {_first_line(err)}"
+                f"{path} is not an MLPModel file: {type(err).__name__}: {first_line(err)}"
             ) from None
         state.untrained_size = 0
         return cls(state, features, seed=seed)
