@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -47,6 +46,7 @@ from ms_meta.model.losses import pairwise_rank_loss, regression_loss
 from ms_meta.model.meta import AdaptConfig, Params, adapt, parameters_of, predict_with
 from ms_meta.model.metrics import pairwise_accuracy
 from ms_meta.model.train import TrainConfig, batch_loss, group_minibatches, init_model
+from ms_meta.model.weights import save_atomically
 
 __all__ = [
     "METHODS",
@@ -365,18 +365,6 @@ def steps_per_epoch(tasks: Sequence[Task], config: PretrainConfig) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _load_state(path: Path, config: PretrainConfig, fingerprint: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -509,8 +497,7 @@ def pretrain(
         if on_epoch is not None:
             on_epoch(report)
         if state_file is not None:
-            _save_state(
-                state_file,
+            save_atomically(
                 {
                     "format": STATE_FORMAT,
                     "feature_version": FEATURE_VERSION,
@@ -526,6 +513,7 @@ def pretrain(
                     "seconds": report.seconds,
                     "stopped_early": stopped_early,
                 },
+                state_file,
             )
     model.load_state_dict(best_state)
     model.eval()

@@ -55,11 +55,19 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
     checkpoint.meta.setdefault(
         "saved", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
+    return save_atomically(checkpoint.to_dict(), path)
+
+
+def save_atomically(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same directory, then ``os.replace``: a reader
+    or a crash never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(checkpoint.to_dict(), tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; weights are ordinary data files
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; these are ordinary data files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
