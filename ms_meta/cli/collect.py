@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -49,6 +53,33 @@ def _rpc_settings(tracker: str | None, key: str | None, workers: int | None):
         return RPCSettings.parse(tracker, key, workers)
     except RPCError as err:
         raise click.BadParameter(str(err), param_hint="--rpc-tracker") from None
+
+
+INTERRUPTED_EXIT = 130  # the shell's code for a run ended by Ctrl-C: the job is not complete
+
+
+@contextlib.contextmanager
+def stop_on_first_interrupt() -> Iterator[threading.Event]:
+    """A first Ctrl-C (or SIGTERM) asks the collector to stop after the batch in flight; a
+    second Ctrl-C interrupts at once.
+
+    An interrupt raised while TVM's C++ search calls back into Python can abort the whole
+    process; a flag checked between batches cannot.
+    """
+    stop = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nstopping after the batch in flight (Ctrl-C again to abort now)", err=True)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _report_task(progress) -> None:
@@ -156,7 +187,7 @@ def collect(
         return
 
     from ms_meta.cli.progress import Progress
-    from ms_meta.data.collect import CollectConfig, count_lines
+    from ms_meta.data.collect import CollectConfig, count_lines, exhausted_mark
     from ms_meta.data.collect import collect as run_collect
     from ms_meta.tuning.target import parse_target, target_key
 
@@ -172,24 +203,33 @@ def collect(
         rpc=rpc,
     )
     key_dir = root / target_key(target)
-    todo = sum(
-        max(0, trials_per_task - count_lines(key_dir / w.name / "database_tuning_record.json"))
-        for w in selected
-    )
+
+    def records_to_measure(task_dir: Path) -> int:
+        have = count_lines(task_dir / "database_tuning_record.json")
+        return 0 if exhausted_mark(task_dir, have) else max(0, trials_per_task - have)
+
+    todo = sum(records_to_measure(key_dir / w.name) for w in selected)
     click.echo(
         f"collecting {len(selected)} tasks for {target_key(target)} into {key_dir} "
         f"({todo} records to measure, {rpc.describe() if rpc else 'local runner'})",
         err=True,
     )
     bar = Progress(todo, unit="records")
-    summary = run_collect(
-        selected,
-        root,
-        target,
-        config,
-        on_progress=lambda task, n, failed: bar.update(n, note=task),
-        on_task_done=_report_task,
-    )
+    with stop_on_first_interrupt() as stop:
+        summary = run_collect(
+            selected,
+            root,
+            target,
+            config,
+            on_progress=lambda task, n, failed: bar.update(n, note=task),
+            on_task_done=_report_task,
+            stop=stop,
+        )
     bar.close()
     rate = summary.measured / summary.seconds if summary.seconds else 0.0
     click.echo(f"measured {summary.measured} records in {summary.seconds:.0f} s ({rate:.2f}/s)")
+    if stop.is_set():
+        click.echo(
+            "stopped on request; the same command continues where this one stopped", err=True
+        )
+        raise SystemExit(INTERRUPTED_EXIT)

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -142,6 +143,8 @@ class TaskProgress:
     seconds: float = 0.0
     best_us: float | None = None
     skipped: str | None = None  # why the task was not collected (another collector holds it)
+    exhausted: bool = False  # the search found no schedule it had not measured already
+    stopped: bool = False  # a stop was requested; the task is left part-done
 
     @property
     def records_per_second(self) -> float:
@@ -460,6 +463,7 @@ def _collect_locked(
     config: CollectConfig,
     measurer: Measurer,
     on_progress: ProgressCallback | None,
+    stop: threading.Event | None = None,
 ) -> TaskProgress:
     from tvm.s_tir import meta_schedule as ms
 
@@ -477,9 +481,11 @@ def _collect_locked(
     device = {"runner": measurer.runner_name, "cpu": measurer.cpu or host_cpu()}
     started = time.perf_counter()
 
-    def save_meta() -> None:
+    def save_meta(**extra) -> None:
         # After every batch, so that a killed run still accounts for its time.
         progress.seconds = time.perf_counter() - started
+        if progress.measured:  # a run that added nothing keeps the last real rate
+            extra["records_per_second"] = round(progress.records_per_second, 4)
         update_meta(
             task_dir,
             workload,
@@ -488,7 +494,7 @@ def _collect_locked(
             **device,
             collect_seconds=seconds_before + progress.seconds,
             records=count_lines(record_path),
-            records_per_second=round(progress.records_per_second, 4),
+            **extra,
         )
 
     update_meta(task_dir, workload, target, config, **device)
@@ -499,6 +505,8 @@ def _collect_locked(
     n_random_target = round(config.trials_per_task * config.random_fraction)
     phases = [("random", n_random_target), ("guided", config.trials_per_task)]
     for phase, phase_target in phases:
+        if progress.stopped:
+            break
         for attempt in range(MAX_PHASE_ATTEMPTS):
             have = existing + progress.measured
             n_trials = phase_target - have
@@ -583,11 +591,33 @@ def _collect_locked(
                     on_progress(workload.name, len(fresh), failed_now)
                 if not fresh and progress.duplicates > 4 * config.trials_per_task:
                     break  # a tiny design space: nothing new left to sample
+                if stop is not None and stop.is_set():
+                    break
             context.post_tuning()
+            if stop is not None and stop.is_set():
+                progress.stopped = True
+                break
             if progress.measured == measured_before:
+                progress.exhausted = True
                 break  # the search found nothing new; another seed will not either
-    save_meta()
+    # Remember an exhausted design space, so that later runs do not spend minutes re-sampling
+    # it; the mark holds only while the record count is the one it was made at.
+    done = existing + progress.measured
+    progress.exhausted = progress.exhausted and not progress.stopped
+    save_meta(exhausted_at=done if progress.exhausted and done < config.trials_per_task else None)
     return progress
+
+
+def exhausted_mark(task_dir: Path, records: int) -> bool:
+    """Whether an earlier run found this task's design space exhausted at ``records`` records."""
+    meta_path = task_dir / META_FILE
+    if not meta_path.exists():
+        return False
+    try:
+        mark = json.loads(meta_path.read_text()).get("exhausted_at")
+    except (OSError, ValueError):
+        return False
+    return mark is not None and mark == records
 
 
 def _warm_start(model, context, database, db_workload) -> None:
@@ -623,8 +653,12 @@ def collect(
     config: CollectConfig = CollectConfig(),
     on_progress: ProgressCallback | None = None,
     on_task_done: Callable[[TaskProgress], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> CollectSummary:
     """Collect every workload in turn; see :func:`collect_task`.
+
+    Setting ``stop`` (say, from a SIGINT handler) ends the run after the batch in flight is
+    written, so nothing is lost and no interrupt lands inside TVM's C++ code.
 
     The builder and runner start only once a task needs measuring; a task that another
     collector holds is skipped (``TaskProgress.skipped`` says why).
@@ -643,17 +677,24 @@ def collect(
     measurer: Measurer | None = None
     summary = CollectSummary()
     for workload in workloads:
+        if stop is not None and stop.is_set():
+            break
         task_dir = root / target_key(target) / workload.name
         try:
             with task_lock(task_dir):
                 existing = _repaired_count(task_dir)
                 if existing >= config.trials_per_task:
                     progress = TaskProgress(workload.name, existing)
+                elif exhausted_mark(task_dir, existing):
+                    progress = TaskProgress(workload.name, existing, exhausted=True)
+                    progress.skipped = (
+                        f"design space exhausted at {existing} records by an earlier run"
+                    )
                 else:
                     if measurer is None:
                         measurer = make_measurer(target, config)
                     progress = _collect_locked(
-                        workload, task_dir, target, config, measurer, on_progress
+                        workload, task_dir, target, config, measurer, on_progress, stop
                     )
         except TaskLockedError as err:  # leave the task to the collector that holds it
             logger.warning("%s", err)

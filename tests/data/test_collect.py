@@ -183,6 +183,35 @@ def test_killed_collector_resumes_without_duplicates(tmp_path, target):
     assert "dropped a torn last line" in done.stderr
 
 
+def test_interrupted_collector_stops_after_the_batch_in_flight(tmp_path, target):
+    """Ctrl-C ends the run cleanly between batches (exit 130), never inside TVM's C++ code."""
+    command = [
+        sys.executable, "-m", "ms_meta", "collect", SPEC, "--out", str(tmp_path),
+        "--trials-per-task", "64", *RANDOM_CLI,
+    ]  # fmt: skip
+    task_dir = _task_dir(tmp_path, target)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 150
+        while count_lines(task_dir / RECORD_FILE) < 4:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no batch within 150 s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopping after the batch in flight" in err and "Segfault" not in err
+    stopped_at = count_lines(task_dir / RECORD_FILE)
+    assert 4 <= stopped_at < 64 and stopped_at % 4 == 0  # whole batches only
+    _assert_clean(task_dir, stopped_at)
+    assert json.loads((task_dir / META_FILE).read_text()).get("exhausted_at") is None
+
+
 def test_shards_partition_the_task_list():
     runner = CliRunner()
 
@@ -343,3 +372,32 @@ def test_collect_through_rpc_tracker(tmp_path, target, rpc_tracker, caplog):
     assert meta["collector"]["rpc"]["key"] == RPC_KEY
     assert meta["records"] == 4 and meta["records_per_second"] > 0
     assert f"{RPC_DEVICES} device(s), {RPC_DEVICES} session(s) at a time" in caplog.text
+
+
+def test_exhausted_design_space_is_remembered(tmp_path, target, measurer):
+    """A task whose design space has no unmeasured schedule left is marked, and later runs
+    skip it (without starting a builder) until its record count changes."""
+    from ms_meta.data.collect import collect
+    from ms_meta.tuning.target import target_key
+    from ms_meta.workloads import resolve_one
+
+    tiny = resolve_one("max_pool2d:1,1,2,2,2,2,0")  # a single output element
+    config = CollectConfig(trials_per_task=64, **SMALL)
+    progress = collect_task(tiny, tmp_path, target, config, measurer.builder, measurer.runner)
+    task_dir = tmp_path / target_key(target) / tiny.name
+    have = count_lines(task_dir / RECORD_FILE)
+    assert progress.exhausted and 0 < have < 64
+    meta = json.loads((task_dir / META_FILE).read_text())
+    assert meta["exhausted_at"] == have and meta["records_per_second"] > 0
+
+    again = collect([tiny], tmp_path, target, config).tasks[0]
+    assert again.measured == 0 and again.exhausted
+    assert "exhausted" in again.skipped
+    assert count_lines(task_dir / RECORD_FILE) == have
+
+    # A changed record count (say, records merged in) lifts the mark.
+    meta["exhausted_at"] = have - 1
+    (task_dir / META_FILE).write_text(json.dumps(meta))
+    third = collect_task(tiny, tmp_path, target, config, measurer.builder, measurer.runner)
+    assert third.skipped is None and third.exhausted
+    assert json.loads((task_dir / META_FILE).read_text())["exhausted_at"] == have
