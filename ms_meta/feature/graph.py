@@ -557,21 +557,27 @@ def _block_features(x: np.ndarray, g: _GraphBuilder) -> None:
         row[_F["block_log_total_flops"]] = math.log2(1.0 + trips * static.float_ops)
 
 
+def _sum_inner_loops(dst: np.ndarray, rel: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each (loop, access) entry: the sum of ``values`` over the entries of the same access
+    at this loop and every loop inside it (``rel`` counts loops from the innermost out)."""
+    order = np.lexsort((rel, dst))
+    ordered = values[order]
+    running = np.cumsum(ordered)
+    dst_sorted = dst[order]
+    starts = np.ones(len(order), bool)
+    starts[1:] = dst_sorted[1:] != dst_sorted[:-1]
+    before_segment = (running - ordered)[starts][np.cumsum(starts) - 1]
+    out = np.empty_like(running)
+    out[order] = running - before_segment
+    return out
+
+
 def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
     """Access-node features and loop->access edges for all blocks at once."""
     if not g.access_groups:
         return
-    nest_src, nest_dst, statics, entry_src, entry_dst, entry_stride, entry_ext, entry_rel = (
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-    )
-    entry_moving_below, entry_still_below, entry_dtype, entry_buffer = [], [], [], []
+    nest_src, nest_dst, statics = [], [], []
+    entry_src, entry_dst, entry_stride, entry_ext, entry_rel = [], [], [], [], []
     for block_node, first, loop_nodes, extents, strides, static in g.access_groups:
         count = len(static.accesses)
         nest_src += [block_node] * count
@@ -585,15 +591,6 @@ def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
             entry_stride.append(strides.reshape(-1))
             entry_ext += [e for e in extents for _ in range(count)]
             entry_rel += [depth - 1 - i for i in range(depth) for _ in range(count)]
-            # Footprint of each access inside each loop (that loop and all inner ones): the
-            # log extents of the loops it moves with, summed from the innermost loop outwards;
-            # whether a tile fits a cache level is what separates good tilings from bad.
-            log_ext = np.log2(np.maximum(np.asarray(extents, np.float64), 1.0))[:, None]
-            moving = strides.reshape(depth, count) != 0
-            entry_moving_below.append(np.cumsum((log_ext * moving)[::-1], axis=0)[::-1].ravel())
-            entry_still_below.append(np.cumsum((log_ext * ~moving)[::-1], axis=0)[::-1].ravel())
-            entry_dtype.append(np.tile(static.dtype_bytes, depth))
-            entry_buffer.append(np.tile(static.buffer_bytes, depth))
     access_nodes = np.asarray(nest_dst, np.int64)
     x[access_nodes[:, None], _ACCESS_STATIC_COLUMNS] = np.concatenate(
         [s.access_rows for s in statics]
@@ -603,10 +600,11 @@ def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
         return
     src = np.asarray(entry_src, np.int64)
     dst = np.asarray(entry_dst, np.int64)
+    rel = np.asarray(entry_rel, np.int64)
     stride = np.concatenate(entry_stride)
     abs_stride = np.abs(stride)
     ext = np.asarray(entry_ext, np.float64)
-    log_ext = np.log2(ext)
+    log_ext = np.log2(np.maximum(ext, 1.0))
     moving = stride != 0
     n = x.shape[0]
     touched_log = np.bincount(dst, weights=log_ext * moving, minlength=n)[access_nodes]
@@ -630,13 +628,19 @@ def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
     attr[:, 1] = ~moving
     attr[:, 2] = abs_stride == 1
     attr[:, 3] = np.log2(1.0 + ext)
-    attr[:, 4] = np.asarray(entry_rel, np.float32) / 8.0
-    footprint = np.minimum(
-        np.exp2(np.concatenate(entry_moving_below)) * np.concatenate(entry_dtype),
-        np.concatenate(entry_buffer),
-    )
+    attr[:, 4] = rel.astype(np.float32) / 8.0
+    # Footprint of each access inside each loop (that loop and all inner ones): the log
+    # extents of the loops it moves with, summed from the innermost loop outwards; whether a
+    # tile fits a cache level is what separates good tilings from bad.
+    moving_below = _sum_inner_loops(dst, rel, log_ext * moving)
+    still_below = _sum_inner_loops(dst, rel, log_ext * ~moving)
+    node_dtype_bytes = np.zeros(n)
+    node_dtype_bytes[access_nodes] = dtype_bytes
+    node_buffer_bytes = np.zeros(n)
+    node_buffer_bytes[access_nodes] = buffer_bytes
+    footprint = np.minimum(np.exp2(moving_below) * node_dtype_bytes[dst], node_buffer_bytes[dst])
     attr[:, 5] = np.log2(1.0 + footprint)
-    attr[:, 6] = np.log2(1.0 + np.exp2(np.concatenate(entry_still_below)))
+    attr[:, 6] = np.log2(1.0 + np.exp2(still_below))
     chunks.append((src, dst, EDGE_ACCESS, attr))
 
 
