@@ -25,6 +25,7 @@ from tvm.s_tir.meta_schedule.builder import PyBuilder
 
 from ms_meta.errors import MsMetaError
 from ms_meta.models import bind_for_inference, fuse_for_tuning, import_model, model_spec
+from ms_meta.run_secs import is_failed
 from ms_meta.tuning.builder import make_builder
 from ms_meta.tuning.intrin import import_tensor_intrinsics
 from ms_meta.tuning.measure import make_local_runner
@@ -177,7 +178,7 @@ def _compile_xgb(mod, target, work_dir: Path, trials_per_task: int, say):
     executable = ms.relax_integration.compile_relax(database, mod, target, params=None)
     done = time.perf_counter()
     records = database.get_all_tuning_records()
-    valid = sum(1 for r in records if min(float(s) for s in r.run_secs) < 1e9)
+    valid = sum(1 for r in records if not is_failed(r.run_secs))
     return executable, {
         "compile_seconds": done - start,
         "tuning_seconds": tuned - start,
@@ -203,7 +204,7 @@ def _compile_from_database(mod, target, work_dir: Path, say):
         "tuning_seconds": None,
         "build_seconds": time.perf_counter() - start,
         "trials": len(records),
-        "valid_trials": sum(1 for r in records if min(float(x) for x in r.run_secs) < 1e9),
+        "valid_trials": sum(1 for r in records if not is_failed(r.run_secs)),
         "reused_database": str(work_dir),
         "work_dir": str(work_dir),
     }

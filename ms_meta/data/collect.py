@@ -467,7 +467,8 @@ def _collect_locked(
 ) -> TaskProgress:
     from tvm.s_tir import meta_schedule as ms
 
-    from ms_meta.tuning.measure import FAILED_RUN_SECS, measure, run_secs_of
+    from ms_meta.run_secs import FAILED_RUN_SECS
+    from ms_meta.tuning.measure import measure, run_secs_of
     from ms_meta.tuning.target import host_cpu
 
     record_path = task_dir / RECORD_FILE
@@ -625,7 +626,7 @@ def _warm_start(model, context, database, db_workload) -> None:
     from tvm.s_tir import Schedule
     from tvm.s_tir import meta_schedule as ms
 
-    from ms_meta.tuning.measure import FAILED_RUN_SECS
+    from ms_meta.run_secs import is_failed
 
     records = database.get_top_k(db_workload, 4096)
     if not records:
@@ -637,9 +638,9 @@ def _warm_start(model, context, database, db_workload) -> None:
             rec.trace.apply_to_schedule(sch, remove_postproc=False)
         except Exception:  # a record whose trace no longer applies is not usable here
             continue
-        secs = [float(s) for s in rec.run_secs]
-        if min(secs) >= FAILED_RUN_SECS:
+        if is_failed(rec.run_secs):
             continue
+        secs = [float(s) for s in rec.run_secs]
         candidates.append(ms.MeasureCandidate(sch, rec.args_info))
         results.append(ms.runner.RunnerResult(secs, None))
     if candidates:

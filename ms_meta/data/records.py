@@ -15,7 +15,6 @@ import binascii
 import gzip
 import json
 import logging
-import math
 import os
 import statistics
 import struct
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ms_meta.data import layout
 from ms_meta.data.layout import DatabaseFiles
 from ms_meta.errors import DatabaseError, first_line
+from ms_meta.run_secs import is_failed
 
 if TYPE_CHECKING:
     import tvm
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# MetaSchedule stores failed builds and runs with run_secs [1e10]; anything this slow is a failure.
-FAILED_RUN_SECS = 1e9
 
 # Kinds of skipped lines (the ``kind`` of a :class:`SkippedLine`).
 MALFORMED = "malformed"  # not JSON (garbled, truncated), not UTF-8, or blank
@@ -146,10 +144,8 @@ class Record:
 
     @property
     def failed(self) -> bool:
-        """Whether the build or run failed (``run_secs`` missing, empty or >= 1e9)."""
-        return not self.run_secs or any(
-            not math.isfinite(s) or s >= FAILED_RUN_SECS for s in self.run_secs
-        )
+        """Whether the build or run failed (see :mod:`ms_meta.run_secs`)."""
+        return is_failed(self.run_secs)
 
     @property
     def mean_secs(self) -> float | None:

@@ -79,6 +79,7 @@ from ms_meta.data.prefix_cache import (
 from ms_meta.data.records import Record, WorkloadGroup, canonical_json, load_files
 from ms_meta.errors import DatabaseError, MsMetaError, first_line
 from ms_meta.eval.protocol import episode_seed
+from ms_meta.run_secs import FAILED_RUN_SECS
 
 __all__ = [
     "FEATURE_CACHE_VERSION",
@@ -110,8 +111,6 @@ XGB_COLUMNS = 164
 #: Columns with the workload columns (MLPModel's extractor, ``SegmentSumMLPConfig.input_dim``).
 MLP_COLUMNS = 172
 
-#: ``XGBModel.update`` stores a failed run with this cost (its ``_mean_cost`` of no run_secs).
-FAILED_COST = 1e10
 
 # Candidates per PerStoreFeature call: large enough to amortize the FFI round trip, small enough
 # that one unextractable candidate (then retried one by one) costs little.
@@ -450,9 +449,9 @@ def _extract(
 
 
 def _costs(task: FeatureTask, index: np.ndarray) -> np.ndarray:
-    """Measured seconds as the stock models store them: ``FAILED_COST`` for a failed run."""
+    """Measured seconds as the stock models store them: ``FAILED_RUN_SECS`` for a failed run."""
     lat = np.asarray(task.latencies, np.float64)[np.asarray(index, np.int64)]
-    return np.where(np.isfinite(lat), lat, FAILED_COST).astype(np.float32)
+    return np.where(np.isfinite(lat), lat, FAILED_RUN_SECS).astype(np.float32)
 
 
 def _score_seed(seed: int, task: str, k: int) -> int:

@@ -17,8 +17,7 @@ from ms_meta.feature.schema import LoopGraph
 from ms_meta.model.batch import GraphBatch
 from ms_meta.model.gnn import LoopGraphGNN
 from ms_meta.model.losses import pairwise_rank_loss, regression_loss
-
-FAILED_LATENCY = 1e9  # seconds; MetaSchedule records failed runs as 1e10
+from ms_meta.run_secs import FAILURE_THRESHOLD_SECS
 
 Params = dict[str, torch.Tensor]
 
@@ -30,7 +29,7 @@ def normalized_throughput(latencies: Sequence[float | None] | np.ndarray) -> np.
     Shapes: ``[n]`` -> ``[n]`` float32.
     """
     lat = np.array([np.inf if v is None else float(v) for v in latencies], np.float64)
-    ok = np.isfinite(lat) & (lat > 0) & (lat < FAILED_LATENCY)
+    ok = np.isfinite(lat) & (lat > 0) & (lat < FAILURE_THRESHOLD_SECS)
     out = np.zeros(lat.shape, np.float32)
     if ok.any():
         throughput = 1.0 / lat[ok]

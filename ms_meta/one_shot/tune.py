@@ -27,9 +27,9 @@ from ms_meta.one_shot import store
 from ms_meta.one_shot.result import Measurement, OneShotResult, TaskOutcome
 from ms_meta.one_shot.search import TaskSearch, search_task
 from ms_meta.one_shot.settings import PREDICTED_RUN_SECS, SearchSettings
+from ms_meta.run_secs import FAILED_RUN_SECS
 from ms_meta.tuning.intrin import import_tensor_intrinsics
 from ms_meta.tuning.measure import (
-    FAILED_RUN_SECS,
     MeasureSettings,
     make_local_runner,
     measure,

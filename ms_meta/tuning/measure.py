@@ -13,9 +13,6 @@ from tvm.target import Target
 
 logger = logging.getLogger(__name__)
 
-# MetaSchedule stores failed builds and runs with this latency (see AddToDatabase).
-FAILED_RUN_SECS = 1e10
-
 
 @dataclass(frozen=True)
 class MeasureSettings:

@@ -13,6 +13,7 @@ import numpy as np
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
+from ms_meta.run_secs import is_failed
 from ms_meta.tuning.builder import make_builder
 from ms_meta.tuning.intrin import import_tensor_intrinsics
 from ms_meta.tuning.measure import MeasureSettings, make_local_runner
@@ -138,7 +139,7 @@ def tune_workload(
         )
     elapsed = time.perf_counter() - started
     records = database.get_all_tuning_records()
-    valid = [r for r in records if min(float(s) for s in r.run_secs) < 1e9]
+    valid = [r for r in records if not is_failed(r.run_secs)]
     summary = getattr(model, "summary", None)
     if summary is not None and getattr(summary, "unencodable", 0):
         logger.warning("%d candidates could not be encoded and were scored neutral",
