@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_SEED_RECORDS = REPO_ROOT.parent / "shared" / "seed_records"
+# Committed copies of a few seed databases (some trimmed; see its README.md), so that the tests
+# that read real MetaSchedule records run on a clean checkout, where ../shared does not exist.
+SEED_RECORDS = REPO_ROOT / "tests" / "fixtures" / "seed_records"
 RECORDS_ROOT = REPO_ROOT / "tuning_records"
 
 

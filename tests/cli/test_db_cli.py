@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import statistics
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,10 @@ from click.testing import CliRunner, Result
 
 from ms_meta.cli.main import cli
 from ms_meta.data import layout
+from ms_meta.run_secs import is_failed
 
-from ..conftest import SHARED_SEED_RECORDS as SEED_ROOT
+from ..conftest import SEED_RECORDS as SEED_ROOT
 from ..conftest import tree_hash
-
-pytestmark = pytest.mark.skipif(
-    not (SEED_ROOT / "mm_512").is_dir(), reason=f"seed records not found at {SEED_ROOT}"
-)
 
 
 def run(*args: str | Path) -> Result:
@@ -45,6 +43,12 @@ def count_lines(path: Path) -> int:
     return len(path.read_text().splitlines())
 
 
+# Record counts of the fixture copies (gap_r50 is trimmed: a count apart from mm_512's shows
+# which source records came from).
+MM_RECORDS = count_lines(SEED_ROOT / "mm_512" / layout.RECORD_FILE)
+GAP_RECORDS = count_lines(SEED_ROOT / "gap_r50" / layout.RECORD_FILE)
+
+
 @pytest.fixture
 def mm(tmp_path: Path) -> Path:
     return copy_seed(tmp_path / "in")
@@ -61,12 +65,15 @@ def test_stats_matches_meta(mm: Path) -> None:
     (task,) = data["tasks"]
     assert (task["task"], task["records"], task["failed"]) == ("mm_512", meta["n"], 0)
     assert task["best_us"] == pytest.approx(meta["best_us"])
-    assert data["totals"]["records"] == 64 and data["operators"][task["op"]]["records"] == 64
+    assert (
+        data["totals"]["records"] == MM_RECORDS
+        and data["operators"][task["op"]]["records"] == MM_RECORDS
+    )
 
     table = run("stats", mm)
     assert table.exit_code == 0
-    assert "mm_512" in table.stdout and "2,962.1" in table.stdout
-    assert "total: 1 tasks, 64 records, 0 failed" in table.stdout
+    assert "mm_512" in table.stdout and f"{meta['best_us']:,.1f}" in table.stdout
+    assert f"total: 1 tasks, {MM_RECORDS} records, 0 failed" in table.stdout
     assert "mean" in table.stdout
 
 
@@ -74,13 +81,26 @@ def test_stats_of_all_seed_records() -> None:
     result = run("stats", SEED_ROOT, "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    metas = [json.loads(p.read_text()) for p in sorted(SEED_ROOT.glob("*/meta.json"))]
-    assert data["totals"]["tasks"] == len(metas) == 38
-    assert data["totals"]["records"] == sum(m["n"] for m in metas) == 2432
-    assert data["totals"]["failed"] == 1  # README: 1 failed build
-    best = {t["task"]: t["best_us"] for t in data["tasks"]}
-    for meta in metas:
-        assert best[meta["name"]] == pytest.approx(meta["best_us"])
+    tasks = {t["task"]: t for t in data["tasks"]}
+    dirs = sorted(p.parent for p in SEED_ROOT.glob(f"*/{layout.RECORD_FILE}"))
+    assert sorted(tasks) == [d.name for d in dirs]
+    records = failed = 0
+    for db in dirs:
+        # Expected values straight from the JSON lines: [workload index, [trace, run_secs, ...]]
+        lines = (db / layout.RECORD_FILE).read_text().splitlines()
+        run_secs = [json.loads(line)[1][1] for line in lines]
+        task = tasks[db.name]
+        assert task["records"] == len(run_secs)
+        assert task["failed"] == sum(map(is_failed, run_secs))
+        best = min(statistics.fmean(s) for s in run_secs if not is_failed(s))
+        assert task["best_us"] == pytest.approx(best * 1e6)
+        meta = json.loads((db / layout.META_FILE).read_text())
+        if meta["n"] == len(lines):  # an untrimmed copy: the collector's own best must agree
+            assert task["best_us"] == pytest.approx(meta["best_us"])
+        records, failed = records + task["records"], failed + task["failed"]
+    totals = data["totals"]
+    assert (totals["tasks"], totals["records"], totals["failed"]) == (len(dirs), records, failed)
+    assert failed >= 1  # the fixture keeps bmm_16_256's failed build
 
 
 def test_stats_missing_directory(tmp_path: Path) -> None:
@@ -94,7 +114,7 @@ def test_stats_on_corrupt_copy_warns(mm: Path) -> None:
     before = tree_hash(mm)
     result = run("stats", mm)
     assert result.exit_code == 0
-    assert "63 records" in result.stdout
+    assert f"{MM_RECORDS - 1} records" in result.stdout
     assert "1 unreadable lines skipped (1 malformed)" in result.stderr
     assert tree_hash(mm) == before
 
@@ -145,9 +165,12 @@ def _empty(lines):
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
-        (_truncate_last, f"{layout.RECORD_FILE}:64: malformed: truncated last line"),
+        (_truncate_last, f"{layout.RECORD_FILE}:{MM_RECORDS}: malformed: truncated last line"),
         (_garble_middle, f"{layout.RECORD_FILE}:31: malformed: not valid JSON"),
-        (_unknown_workload, f"{layout.RECORD_FILE}:65: unknown-workload: workload index 3"),
+        (
+            _unknown_workload,
+            f"{layout.RECORD_FILE}:{MM_RECORDS + 1}: unknown-workload: workload index 3",
+        ),
         (_other_target, "mixed targets: records were measured on 2 different targets"),
         (_empty, "empty database: no usable tuning records"),
     ],
@@ -184,7 +207,7 @@ def test_validate_gzip_copy(mm: Path) -> None:
         (mm / name).unlink()
     result = run("validate", mm)
     assert result.exit_code == 0, result.output
-    assert "64 records" in result.stdout
+    assert f"{MM_RECORDS} records" in result.stdout
 
 
 def test_validate_tree_with_one_bad_database(tmp_path: Path) -> None:
@@ -206,14 +229,17 @@ def test_merge_with_itself_deduplicates(mm: Path, tmp_path: Path) -> None:
     out = tmp_path / "merged"
     result = run("merge", mm, same / layout.RECORD_FILE, mm, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "added 1 workloads and 64 records (64 duplicates dropped)" in result.stdout
-    assert count_lines(out / layout.RECORD_FILE) == 64
+    assert (
+        f"added 1 workloads and {MM_RECORDS} records ({MM_RECORDS} duplicates dropped)"
+        in result.stdout
+    )
+    assert count_lines(out / layout.RECORD_FILE) == MM_RECORDS
     assert count_lines(out / layout.WORKLOAD_FILE) == 1
     # workload lines are copied verbatim
     assert (out / layout.WORKLOAD_FILE).read_text() == (mm / layout.WORKLOAD_FILE).read_text()
     assert tree_hash(mm) == before
     stats = json.loads(run("stats", out, "--json").stdout)
-    assert stats["totals"]["records"] == 64
+    assert stats["totals"]["records"] == MM_RECORDS
 
 
 def test_merge_two_databases_remaps_indices(tmp_path: Path) -> None:
@@ -223,11 +249,12 @@ def test_merge_two_databases_remaps_indices(tmp_path: Path) -> None:
     out = tmp_path / "merged"
     result = run("merge", a, b, a_again, "--out", out)
     assert result.exit_code == 0
-    assert "added 2 workloads and 128 records (64 duplicates dropped)" in result.stdout
+    added = f"added 2 workloads and {MM_RECORDS + GAP_RECORDS} records"
+    assert f"{added} ({MM_RECORDS} duplicates dropped)" in result.stdout
     indices = [json.loads(x)[0] for x in (out / layout.RECORD_FILE).read_text().splitlines()]
-    assert indices == [0] * 64 + [1] * 64
+    assert indices == [0] * MM_RECORDS + [1] * GAP_RECORDS
     data = json.loads(run("stats", out, "--json").stdout)
-    assert [t["records"] for t in data["tasks"]] == [64, 64]
+    assert [t["records"] for t in data["tasks"]] == [MM_RECORDS, GAP_RECORDS]
 
 
 def test_merge_refuses_existing_database_without_append(mm: Path, tmp_path: Path) -> None:
@@ -249,16 +276,16 @@ def test_merge_append_adds_nothing_twice(tmp_path: Path) -> None:
 
     again = run("merge", a, "--out", out, "--append")
     assert again.exit_code == 0
-    assert "added 0 workloads and 0 records (64 duplicates dropped" in again.stdout
+    assert f"added 0 workloads and 0 records ({MM_RECORDS} duplicates dropped" in again.stdout
     assert (out / layout.RECORD_FILE).read_bytes() == old_records
 
     more = run("merge", a, b, "--out", out, "--append")
     assert more.exit_code == 0
-    assert "added 1 workloads and 64 records" in more.stdout
+    assert f"added 1 workloads and {GAP_RECORDS} records" in more.stdout
     # append-only: the old bytes are an unchanged prefix
     assert (out / layout.WORKLOAD_FILE).read_bytes().startswith(old_workloads)
     assert (out / layout.RECORD_FILE).read_bytes().startswith(old_records)
-    assert count_lines(out / layout.RECORD_FILE) == 128
+    assert count_lines(out / layout.RECORD_FILE) == MM_RECORDS + GAP_RECORDS
     assert run("merge", b, "--out", out, "--append").stdout.count("added 0 workloads") == 1
 
 
@@ -281,7 +308,10 @@ def test_merge_append_into_gzip_database(mm: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert not (out / layout.RECORD_FILE).exists()
     data = json.loads(run("stats", out, "--json").stdout)
-    assert data["totals"]["records"] == 128 and data["totals"]["skipped_lines"] == 0
+    assert (
+        data["totals"]["records"] == MM_RECORDS + GAP_RECORDS
+        and data["totals"]["skipped_lines"] == 0
+    )
 
 
 def test_merge_skips_corrupt_source_lines(mm: Path, tmp_path: Path) -> None:
@@ -289,7 +319,7 @@ def test_merge_skips_corrupt_source_lines(mm: Path, tmp_path: Path) -> None:
     out = tmp_path / "merged"
     result = run("merge", mm, "--out", out)
     assert result.exit_code == 0
-    assert "63 records" in result.stdout
+    assert f"{MM_RECORDS - 1} records" in result.stdout
     assert "1 unreadable source lines were left out" in result.stderr
     assert run("validate", out).exit_code == 0
 
@@ -309,8 +339,8 @@ def test_merged_database_loads_in_metaschedule(mm: Path, tmp_path: Path) -> None
     out = tmp_path / "merged"
     assert run("merge", mm, b, "--out", out).exit_code == 0
     database = ms.database.JSONDatabase(work_dir=str(out), allow_missing=False)
-    assert len(database) == 128
-    assert len(database.get_all_tuning_records()) == 128
+    assert len(database) == MM_RECORDS + GAP_RECORDS
+    assert len(database.get_all_tuning_records()) == MM_RECORDS + GAP_RECORDS
 
 
 # ---- split ------------------------------------------------------------------------------------
@@ -361,8 +391,6 @@ def test_db_help_lists_commands() -> None:
 
 
 def test_stats_reports_measuring_hours_from_meta(tmp_path: Path) -> None:
-    if not SEED_ROOT.is_dir():
-        pytest.skip("../shared/seed_records not present")
     db = tmp_path / "task"
     shutil.copytree(SEED_ROOT / "mm_512", db)
     meta = json.loads((db / "meta.json").read_text())

@@ -26,11 +26,7 @@ from ms_meta.eval.baselines import (
     pretrain_xgb,
 )
 
-from ..conftest import SHARED_SEED_RECORDS as SEED_ROOT
-
-pytestmark = pytest.mark.skipif(
-    not (SEED_ROOT / "mm_512").is_dir(), reason=f"seed records not found at {SEED_ROOT}"
-)
+from ..conftest import SEED_RECORDS as SEED_ROOT
 
 TRAIN = ("mm_512", "bmm_16_256")  # 2 x 52 records: past XGBModel's warm-up of 100 samples
 HELD_OUT = "layernorm_bert"
