@@ -70,6 +70,38 @@ def sample_candidates(spec: str, count: int, target, seed: int = 1):
     return context, list(context.generate_measure_candidates())
 
 
+class CpuStealMeter:
+    """Share of CPU time the hypervisor gave to other guests while the block ran (Linux).
+
+    On a shared virtual machine, steal time depresses every absolute rate measured here, while
+    ratios between models measured side by side hold; the benchmark prints it so that figures
+    from different runs are compared knowingly. ``fraction`` is None where /proc/stat is absent.
+    """
+
+    def __init__(self) -> None:
+        self.fraction: float | None = None
+
+    @staticmethod
+    def _read() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        steal = fields[7] if len(fields) > 7 else 0
+        return sum(fields[:8]), steal
+
+    def __enter__(self) -> CpuStealMeter:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self._read()
+        if self._start is None or end is None or end[0] <= self._start[0]:
+            return
+        self.fraction = (end[1] - self._start[1]) / (end[0] - self._start[0])
+
+
 def _rate(fn, count: int, repeats: int = 3) -> float:
     """Best-of-``repeats`` items per second (best, because other processes only slow it)."""
     best = float("inf")
@@ -88,6 +120,7 @@ class ThroughputResult:
     meta_predict_per_s: float
     per_store_extract_per_s: float
     xgb_predict_per_s: float
+    cpu_steal_fraction: float | None = None  # see CpuStealMeter
 
 
 def measure_throughput(spec: str, count: int, target, seed: int = 1) -> ThroughputResult:
@@ -111,18 +144,20 @@ def measure_throughput(spec: str, count: int, target, seed: int = 1) -> Throughp
         fit_cands,
         [ms.runner.RunnerResult([float(v)], None) for v in rng.uniform(1e-3, 2e-3, len(fit_cands))],
     )
-    return ThroughputResult(
-        workload=spec,
-        candidates=len(candidates),
-        graph_extract_per_s=_rate(lambda: extractor.encode(context, candidates), len(candidates)),
-        meta_predict_per_s=_rate(lambda: meta.predict(context, candidates), len(candidates)),
-        per_store_extract_per_s=_rate(
-            lambda: per_store.extract_from(context, candidates), len(candidates), repeats=1
-        ),
-        xgb_predict_per_s=_rate(
-            lambda: xgb.predict(context, candidates), len(candidates), repeats=1
-        ),
-    )
+    count = len(candidates)
+    with CpuStealMeter() as steal:
+        result = ThroughputResult(
+            workload=spec,
+            candidates=count,
+            graph_extract_per_s=_rate(lambda: extractor.encode(context, candidates), count),
+            meta_predict_per_s=_rate(lambda: meta.predict(context, candidates), count),
+            per_store_extract_per_s=_rate(
+                lambda: per_store.extract_from(context, candidates), count, repeats=1
+            ),
+            xgb_predict_per_s=_rate(lambda: xgb.predict(context, candidates), count, repeats=1),
+        )
+    result.cpu_steal_fraction = steal.fraction
+    return result
 
 
 @dataclass

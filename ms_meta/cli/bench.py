@@ -29,6 +29,9 @@ def _name_list(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for v in value for n in re.split(r"[;\s]+", v) if n)
 
 
+STEAL_WARNING = 0.05  # CPU steal above which the throughput figures get a note
+
+
 @click.command(
     epilog="""\b
 Examples:
@@ -223,6 +226,11 @@ def bench(
         click.echo(f"  {name:40s} {rate:10.0f}")
     click.echo(f"  {'predict speed-up, MetaCostModel / XGBModel':40s} "
                f"{tp.meta_predict_per_s / tp.xgb_predict_per_s:9.1f}x")  # fmt: skip
+    if tp.cpu_steal_fraction is not None and tp.cpu_steal_fraction >= STEAL_WARNING:
+        click.echo(
+            f"  note: the hypervisor took {tp.cpu_steal_fraction:.0%} of this machine's CPU "
+            "time during the measurement; absolute rates are depressed, ratios hold"
+        )
     report = {"throughput": as_dict([tp])[0], "tuning": []}
     if trials:
         click.echo(f"\nms.tune_tir, {trials} trials each, same builder and runner:")
