@@ -232,6 +232,7 @@ Examples:
   ms-meta db split tuning_records/ --out split.json
   ms-meta db split tuning_records/ --held-out-fraction 0.3 --seed 1 --out split.json
   ms-meta db split tuning_records/ --library --out tuning_records/llvm-rocketlake-2c/split.json
+  ms-meta db split tuning_records/ --library --extend --out OLD_SPLIT.json  # adds new tasks
 """
 )
 @paths_argument
@@ -257,24 +258,47 @@ Examples:
     show_default=True,
     help="Where to write the split (JSON).",
 )
+@click.option(
+    "--extend",
+    is_flag=True,
+    default=False,
+    help="Keep every task of the existing OUT on its side and add only the tasks it lacks "
+    "(with OUT's fraction and seed), so that held-out figures stay comparable.",
+)
 @library_errors
 def split(
-    paths: tuple[Path, ...], library: bool, held_out_fraction: float, seed: int, out: Path
+    paths: tuple[Path, ...],
+    library: bool,
+    held_out_fraction: float,
+    seed: int,
+    out: Path,
+    extend: bool,
 ) -> None:
     """Split whole tasks into training and held-out sets, stratified by operator kind.
 
     A fused conv2d+bias+relu task and the plain conv2d of the same shape always land on the same
     side."""
     from ms_meta.data.records import load_databases
-    from ms_meta.data.split import make_task_split, write_split
+    from ms_meta.data.split import extend_task_split, make_task_split, read_split, write_split
     from ms_meta.errors import DatabaseError
     from ms_meta.workloads import all_named
 
+    if extend and not out.is_file():
+        raise click.UsageError(f"--extend needs an existing split at --out ({out} is missing)")
     tasks = load_databases(paths).tasks()
     if library:
         tasks = {**{w.name: w.op for w in all_named()}, **tasks}
     if not tasks:
         raise DatabaseError("no task with tuning records to split in " + ", ".join(map(str, paths)))
+    if extend:
+        result = extend_task_split(read_split(out), tasks)
+        write_split(out, result)
+        added = result["extended"]
+        click.echo(f"{out}: added {len(added)} task(s); no task changed side")
+        for name in added:
+            side = "held out" if name in result["held_out"] else "train"
+            click.echo(f"  {name} ({result['ops'][name]}): {side}")
+        return
     result = make_task_split(tasks, held_out_fraction=held_out_fraction, seed=seed)
     write_split(out, result)
     ops = result["ops"]

@@ -156,6 +156,13 @@ Examples:
 )
 @click.option("--hidden", type=click.IntRange(4), default=64, show_default=True, help="GNN width.")
 @click.option(
+    "--listwise-weight",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="--method transfer: weight of a ListNet top-one loss beside the pairwise loss.",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
@@ -195,6 +202,7 @@ def pretrain(
     inner_lr,
     outer_lr,
     hidden,
+    listwise_weight,
     out,
     init_path,
     resume,
@@ -244,6 +252,7 @@ def pretrain(
         inner_steps=inner_steps,
         inner_lr=inner_lr,
         outer_lr=outer_lr,
+        listwise_weight=listwise_weight,
         seed=seed,
         gnn=gnn_config,
     )

@@ -110,6 +110,50 @@ def make_task_split(
     }
 
 
+def extend_task_split(
+    existing: Mapping[str, Any],
+    tasks: Mapping[str, str],
+    held_out_fraction: float | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """``existing`` with the tasks it does not name yet added; no task changes side.
+
+    A library grows, and re-splitting from scratch would move tasks between sides (and so
+    quietly change what every held-out figure measures). A new task whose shape family already
+    has a side joins it; the other new tasks are split among themselves by
+    :func:`make_task_split`, with the existing split's fraction and seed unless given.
+
+    Returns
+    -------
+    dict
+        The extended split; ``"extended"`` lists the tasks this call added.
+    """
+    sides = {name: side for side in ("train", "held_out") for name in existing.get(side, [])}
+    fraction = existing.get("fraction", 0.2) if held_out_fraction is None else held_out_fraction
+    seed = int(existing.get("seed", 0)) if seed is None else seed
+    ops = {**existing.get("ops", {}), **tasks}
+    family_side = {shape_family(n, ops.get(n, "")): side for n, side in sides.items()}
+    new = {n: op for n, op in tasks.items() if n not in sides}
+    fresh: dict[str, str] = {}
+    for name, op in new.items():
+        side = family_side.get(shape_family(name, op))
+        if side is not None:
+            sides[name] = side
+        else:
+            fresh[name] = op
+    if fresh:
+        part = make_task_split(fresh, held_out_fraction=fraction, seed=seed)
+        sides.update({n: "train" for n in part["train"]})
+        sides.update({n: "held_out" for n in part["held_out"]})
+    return {
+        **{k: v for k, v in existing.items() if k != "format_version"},
+        "train": sorted(n for n, side in sides.items() if side == "train"),
+        "held_out": sorted(n for n, side in sides.items() if side == "held_out"),
+        "ops": {name: ops[name] for name in sorted(ops) if name in sides},
+        "extended": sorted(new),
+    }
+
+
 def write_split(path: str | os.PathLike[str], split: Mapping[str, Any]) -> Path:
     """Write a split as JSON, atomically (a temporary file, then ``os.replace``).
 

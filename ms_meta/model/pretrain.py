@@ -97,6 +97,9 @@ class PretrainConfig:
         Transfer minibatch size.
     regression_weight : float
         Weight of the regression loss next to the pairwise ranking loss.
+    listwise_weight : float
+        Transfer only: weight of ListNet's top-one loss (it concentrates on each task's fastest
+        candidates, which is what picking the best schedule needs).
     val_shots : int
         Support size of the validation's few-shot score.
     seed : int
@@ -118,6 +121,7 @@ class PretrainConfig:
     outer_lr: float = 1e-3
     batch_size: int = 64  # many small steps: 512 underfit badly (train pairwise 0.65 vs 0.69)
     regression_weight: float = 0.5
+    listwise_weight: float = 0.0
     val_shots: int = 16
     seed: int = 0
     gnn: GNNConfig = field(default_factory=GNNConfig)
@@ -328,17 +332,23 @@ def _transfer_epoch(
     config: PretrainConfig,
     epoch_seed: int,
     on_step: Callable[[], None],
+    on_plan: Callable[[int], None] | None = None,
 ) -> float:
     graphs = [g for t in tasks for g in t.graphs]
     labels = np.concatenate([np.asarray(t.labels, np.float32) for t in tasks])
     groups = torch.from_numpy(np.repeat(np.arange(len(tasks)), [len(t.graphs) for t in tasks]))
     train_config = TrainConfig(
-        batch_size=config.batch_size, regression_weight=config.regression_weight
+        batch_size=config.batch_size,
+        regression_weight=config.regression_weight,
+        listwise_weight=config.listwise_weight,
     )
     generator = torch.Generator().manual_seed(epoch_seed)
     losses = []
     model.train()
-    for index in group_minibatches(groups, config.batch_size, generator):
+    minibatches = group_minibatches(groups, config.batch_size, generator)
+    if on_plan is not None:
+        on_plan(len(minibatches))
+    for index in minibatches:
         batch = GraphBatch.collate([graphs[i] for i in index.tolist()])
         loss = batch_loss(
             model(batch), torch.from_numpy(labels[index.numpy()]), groups[index], train_config
@@ -464,6 +474,12 @@ def pretrain(
         if progress is not None:
             progress(done, total, f"epoch {epoch + 1}/{config.epochs}")
 
+    def plan_epoch(steps: int) -> None:
+        # Packing whole tasks into minibatches makes the count vary a little per epoch:
+        # correct this epoch's share of the total once it is known.
+        nonlocal total
+        total += steps - per_epoch
+
     for epoch in range(len(history), config.epochs):
         if stopped_early:
             break
@@ -473,8 +489,9 @@ def pretrain(
             torch.manual_seed(config.seed * 100_003 + epoch)
             if config.method == "transfer":
                 loss = _transfer_epoch(
-                    model, optimizer, train_tasks, config, config.seed * 100_003 + epoch, step
-                )
+                    model, optimizer, train_tasks, config, config.seed * 100_003 + epoch, step,
+                    plan_epoch,
+                )  # fmt: skip
             else:
                 rng = np.random.default_rng([config.seed, epoch])
                 loss = _meta_epoch(model, optimizer, train_tasks, config, rng, step)

@@ -104,6 +104,34 @@ def _batch_matmul_flops(b, m, n, k):
     return 2.0 * b * m * n * k
 
 
+def _matmul_bias(m, n, k):
+    # The dense layer as TVM's Relax frontends import it (torch nn.Linear, ONNX Gemm): the
+    # weight is [K, N] (transposed once at import), and the bias add is fused into the task.
+    # Its weight access differs from TOPI's dense ([N, K]), so the schedules that are fast differ.
+    a = te.placeholder((m, k), name="A")
+    b = te.placeholder((k, n), name="B")
+    bias = te.placeholder((n,), name="bias")
+    r = te.reduce_axis((0, k), name="k")
+    mm = te.compute((m, n), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r), name="matmul")
+    out = te.compute((m, n), lambda i, j: bias[j] + mm[i, j], name="T_add")
+    return [a, b, bias, out]
+
+
+def _matmul_bias_flops(m, n, k):
+    return 2.0 * m * n * k + m * n
+
+
+def _batch_matmul_nn(b, m, n, k):
+    # Attention's batched matmuls as Relax imports them: [B, M, K] x [B, K, N], no transpose.
+    x = te.placeholder((b, m, k), name="A")
+    y = te.placeholder((b, k, n), name="B")
+    r = te.reduce_axis((0, k), name="k")
+    out = te.compute(
+        (b, m, n), lambda bb, i, j: te.sum(x[bb, i, r] * y[bb, r, j], axis=r), name="matmul"
+    )
+    return [x, y, out]
+
+
 def _softmax(*shape):
     a = te.placeholder(tuple(shape), name="A")
     return [a, topi.nn.softmax(a, axis=-1)]
@@ -187,6 +215,16 @@ OPERATORS: dict[str, OperatorDef] = {
         OperatorDef(
             "batch_matmul", ("B", "M", "N", "K"), "batched matmul: [B, M, K] x [B, N, K]^T",
             _batch_matmul, _batch_matmul_flops, "batch_matmul",
+        ),
+        OperatorDef(
+            "matmul_bias", ("M", "N", "K"),
+            "dense layer as Relax imports it: [M, K] x [K, N] + bias[N], fused",
+            _matmul_bias, _matmul_bias_flops, "dense",
+        ),
+        OperatorDef(
+            "batch_matmul_nn", ("B", "M", "N", "K"),
+            "batched matmul as Relax imports it: [B, M, K] x [B, K, N]", _batch_matmul_nn,
+            _batch_matmul_flops, "batch_matmul",
         ),
         OperatorDef(
             "softmax", ("D0", "D1", "..."), "softmax over the last axis of any shape",

@@ -106,6 +106,15 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "dense:128,768,3072",
         "layer_norm:128,768",
     ),
+    # BERT-base's matmuls in the layout TVM's Relax PyTorch frontend produces: weights [K, N]
+    # with the bias add fused, attention as [B, M, K] x [B, K, N] (see ms_meta.models.bert).
+    "bert-relax": (
+        "matmul_bias:128,768,768",
+        "matmul_bias:128,3072,768",
+        "matmul_bias:128,768,3072",
+        "batch_matmul_nn:12,128,128,64",
+        "batch_matmul_nn:12,128,64,128",
+    ),
     # More shapes of the operators the model presets use rarely, for a data set that covers
     # every operator kind with several shapes.
     "extra": (
@@ -135,6 +144,11 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "avg_pool2d:1,256,28,28,2,2,0",
         "avg_pool2d:1,64,56,56,3,1,1",
         "global_avg_pool:1,256,14,14",
+        "matmul_bias:64,2304,768",
+        "matmul_bias:256,1024,1024",
+        "matmul_bias:1,1000,512",
+        "batch_matmul_nn:16,256,64,256",
+        "batch_matmul_nn:8,64,64,256",
     ),
 }
 

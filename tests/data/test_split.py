@@ -125,3 +125,47 @@ def test_a_fused_conv_and_the_plain_conv_of_its_shape_stay_on_one_side() -> None
         assert side[f"conv2d_nchw_{shape}"] == side[f"conv2d_bias_relu_{shape}"]
         sides.add(side[f"conv2d_nchw_{shape}"])
     assert sides == {"train", "held_out"}
+
+
+def test_extending_a_split_moves_no_task_and_places_new_ones() -> None:
+    from ms_meta.data.split import extend_task_split
+
+    old = make_task_split(TASKS, held_out_fraction=0.2, seed=0)
+    grown = {
+        **TASKS,
+        **{f"matmul_bias_{i}": "matmul_bias" for i in range(5)},
+        # the fused twin of a held-out plain conv2d must join its side
+        **{
+            "conv2d_bias_relu_" + name[len("conv2d_nchw_") :]: "conv2d_bias_relu"
+            for name in ["conv2d_nchw_1_8_8_8_8_3_3_1_1"]
+        },
+        "conv2d_nchw_1_8_8_8_8_3_3_1_1": "conv2d_nchw",
+    }
+    seeded = extend_task_split(old, {"conv2d_nchw_1_8_8_8_8_3_3_1_1": "conv2d_nchw"})
+    side = "held_out" if "conv2d_nchw_1_8_8_8_8_3_3_1_1" in seeded["held_out"] else "train"
+    new = extend_task_split(seeded, grown)
+    for part in ("train", "held_out"):
+        assert set(old[part]) <= set(new[part])  # nothing moved
+        assert set(seeded[part]) <= set(new[part])
+    assert set(new["train"]) | set(new["held_out"]) == set(grown)
+    assert not set(new["train"]) & set(new["held_out"])
+    assert "conv2d_bias_relu_1_8_8_8_8_3_3_1_1" in new[side]
+    assert sum(f"matmul_bias_{i}" in new["held_out"] for i in range(5)) == 1  # 20% of 5
+    assert new["extended"] == sorted(
+        ["conv2d_bias_relu_1_8_8_8_8_3_3_1_1", *(f"matmul_bias_{i}" for i in range(5))]
+    )
+    assert (new["seed"], new["fraction"]) == (old["seed"], old["fraction"])
+    assert extend_task_split(new, grown)["extended"] == []  # idempotent
+
+
+def test_db_split_extend_needs_an_existing_split(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ms_meta.cli.main import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["db", "split", str(tmp_path), "--library", "--extend", "--out", str(tmp_path / "s.json")],
+    )
+    assert result.exit_code != 0
+    assert "--extend needs an existing split" in result.output

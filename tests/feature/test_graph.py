@@ -135,6 +135,8 @@ def test_edge_types_and_sequence(sample_candidates):
         "conv2d_bias_relu:1,16,14,14,16,3,3,1,1",
         "dense:32,64,48",
         "batch_matmul:4,32,32,16",
+        "matmul_bias:32,64,48",
+        "batch_matmul_nn:4,32,32,16",
         "softmax:4,32,32",
         "layer_norm:32,64",
         "max_pool2d:1,16,28,28,3,2,1",
