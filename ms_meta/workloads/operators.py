@@ -224,7 +224,10 @@ OPERATORS: dict[str, OperatorDef] = {
         OperatorDef(
             "batch_matmul_nn", ("B", "M", "N", "K"),
             "batched matmul as Relax imports it: [B, M, K] x [B, K, N]", _batch_matmul_nn,
-            _batch_matmul_flops, "batch_matmul",
+            # "dense", not "batch_matmul": the task features infer the kind from block names,
+            # and Relax names its batched matmul block "matmul", as it names the dense one.
+            # Telling them apart by rank needs a new encoding version (and retrained weights).
+            _batch_matmul_flops, "dense",
         ),
         OperatorDef(
             "softmax", ("D0", "D1", "..."), "softmax over the last axis of any shape",

@@ -382,7 +382,8 @@ def test_exhausted_design_space_is_remembered(tmp_path, target, measurer):
     from ms_meta.workloads import resolve_one
 
     tiny = resolve_one("max_pool2d:1,1,2,2,2,2,0")  # a single output element
-    config = CollectConfig(trials_per_task=64, **SMALL)
+    # Large batches: the space has a few dozen schedules, and per-batch overhead dominates.
+    config = CollectConfig(trials_per_task=64, **{**SMALL, "batch_size": 32})
     progress = collect_task(tiny, tmp_path, target, config, measurer.builder, measurer.runner)
     task_dir = tmp_path / target_key(target) / tiny.name
     have = count_lines(task_dir / RECORD_FILE)
