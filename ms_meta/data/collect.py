@@ -601,6 +601,7 @@ def _collect_locked(
             if progress.measured == measured_before:
                 progress.exhausted = True
                 break  # the search found nothing new; another seed will not either
+            progress.exhausted = False  # only the last attempt's outcome counts
     # Remember an exhausted design space, so that later runs do not spend minutes re-sampling
     # it; the mark holds only while the record count is the one it was made at.
     done = existing + progress.measured
