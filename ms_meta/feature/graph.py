@@ -323,16 +323,15 @@ class BlockCache:
         if num_iters is None:
             num_iters = _array_size(iter_vars)
         key = (name, num_iters, _array_size(block.reads), _array_size(block.writes), layout_key)
-        static = self.blocks.get(key)
-        if static is None:
-            static = _block_static(block, iter_vars)
-            self.blocks[key] = static
-        return static
+        return self._cached(key, block, iter_vars)
 
     def get_by_structure(self, name: str, block, iter_vars) -> _BlockStatic:
         if not self.cacheable:
             return _block_static(block, iter_vars)
         key = (name, tvm_ffi.structural_hash(block, map_free_vars=True))
+        return self._cached(key, block, iter_vars)
+
+    def _cached(self, key: tuple, block, iter_vars) -> _BlockStatic:
         static = self.blocks.get(key)
         if static is None:
             static = _block_static(block, iter_vars)

@@ -148,6 +148,16 @@ def test_collect_then_resume(tmp_path, target, measurer, workload):
     assert again.measured == 0 and count_lines(task_dir / RECORD_FILE) == 12
 
 
+def _wait_for_first_batch(proc, task_dir: Path, output) -> None:
+    """Until the collector subprocess ``proc`` has appended its first batch (4 records);
+    ``output()`` gives its log for the failure messages."""
+    deadline = time.monotonic() + 150
+    while count_lines(task_dir / RECORD_FILE) < 4:
+        assert proc.poll() is None, output()
+        assert time.monotonic() < deadline, "no batch within 150 s:\n" + output()
+        time.sleep(0.1)
+
+
 def test_killed_collector_resumes_without_duplicates(tmp_path, target):
     command = [
         sys.executable, "-m", "ms_meta", "collect", SPEC, "--out", str(tmp_path),
@@ -161,11 +171,7 @@ def test_killed_collector_resumes_without_duplicates(tmp_path, target):
             command, stdout=err, stderr=err, cwd=tmp_path, start_new_session=True
         )
         try:
-            deadline = time.monotonic() + 150
-            while count_lines(task_dir / RECORD_FILE) < 4:  # the first batch has landed
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "no batch within 150 s:\n" + log.read_text()
-                time.sleep(0.1)
+            _wait_for_first_batch(proc, task_dir, log.read_text)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -194,11 +200,10 @@ def test_interrupted_collector_stops_after_the_batch_in_flight(tmp_path, target)
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
     )
     try:
-        deadline = time.monotonic() + 150
-        while count_lines(task_dir / RECORD_FILE) < 4:
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no batch within 150 s"
-            time.sleep(0.1)
+        # communicate() would wait for a collector that is still running
+        _wait_for_first_batch(
+            proc, task_dir, lambda: proc.communicate()[1] if proc.poll() is not None else ""
+        )
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
