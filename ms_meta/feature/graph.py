@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import tvm
@@ -359,11 +360,14 @@ class _GraphBuilder:
         self.access_groups: list[tuple] = []
         self.last_writer: dict[str, int] = {}
         self.layout_key: tuple = ()  # names and shapes of the buffers the function allocates
+        # depth of each enclosing loop, by the handle of its variable (kept by the walk)
+        self.loop_position: dict[int, int] = {}
 
     def start_graph(self) -> int:
         """Begin the next candidate of a batch: its task node, and fresh per-program state."""
         self.layout_key = ()
         self.last_writer = {}
+        self.loop_position = {}
         return self.add_node(NODE_TASK, 0)
 
     def mark(self) -> tuple[int, ...]:
@@ -389,15 +393,15 @@ class _GraphBuilder:
         self.etype.append(edge_type)
 
 
-@dataclass(slots=True)
-class _Loop:
-    node: int
-    key: int  # handle of the loop variable
-    extent: int
-    trips: int  # product of the extents of this loop and those enclosing it
+# The loops enclosing the statement being visited, outermost first, as tuples
+# (node, key, extent, trips): the loop's graph node, the handle of its variable, its extent, and
+# the product of its extent and those of the loops enclosing it. Tuples rather than objects,
+# and the builder's lists appended to directly: the walk runs once per loop of every candidate
+# the search scores, and it is Python-bound.
+_NODE, _KEY, _EXTENT, _TRIPS = range(4)
 
 
-def _visit(stmt, parent: int, loops: list[_Loop], g: _GraphBuilder, cache: BlockCache) -> int:
+def _visit(stmt, parent: int, loops: list[tuple], g: _GraphBuilder, cache: BlockCache) -> int:
     """Add ``stmt`` under ``parent``; return the first node it created (or -1)."""
     kind = type(stmt)
     if kind is _For:
@@ -431,10 +435,16 @@ def _visit(stmt, parent: int, loops: list[_Loop], g: _GraphBuilder, cache: Block
 _THREAD_TAG_CODES = {"blockIdx": 1, "threadIdx": 2, "vthread": 3}
 
 
-def _visit_loop(loop, parent: int, loops: list[_Loop], g: _GraphBuilder, cache) -> int:
-    extent = _int_value(loop.extent) or 1
-    node = g.add_node(NODE_LOOP, len(loops))
-    g.edge(parent, node, EDGE_NEST)
+def _visit_loop(loop, parent: int, loops: list[tuple], g: _GraphBuilder, cache) -> int:
+    extent = loop.extent
+    extent = (extent.value or 1) if type(extent) is _IntImm else 1
+    node_type = g.node_type
+    node = len(node_type)
+    node_type.append(NODE_LOOP)
+    g.depth.append(len(loops))
+    g.src.append(parent)
+    g.dst.append(node)
+    g.etype.append(EDGE_NEST)
     loop_kind = int(loop.kind)
     tag = 0
     if loop_kind == 4 and loop.thread_binding is not None:
@@ -450,13 +460,20 @@ def _visit_loop(loop, parent: int, loops: list[_Loop], g: _GraphBuilder, cache) 
                 explicit = int(value)
             else:
                 other += 1
-    outer_trips = extent * (loops[-1].trips if loops else 1)
+    outer_trips = extent * loops[-1][_TRIPS] if loops else extent
     g.loops.append((node, extent, loop_kind, auto_unroll, explicit, other, outer_trips, tag))
-    loops.append(_Loop(node, hash(loop.loop_var), extent, outer_trips))
-    body_first = _visit(loop.body, node, loops, g, cache)
+    key = hash(loop.loop_var)
+    g.loop_position[key] = len(loops)
+    loops.append((node, key, extent, outer_trips))
+    body = loop.body
+    if type(body) is _For:  # the common case, and its first node is a loop: not innermost
+        _visit_loop(body, node, loops, g, cache)
+    else:
+        body_first = _visit(body, node, loops, g, cache)
+        if body_first < 0 or node_type[body_first] != NODE_LOOP:
+            g.innermost.append(node)
     loops.pop()
-    if body_first < 0 or g.node_type[body_first] != NODE_LOOP:
-        g.innermost.append(node)
+    del g.loop_position[key]
     return node
 
 
@@ -470,7 +487,7 @@ def _add_allocations(block, g: _GraphBuilder) -> None:
         )
 
 
-def _visit_block(realize, parent: int, loops: list[_Loop], g: _GraphBuilder, cache) -> int:
+def _visit_block(realize, parent: int, loops: list[tuple], g: _GraphBuilder, cache) -> int:
     block = realize.block
     iter_vars = block.iter_vars
     num_iters = _array_size(iter_vars)
@@ -490,12 +507,12 @@ def _visit_block(realize, parent: int, loops: list[_Loop], g: _GraphBuilder, cac
     depth = len(loops)
     node = g.add_node(NODE_BLOCK, depth)
     g.edge(parent, node, EDGE_NEST)
-    g.blocks.append((node, loops[-1].trips if loops else 1, static, name))
+    g.blocks.append((node, loops[-1][_TRIPS] if loops else 1, static, name))
     accesses = static.accesses
     if accesses:
         if loops:
             # binding[l, j]: how far block iter var j moves per step of enclosing loop l.
-            position = {loop.key: i for i, loop in enumerate(loops)}
+            position = g.loop_position
             binding = np.zeros((depth, num_iters), np.float64)
             for j, value in enumerate(_items(realize.iter_values)):
                 coeffs: dict[int, float] = {}
@@ -516,10 +533,7 @@ def _visit_block(realize, parent: int, loops: list[_Loop], g: _GraphBuilder, cac
                 writer = g.last_writer.get(access.buffer_name)
                 if writer is not None:
                     g.edge(writer, access_node, EDGE_DATAFLOW)
-        g.access_groups.append(
-            (node, first, [loop.node for loop in loops], [loop.extent for loop in loops],
-             strides, static)
-        )  # fmt: skip
+        g.access_groups.append((node, first, tuple(loops), strides, static))
     if static.has_nested_stmts:
         _visit(block.body, node, loops, g, cache)
     return node
@@ -532,7 +546,8 @@ def _log2p_array(values: np.ndarray) -> np.ndarray:
 def _loop_features(x: np.ndarray, g: _GraphBuilder) -> None:
     if not g.loops:
         return
-    info = np.asarray(g.loops, np.float64)
+    # (fromiter over the flattened tuples is several times faster than asarray of tuples)
+    info = np.fromiter(chain.from_iterable(g.loops), np.float64, 8 * len(g.loops)).reshape(-1, 8)
     nodes = info[:, 0].astype(np.int64)
     x[nodes, _F["loop_log_extent"]] = _log2p_array(info[:, 1])
     kinds = np.minimum(info[:, 2].astype(np.int64), 4)
@@ -575,34 +590,39 @@ def _access_features(x: np.ndarray, g: _GraphBuilder, chunks: list) -> None:
     """Access-node features and loop->access edges for all blocks at once."""
     if not g.access_groups:
         return
-    nest_src, nest_dst, statics = [], [], []
-    entry_src, entry_dst, entry_stride, entry_ext, entry_rel = [], [], [], [], []
-    for block_node, first, loop_nodes, extents, strides, static in g.access_groups:
-        count = len(static.accesses)
-        nest_src += [block_node] * count
-        nest_dst += range(first, first + count)
-        statics.append(static)
-        depth = len(loop_nodes)
-        if depth:
-            # entries run loop-major: for loop i (outer to inner), every access of the block
-            entry_src += [node for node in loop_nodes for _ in range(count)]
-            entry_dst += list(range(first, first + count)) * depth
-            entry_stride.append(strides.reshape(-1))
-            entry_ext += [e for e in extents for _ in range(count)]
-            entry_rel += [depth - 1 - i for i in range(depth) for _ in range(count)]
-    access_nodes = np.asarray(nest_dst, np.int64)
+    groups = g.access_groups
+    statics = [group[4] for group in groups]
+    counts = np.fromiter((len(st.accesses) for st in statics), np.int64, len(groups))
+    depths = np.fromiter((len(group[2]) for group in groups), np.int64, len(groups))
+    firsts = np.fromiter((group[1] for group in groups), np.int64, len(groups))
+    block_nodes = np.fromiter((group[0] for group in groups), np.int64, len(groups))
+    # access nodes: each block's accesses are consecutive nodes from its first one
+    num_access = int(counts.sum())
+    group_start = np.cumsum(counts) - counts
+    local = np.arange(num_access) - np.repeat(group_start, counts)
+    access_nodes = np.repeat(firsts, counts) + local
     x[access_nodes[:, None], _ACCESS_STATIC_COLUMNS] = np.concatenate(
         [s.access_rows for s in statics]
     )
-    chunks.append((np.asarray(nest_src, np.int64), access_nodes, EDGE_NEST))
-    if not entry_src:
+    chunks.append((np.repeat(block_nodes, counts), access_nodes, EDGE_NEST))
+    # (loop, access) entries run loop-major within a block: for loop i (outer to inner), every
+    # access of the block; rel counts loops from the innermost out.
+    enclosing = [loop for group in groups for loop in group[2]]
+    if not enclosing:
         return
-    src = np.asarray(entry_src, np.int64)
-    dst = np.asarray(entry_dst, np.int64)
-    rel = np.asarray(entry_rel, np.int64)
-    stride = np.concatenate(entry_stride)
+    loop_info = np.fromiter(chain.from_iterable(enclosing), np.int64, 4 * len(enclosing))
+    loop_info = loop_info.reshape(-1, 4)[:, [_NODE, _EXTENT]]
+    per_loop_count = np.repeat(counts, depths)
+    src = np.repeat(loop_info[:, 0], per_loop_count)
+    ext = np.repeat(loop_info[:, 1].astype(np.float64), per_loop_count)
+    loop_start = np.cumsum(depths) - depths
+    loop_in_block = np.arange(len(loop_info)) - np.repeat(loop_start, depths)
+    rel = np.repeat(np.repeat(depths, depths) - 1 - loop_in_block, per_loop_count)
+    entries = depths * counts
+    entry_local = np.arange(int(entries.sum())) - np.repeat(np.cumsum(entries) - entries, entries)
+    dst = np.repeat(firsts, entries) + entry_local % np.repeat(counts, entries)
+    stride = np.concatenate([group[3].reshape(-1) for group in groups])
     abs_stride = np.abs(stride)
-    ext = np.asarray(entry_ext, np.float64)
     log_ext = np.log2(np.maximum(ext, 1.0))
     moving = stride != 0
     n = x.shape[0]

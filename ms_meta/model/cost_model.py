@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,9 +50,12 @@ _PRETRAINED_STEPS, _PRETRAINED_LR = 10, 3e-3
 # Scores are mapped through a steep softplus: strictly positive (MetaSchedule clamps negative
 # scores to zero and samples parents in proportion to them) and order-preserving.
 _SOFTPLUS_SHARPNESS = 8.0
-# predict() encodes chunk k+1 (Python, holds the GIL) while a worker thread runs the GNN on
-# chunk k (torch, releases the GIL), so the two overlap on two cores.
-_PIPELINE_CHUNK = 128
+# predict() encodes and scores candidates in chunks, which bounds the size of the intermediate
+# tensors for the search's populations (thousands of candidates). It runs both in the calling
+# thread: encoding one chunk in a worker thread while the GNN scored another was slower than
+# this in side-by-side runs on 2 cores, because the encoder's FFI calls and the GNN's torch ops
+# hand the GIL back and forth thousands of times per chunk.
+_PREDICT_CHUNK = 512
 
 
 @contextlib.contextmanager
@@ -152,7 +154,6 @@ class MetaCostModel(PyCostModel):
         self.summary = CostModelSummary()
         self.checkpoint_meta = dict(checkpoint.meta) if checkpoint else {}
         self.torch_threads = 1
-        self._executor: ThreadPoolExecutor | None = None
 
     # -- construction helpers -------------------------------------------------------------
     @staticmethod
@@ -252,21 +253,15 @@ class MetaCostModel(PyCostModel):
         if not candidates:
             return np.zeros(0, np.float64)
         params = self._adapted.get(self._task_key(context, candidates))
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="ms-meta-gnn")
-
-        def score(encoded) -> np.ndarray:
-            with _torch_threads(self.torch_threads):
-                return predict_batch(self.model, params, GraphBatch.from_encoded(encoded))
-
-        futures, failed = [], []
-        for start in range(0, len(candidates), _PIPELINE_CHUNK):
-            encoded = self.extractor.encode_batch(
-                context, candidates[start : start + _PIPELINE_CHUNK]
-            )
-            failed.append(encoded.failed)
-            futures.append(self._executor.submit(score, encoded))
-        scores = np.concatenate([f.result() for f in futures])
+        chunks, failed = [], []
+        with _torch_threads(self.torch_threads):
+            for start in range(0, len(candidates), _PREDICT_CHUNK):
+                encoded = self.extractor.encode_batch(
+                    context, candidates[start : start + _PREDICT_CHUNK]
+                )
+                failed.append(encoded.failed)
+                chunks.append(predict_batch(self.model, params, GraphBatch.from_encoded(encoded)))
+        scores = np.concatenate(chunks)
         neutral = np.concatenate(failed)
         self.summary.predicted += len(candidates)
         self.summary.unencodable = self.extractor.stats.unencodable
