@@ -22,11 +22,11 @@ def fast_build(mod, target, _params):
     importable there). Safe for schedules that need no tensorization intrinsics at build time,
     which is every llvm/fp32 schedule the default CPU design space produces.
     """
-    from tvm.driver import build as tvm_build
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+    from tvm.tirx import build as tir_build  # what the deprecated tvm.driver.build calls
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    return tvm_build(mod, target=target)
+    return tir_build(mod, target=target)
 
 
 def fast_export(mod) -> str:
