@@ -235,10 +235,10 @@ def pretrain(
         raise click.ClickException("the split leaves no training task with records")
     train_tasks, val_tasks = tasks, []
     if val_fraction > 0 and len(tasks) >= 4:
-        inner = make_task_split({t.name: t.op for t in tasks}, val_fraction, seed=seed)
+        inner = make_task_split({t.split_name: t.op for t in tasks}, val_fraction, seed=seed)
         val_names = set(inner["held_out"])
-        train_tasks = [t for t in tasks if t.name not in val_names]
-        val_tasks = [t for t in tasks if t.name in val_names]
+        train_tasks = [t for t in tasks if t.split_name not in val_names]
+        val_tasks = [t for t in tasks if t.split_name in val_names]
     init_state, gnn_config = None, GNNConfig(hidden=hidden)
     if init_path is not None:
         from ms_meta.model.weights import load_checkpoint
@@ -256,9 +256,19 @@ def pretrain(
         seed=seed,
         gnn=gnn_config,
     )
+
+    def names(part) -> list[str]:
+        return sorted({t.split_name for t in part})
+
+    groups_note = (
+        f", {len(train_tasks)} measurement groups"
+        if len(train_tasks) != len(names(train_tasks))
+        else ""
+    )
     click.echo(
-        f"{method}: {len(train_tasks)} training tasks ({sum(len(t) for t in train_tasks)} "
-        f"records), {len(val_tasks)} validation tasks, {len(held_out)} held out"
+        f"{method}: {len(names(train_tasks))} training tasks "
+        f"({sum(len(t) for t in train_tasks)} records{groups_note}), "
+        f"{len(names(val_tasks))} validation tasks, {len(names(held_out))} held out"
         + (f" (split {split_file})" if split_file else " (no split)")
     )
     state_path = out.with_name(out.name + ".state.pt")
@@ -303,9 +313,9 @@ def pretrain(
         "adapt": {"steps": inner_steps, "lr": inner_lr},
         "data": {
             **dataset.summary(),
-            "train_tasks": sorted(t.name for t in train_tasks),
-            "val_tasks": sorted(t.name for t in val_tasks),
-            "held_out_tasks": sorted(t.name for t in held_out),
+            "train_tasks": names(train_tasks),
+            "val_tasks": names(val_tasks),
+            "held_out_tasks": names(held_out),
             "sources": sorted({str(p) for p in paths}),
             "split": str(split_file) if split_file else None,
         },

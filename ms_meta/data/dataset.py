@@ -145,6 +145,10 @@ class TaskData:
         The workload's structural hash as stored in the workload file.
     lines : np.ndarray
         ``[n]`` int64 1-based line of each record in the record file.
+    split_name : str
+        The name a task split knows this task by: the workload's task name. It differs from
+        ``name`` only for records that were measured elsewhere and ingested
+        (``name = "<task>@<source>"``; see :func:`measurement_sources`). Empty means ``name``.
     """
 
     name: str
@@ -156,6 +160,11 @@ class TaskData:
     source: Path
     workload_hash: str
     lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    split_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.split_name:
+            self.split_name = self.name
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -257,13 +266,14 @@ class Dataset:
             When a name is not a task of this data set.
         """
         wanted = set(names)
-        unknown = wanted - set(self.names)
+        unknown = wanted - set(self.names) - {t.split_name for t in self.tasks}
         if unknown:
             raise MsMetaError(
                 f"not in the data set: {', '.join(sorted(unknown))} "
                 f"(it has {len(self.tasks)} tasks)"
             )
-        return Dataset([t for t in self.tasks if t.name in wanted], self.skips, self.stats)
+        tasks = [t for t in self.tasks if t.name in wanted or t.split_name in wanted]
+        return Dataset(tasks, self.skips, self.stats)
 
     def split(self, split: Mapping[str, Any]) -> dict[str, Dataset]:
         """Split into named parts by a task split (:func:`ms_meta.data.split.make_task_split`).
@@ -280,7 +290,9 @@ class Dataset:
         parts = {k: v for k, v in split.items() if isinstance(v, list)}
         if not parts:
             raise MsMetaError("the split has no task lists (expected 'train' and 'held_out')")
-        have = set(self.names)
+        # Records of one workload measured in different places are separate tasks here, but
+        # always on the same side of a split.
+        have = {t.split_name for t in self.tasks}
         named: set[str] = set()
         result = {}
         for part, names in parts.items():
@@ -296,7 +308,7 @@ class Dataset:
                     part,
                     ", ".join(sorted(missing)[:10]) + (" ..." if len(missing) > 10 else ""),
                 )
-            tasks = [t for t in self.tasks if t.name in names]
+            tasks = [t for t in self.tasks if t.split_name in names]
             result[part] = Dataset(tasks, self.skips, self.stats)
         unnamed = have - named
         if unnamed:
@@ -319,12 +331,15 @@ class Dataset:
     def summary(self) -> dict[str, Any]:
         """Counts as a JSON-ready dict: totals, per operator kind, skips and cache use."""
         operators: dict[str, dict[str, int]] = {}
+        counted: set[str] = set()
         for t in self.tasks:
             entry = operators.setdefault(t.op, {"tasks": 0, "records": 0})
-            entry["tasks"] += 1
+            entry["tasks"] += t.split_name not in counted
+            counted.add(t.split_name)
             entry["records"] += len(t)
         return {
-            "tasks": len(self.tasks),
+            "tasks": len({t.split_name for t in self.tasks}),
+            "measurement_groups": len(self.tasks),
             "records": self.num_records,
             "failed": sum(t.num_failed for t in self.tasks),
             "operators": dict(sorted(operators.items())),
@@ -563,10 +578,12 @@ def _build_task(
     snapshot: Snapshot,
     limit: int | None,
     ctx: _Context,
-) -> TaskData | None:
+) -> list[TaskData]:
+    """The records of one workload as tasks: one per measurement source (see
+    :func:`measurement_sources`), none when no record is usable."""
     records = group.records if limit is None else group.records[:limit]
     if not records:
-        return None
+        return []
     record_path = db.files.records or db.files.directory
     identity = _cache_identity(db.files, group)
     path = cache_path(ctx.cache_dir, identity, group.task) if ctx.cache_dir else None
@@ -641,20 +658,66 @@ def _build_task(
         sum(r.line in skipped for r in records),
     )
     if not used:
-        return None
+        return []
     latencies = np.asarray([record_latency(r.run_secs, r.failed) for r in used], np.float64)
     ctx.skips.failed_runs += int(np.sum(~np.isfinite(latencies)))
-    return TaskData(
-        name=group.task,
-        op=op,
-        graphs=[graphs[r.line] for r in used],
-        latencies=latencies,
-        labels=normalized_throughput(latencies),
-        task_features=np.asarray(task_vec, np.float32),
-        source=db.files.directory,
-        workload_hash=group.shash,
-        lines=np.asarray([r.line for r in used], np.int64),
-    )
+    lines = np.asarray([r.line for r in used], np.int64)
+    sources, source_names = measurement_sources(db.meta, lines)
+    parts = np.unique(sources)
+    tasks = []
+    for part in parts.tolist():
+        index = np.nonzero(sources == part)[0]
+        name = group.task
+        if part > 0 and len(parts) > 1:
+            name = f"{group.task}@{source_names[part - 1]}"
+        tasks.append(
+            TaskData(
+                name=name,
+                op=op,
+                graphs=[graphs[used[i].line] for i in index.tolist()],
+                latencies=latencies[index],
+                labels=normalized_throughput(latencies[index]),
+                task_features=np.asarray(task_vec, np.float32),
+                source=db.files.directory,
+                workload_hash=group.shash,
+                lines=lines[index],
+                split_name=group.task,
+            )
+        )
+    return tasks
+
+
+def measurement_sources(
+    meta: Mapping[str, Any] | None, lines: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """Which measurement each record line of a task directory comes from.
+
+    Latencies measured on different machines, or at different times on a shared one, are not
+    comparable: the seed records, measured on another machine of the same type, time the same
+    schedules about 2x faster than this project's collector (median over the 163 schedules
+    measured by both). Normalized labels and ranking pairs must therefore stay within one
+    measurement. Source 0 is what was measured into the directory itself; source ``i >= 1`` is
+    the ``i``-th entry of ``meta.json``'s ``ingested`` map, whose records occupy the lines from
+    its ``first_line`` on (entries written before ``first_line`` was recorded were ingested
+    into empty directories, one after another, so they start at line 1).
+
+    Shapes: ``lines [n]`` (1-based) -> ``sources [n]`` int64, with the ingested sources' names.
+    """
+    ingested = (meta or {}).get("ingested") or {}
+    sources = np.zeros(len(lines), np.int64)
+    names: list[str] = []
+    next_first = 1
+    if not isinstance(ingested, Mapping):
+        return sources, names
+    for name, entry in ingested.items():
+        if not isinstance(entry, Mapping):
+            continue
+        count = int(entry.get("records", 0) or 0)
+        first = int(entry.get("first_line", next_first) or next_first)
+        names.append(str(name))
+        sources[(lines >= first) & (lines < first + count)] = len(names)
+        next_first = first + count
+    return sources, names
 
 
 def _resolve(paths: PathLike | DatabaseFiles | Iterable[PathLike | DatabaseFiles]):
@@ -736,9 +799,7 @@ def build_dataset(
     for db, snapshot in loaded:
         skips.skipped.extend(db.skips.skipped)
         for group in db.groups:
-            task = _build_task(db, group, snapshot, limit_per_task, ctx)
-            if task is not None:
-                dataset.tasks.append(task)
+            dataset.tasks.extend(_build_task(db, group, snapshot, limit_per_task, ctx))
     if not dataset.tasks:
         logger.warning("no usable tuning records: %s", skips.summary())
     logger.info(
@@ -763,5 +824,6 @@ __all__ = [
     "TaskData",
     "build_dataset",
     "default_cache_dir",
+    "measurement_sources",
     "record_latency",
 ]

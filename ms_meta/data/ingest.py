@@ -47,7 +47,8 @@ def ingest_seed_task(source: Path, root: Path, origin: str) -> tuple[str, int]:
         sources = meta.setdefault("ingested", {})
         if str(source.name) in sources:
             return workload.name, 0
-        if count_lines(task_dir / RECORD_FILE) > 0:
+        existing_records = count_lines(task_dir / RECORD_FILE)
+        if existing_records > 0:
             # Record lines refer to workload index 0 of their own file: only safe to append when
             # this task's workload file holds the same single workload.
             existing = (task_dir / WORKLOAD_FILE).read_text().splitlines()[0]
@@ -61,6 +62,9 @@ def ingest_seed_task(source: Path, root: Path, origin: str) -> tuple[str, int]:
         source_meta = json.loads((source / META_FILE).read_text()) if (
             source / META_FILE).exists() else {}  # fmt: skip
         sources[str(source.name)] = {
+            # where its records start: they were measured elsewhere, and the dataset keeps
+            # their labels apart from this directory's own (dataset.measurement_sources)
+            "first_line": existing_records + 1,
             "records": len(record_lines),
             "origin": origin,
             "secs": float(source_meta.get("secs", 0.0)),

@@ -379,3 +379,40 @@ def test_gzip_database_grows_by_members(tmp_path, encode_calls):
     encode_calls.clear()
     ds = build_dataset(db, cache_dir=cache)
     assert len(ds.tasks[0]) == 6 and len(encode_calls) == 2
+
+
+def test_ingested_records_are_a_separate_measurement(tmp_path):
+    # The shipped dense task starts with 64 ingested seed records (measured on another
+    # machine), followed by the collector's own: each part is normalized on its own, and a
+    # split keeps both on the workload's side.
+    meta = json.loads((RECORDS / DENSE / layout.META_FILE).read_text())
+    (seed_name, seed), *_ = meta["ingested"].items()
+    n_seed = seed["records"]
+    root = tmp_path / "records"
+    make_db(root, DENSE, n=n_seed + 6)
+    ds = build_dataset(root, cache_dir=None)
+    by_name = {t.name: t for t in ds.tasks}
+    assert sorted(by_name) == sorted([DENSE, f"{DENSE}@{seed_name}"])
+    own, ingested = by_name[DENSE], by_name[f"{DENSE}@{seed_name}"]
+    assert own.lines.tolist() == list(range(n_seed + 1, n_seed + 7))
+    assert ingested.lines.tolist() == list(range(1, n_seed + 1))
+    assert own.split_name == ingested.split_name == DENSE
+    for task in (own, ingested):  # best of each measurement is 1
+        assert task.labels.max() == pytest.approx(1.0)
+    assert ds.split({"train": [DENSE], "held_out": []})["train"].names == [t.name for t in ds.tasks]
+    assert {t.name for t in ds.select([DENSE]).tasks} == set(by_name)
+    summary = ds.summary()
+    assert summary["tasks"] == 1 and summary["measurement_groups"] == 2
+    assert summary["operators"]["dense"] == {"tasks": 1, "records": n_seed + 6}
+
+
+def test_measurement_sources_follow_first_line():
+    lines = np.arange(1, 11)
+    legacy = {"ingested": {"a": {"records": 3}, "b": {"records": 2}}}
+    sources, names = dataset_mod.measurement_sources(legacy, lines)
+    assert names == ["a", "b"] and sources.tolist() == [1, 1, 1, 2, 2, 0, 0, 0, 0, 0]
+    appended = {"ingested": {"late": {"records": 4, "first_line": 6}}}
+    sources, names = dataset_mod.measurement_sources(appended, lines)
+    assert names == ["late"] and sources.tolist() == [0] * 5 + [1] * 4 + [0]
+    sources, names = dataset_mod.measurement_sources(None, lines)
+    assert names == [] and not sources.any()
