@@ -605,9 +605,25 @@ def _collect_locked(
     # Remember an exhausted design space, so that later runs do not spend minutes re-sampling
     # it; the mark holds only while the record count is the one it was made at.
     done = existing + progress.measured
-    progress.exhausted = progress.exhausted and not progress.stopped
+    progress.exhausted = _looks_exhausted(progress)
     save_meta(exhausted_at=done if progress.exhausted and done < config.trials_per_task else None)
     return progress
+
+
+# A run whose search proposed this many already-measured schedules per new one has all but
+# exhausted its design space: small pooling tasks gave 5 new records for 63-191 duplicates in
+# 1-3 minutes, on every pass of `collect all`.
+_EXHAUSTED_DUPLICATES_PER_RECORD = 8
+
+
+def _looks_exhausted(progress: TaskProgress) -> bool:
+    """Whether later runs should skip this task until its record count changes."""
+    if progress.stopped:
+        return False
+    mostly_duplicates = progress.duplicates >= _EXHAUSTED_DUPLICATES_PER_RECORD * max(
+        progress.measured, 1
+    )
+    return progress.exhausted or mostly_duplicates
 
 
 def exhausted_mark(task_dir: Path, records: int) -> bool:

@@ -410,3 +410,16 @@ def test_exhausted_design_space_is_remembered(tmp_path, target, measurer):
     now = count_lines(task_dir / RECORD_FILE)
     assert now == have + third.measured
     assert json.loads((task_dir / META_FILE).read_text())["exhausted_at"] == now
+
+
+def test_a_space_yielding_mostly_duplicates_counts_as_exhausted():
+    from ms_meta.data.collect import TaskProgress, _looks_exhausted
+
+    # what small pooling tasks did on every pass: a handful of new records, many duplicates
+    assert _looks_exhausted(TaskProgress("pool", 131, measured=5, duplicates=191))
+    assert _looks_exhausted(TaskProgress("pool", 131, measured=0, exhausted=True))
+    # a normal top-up, and an interrupted run, are not
+    assert not _looks_exhausted(TaskProgress("conv", 128, measured=39, duplicates=4))
+    assert not _looks_exhausted(
+        TaskProgress("pool", 131, measured=5, duplicates=191, exhausted=True, stopped=True)
+    )
