@@ -149,6 +149,14 @@ Examples:
     show_default=True,
     help="--model: trials per task of the stock XGB tuning.",
 )
+@click.option(
+    "--xgb-database",
+    "xgb_database",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="--model: compile the xgb row from the tuning database an earlier --model run left "
+    "in this directory (its <model>-xgb-* folder) instead of tuning again.",
+)
 @target_option
 @seed_option
 @library_errors
@@ -171,6 +179,7 @@ def bench(
     rounds,
     model_name,
     xgb_trials_per_task,
+    xgb_database,
     target_json,
     seed,
 ):
@@ -204,7 +213,10 @@ def bench(
         _online(config, work_dir, json_path, plot_path, target_json)
         return
     if model_name:
-        _model(model_name, work_dir, json_path, xgb_trials_per_task, weights, target_json)
+        _model(
+            model_name, work_dir, json_path, xgb_trials_per_task, weights, target_json,
+            xgb_database,
+        )  # fmt: skip
         return
     from ms_meta.bench.overhead import as_dict, measure_throughput, measure_tuning
     from ms_meta.tuning.target import parse_target
@@ -286,6 +298,7 @@ def _model(
     xgb_trials_per_task: int,
     weights: str,
     target_json,
+    xgb_database: Path | None = None,
 ) -> None:
     try:
         from ms_meta.bench.e2e import run_model_benchmark
@@ -306,6 +319,7 @@ def _model(
         out_dir=out_dir,
         xgb_trials_per_task=xgb_trials_per_task,
         weights=weights,
+        xgb_database_dir=xgb_database,
     )
     # run_model_benchmark prints its own progress and table, and writes out_dir/<name>.json
     click.echo(f"\nresults in {out_dir}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,3 +93,10 @@ def test_xgb_mode_tunes_every_task_and_matches_torch(monkeypatch, target, tmp_pa
     assert xgb["valid_trials"] > 0
     assert xgb["compile_seconds"] == pytest.approx(xgb["tuning_seconds"] + xgb["build_seconds"])
     assert xgb["max_abs_diff"] <= result["numerics_tolerance"]
+    # a later run compiles the xgb row from that database, without tuning again
+    again = run_model_benchmark(
+        "tiny-mlp", target=target, out_dir=tmp_path / "again", modes=("xgb",), repeat=3,
+        progress=False, xgb_database_dir=Path(xgb["work_dir"]),
+    )["modes"]["xgb"]  # fmt: skip
+    assert again["reused_database"] == xgb["work_dir"] and again["tuning_seconds"] is None
+    assert again["max_abs_diff"] <= result["numerics_tolerance"]
