@@ -121,19 +121,22 @@ class ThroughputResult:
     per_store_extract_per_s: float
     xgb_predict_per_s: float
     cpu_steal_fraction: float | None = None  # see CpuStealMeter
+    gnn_in_child_process: bool = False  # MetaCostModel scored in a child process
 
 
 def measure_throughput(spec: str, count: int, target, seed: int = 1) -> ThroughputResult:
     """Candidates per second: graph extraction, MetaCostModel.predict (extraction + GNN),
     PerStoreFeature extraction and XGBModel.predict (extraction + booster), same candidates."""
     from ms_meta.feature.extractor import GraphFeatureExtractor
-    from ms_meta.model.cost_model import MetaCostModel
+    from ms_meta.model.cost_model import SCORING_PROCESS_MIN_CANDIDATES, MetaCostModel
 
     context, candidates = sample_candidates(spec, count, target, seed)
     extractor = GraphFeatureExtractor()
     extractor.encode(context, candidates[:4])  # fill the per-task cache, as in a search
     meta = MetaCostModel(target=target)
     meta.predict(context, candidates[:4])
+    # its start-up (2-3 s, once per model) is not part of the rate
+    meta_child = meta.start_scoring_process(wait=True)
     per_store = ms.feature_extractor.PerStoreFeature()
     xgb = ms.cost_model.XGBModel(num_warmup_samples=0)
     # a fitted booster, so that predict runs the trees instead of returning random scores
@@ -157,6 +160,7 @@ def measure_throughput(spec: str, count: int, target, seed: int = 1) -> Throughp
             xgb_predict_per_s=_rate(lambda: xgb.predict(context, candidates), count, repeats=1),
         )
     result.cpu_steal_fraction = steal.fraction
+    result.gnn_in_child_process = meta_child and count >= SCORING_PROCESS_MIN_CANDIDATES
     return result
 
 

@@ -230,7 +230,10 @@ def bench(
     click.echo(f"throughput over {tp.candidates} sampled candidates (candidates/s, best of 3):")
     rows = [
         ("GraphFeatureExtractor (extract)", tp.graph_extract_per_s),
-        ("MetaCostModel.predict (extract + GNN)", tp.meta_predict_per_s),
+        (
+            "MetaCostModel.predict (extract + GNN)" + (" *" if tp.gnn_in_child_process else ""),
+            tp.meta_predict_per_s,
+        ),
         ("PerStoreFeature (extract)", tp.per_store_extract_per_s),
         ("XGBModel.predict (extract + booster)", tp.xgb_predict_per_s),
     ]
@@ -238,6 +241,8 @@ def bench(
         click.echo(f"  {name:40s} {rate:10.0f}")
     click.echo(f"  {'predict speed-up, MetaCostModel / XGBModel':40s} "
                f"{tp.meta_predict_per_s / tp.xgb_predict_per_s:9.1f}x")  # fmt: skip
+    if tp.gnn_in_child_process:
+        click.echo("  * the GNN ran in MetaCostModel's scoring process, beside the encoder")
     if tp.cpu_steal_fraction is not None and tp.cpu_steal_fraction >= STEAL_WARNING:
         click.echo(
             f"  note: the hypervisor took {tp.cpu_steal_fraction:.0%} of this machine's CPU "

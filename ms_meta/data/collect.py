@@ -428,7 +428,9 @@ def _make_cost_model(kind: str, seed: int):
     if kind == "meta":
         from ms_meta.model.cost_model import MetaCostModel
 
-        return MetaCostModel(seed=seed)
+        # no scoring process: its start-up, once per task, would cost more than it saves,
+        # and it must not run beside the timed runs
+        return MetaCostModel(seed=seed, scoring_process=False)
     raise ValueError(f"unknown cost model {kind!r}; expected xgb, meta or random")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,6 +33,7 @@ from ms_meta.model.meta import (
     parameters_of,
     predict_batch,
 )
+from ms_meta.model.scoring_process import ScoringProcess, ScoringProcessError
 from ms_meta.model.train import init_model
 from ms_meta.model.weights import (
     Checkpoint,
@@ -51,11 +53,16 @@ _PRETRAINED_STEPS, _PRETRAINED_LR = 10, 3e-3
 # scores to zero and samples parents in proportion to them) and order-preserving.
 _SOFTPLUS_SHARPNESS = 8.0
 # predict() encodes and scores candidates in chunks, which bounds the size of the intermediate
-# tensors for the search's populations (thousands of candidates). It runs both in the calling
-# thread: encoding one chunk in a worker thread while the GNN scored another was slower than
-# this in side-by-side runs on 2 cores, because the encoder's FFI calls and the GNN's torch ops
-# hand the GIL back and forth thousands of times per chunk.
+# tensors for the search's populations (thousands of candidates).
 _PREDICT_CHUNK = 512
+# With a scoring process (see ms_meta.model.scoring_process), the child scores chunk k while
+# this process encodes chunk k+1; the last chunk's scoring is not overlapped, so chunks are
+# smaller. A thread instead of a process gained nothing: the encoder's FFI calls and the GNN's
+# torch ops hand the GIL back and forth thousands of times per chunk.
+_PIPELINE_CHUNK = 128
+# Calls with fewer candidates are scored in this process: the child's start-up (about 2-3 s,
+# mostly importing torch) pays off only over many candidates.
+SCORING_PROCESS_MIN_CANDIDATES = 256
 
 
 @contextlib.contextmanager
@@ -113,6 +120,12 @@ class MetaCostModel(PyCostModel):
         Learning rate of the inner steps (default 3e-3 pre-trained, 1e-2 untrained).
     seed : int
         Seeds the initialization of an untrained model.
+    scoring_process : bool, optional
+        Score large batches in a child process, on another core, while this process encodes
+        the next chunk (default: when the machine has two or more cores). The first call with
+        many candidates starts the child (2-3 s, in the background) and later calls use it.
+        Scores are the same either way; if the child fails, scoring falls back to this process
+        with a warning.
     """
 
     def __init__(
@@ -125,6 +138,7 @@ class MetaCostModel(PyCostModel):
         seed: int = 0,
         gnn_config: GNNConfig | None = None,
         extractor: GraphFeatureExtractor | None = None,
+        scoring_process: bool | None = None,
     ) -> None:
         super().__init__()
         self.target = self._target_dict(target)
@@ -154,6 +168,10 @@ class MetaCostModel(PyCostModel):
         self.summary = CostModelSummary()
         self.checkpoint_meta = dict(checkpoint.meta) if checkpoint else {}
         self.torch_threads = 1
+        if scoring_process is None:
+            scoring_process = (os.cpu_count() or 1) >= 2
+        self.scoring_process = scoring_process
+        self._scorer: ScoringProcess | None = None
 
     # -- construction helpers -------------------------------------------------------------
     @staticmethod
@@ -212,6 +230,7 @@ class MetaCostModel(PyCostModel):
         self.model = init_model(checkpoint.gnn_config, seed=self.seed)
         self._load_state(checkpoint)
         self.model.eval()
+        self._close_scorer()  # it holds the old weights
         self.meta_params = parameters_of(self.model)
         self._adapted = dict(checkpoint.adapted)
         self.checkpoint_meta = dict(checkpoint.meta)
@@ -249,19 +268,85 @@ class MetaCostModel(PyCostModel):
         self.summary.updates += 1
         self.summary.samples = sum(len(s.graphs) for s in self._samples.values())
 
+    # -- scoring in a child process -------------------------------------------------------
+    def _scorer_for(self, num_candidates: int) -> ScoringProcess | None:
+        """The child process, once it is ready; the first large call starts it and is scored
+        here, so that nobody waits for its start-up."""
+        if not self.scoring_process or num_candidates < SCORING_PROCESS_MIN_CANDIDATES:
+            return None
+        if self._scorer is None:
+            try:
+                self._scorer = ScoringProcess(self.model.config.to_dict(), self.model.state_dict())
+            except ScoringProcessError as err:
+                logger.warning("%s; scoring in this process", err)
+                self.scoring_process = False
+                return None
+            # end the child with this model (it also ends when this process does)
+            weakref.finalize(self, self._scorer.close)
+        try:
+            return self._scorer if self._scorer.ready() else None
+        except ScoringProcessError as err:
+            logger.warning("%s; scoring in this process from now on", err)
+            self._close_scorer()
+            self.scoring_process = False
+            return None
+
+    def start_scoring_process(self, wait: bool = True) -> bool:
+        """Start the scoring child now instead of at the first large ``predict`` call (and wait
+        for it, by default); returns whether large calls will use it."""
+        scorer = self._scorer_for(SCORING_PROCESS_MIN_CANDIDATES)
+        if scorer is None and self._scorer is not None and wait:
+            try:
+                self._scorer.ready(wait=True)
+            except ScoringProcessError as err:
+                logger.warning("%s; scoring in this process from now on", err)
+                self._close_scorer()
+                self.scoring_process = False
+        return self._scorer is not None
+
+    def _predict_pipelined(self, scorer, context, candidates, params):
+        failed, pending = [], 0
+        for start in range(0, len(candidates), _PIPELINE_CHUNK):
+            encoded = self.extractor.encode_batch(
+                context, candidates[start : start + _PIPELINE_CHUNK]
+            )
+            failed.append(encoded.failed)
+            scorer.submit(vars(encoded), params, params)
+            pending += 1
+        scores = np.concatenate([scorer.receive() for _ in range(pending)])
+        return scores, failed
+
+    def _close_scorer(self) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None
+
     def predict(self, context, candidates) -> np.ndarray:
         if not candidates:
             return np.zeros(0, np.float64)
         params = self._adapted.get(self._task_key(context, candidates))
-        chunks, failed = [], []
-        with _torch_threads(self.torch_threads):
-            for start in range(0, len(candidates), _PREDICT_CHUNK):
-                encoded = self.extractor.encode_batch(
-                    context, candidates[start : start + _PREDICT_CHUNK]
-                )
-                failed.append(encoded.failed)
-                chunks.append(predict_batch(self.model, params, GraphBatch.from_encoded(encoded)))
-        scores = np.concatenate(chunks)
+        scores, failed = None, []
+        scorer = self._scorer_for(len(candidates))
+        if scorer is not None:
+            try:
+                scores, failed = self._predict_pipelined(scorer, context, candidates, params)
+            except ScoringProcessError as err:
+                logger.warning("%s; scoring in this process from now on", err)
+                self._close_scorer()
+                self.scoring_process = False
+                scores, failed = None, []
+        if scores is None:
+            chunks = []
+            with _torch_threads(self.torch_threads):
+                for start in range(0, len(candidates), _PREDICT_CHUNK):
+                    encoded = self.extractor.encode_batch(
+                        context, candidates[start : start + _PREDICT_CHUNK]
+                    )
+                    failed.append(encoded.failed)
+                    chunks.append(
+                        predict_batch(self.model, params, GraphBatch.from_encoded(encoded))
+                    )
+            scores = np.concatenate(chunks)
         neutral = np.concatenate(failed)
         self.summary.predicted += len(candidates)
         self.summary.unencodable = self.extractor.stats.unencodable

@@ -124,3 +124,30 @@ def test_learns_to_rank_real_measurements_better_than_chance():
     # Chance is 0.5. A few dozen samples are little for an untrained GNN; the pre-trained
     # model is what makes few-shot tuning work (see `ms-meta eval`).
     assert np.mean(accuracies) > 0.58, accuracies
+
+
+def test_scoring_process_gives_the_same_scores_and_falls_back(sample_candidates, caplog):
+    import logging
+
+    context, candidates = sample_candidates("dense:64,64,64", count=8)
+    many = candidates * 40  # 320 candidates: enough for the child process to be used
+    local = MetaCostModel(scoring_process=False)
+    remote = MetaCostModel(scoring_process=True)
+    # the first large call starts the child and is scored here; later ones use the child
+    assert np.array_equal(remote.predict(context, many), local.predict(context, many))
+    assert remote._scorer is not None and remote._scorer.ready(wait=True)
+    assert np.array_equal(remote.predict(context, many), local.predict(context, many))
+    assert remote._scorer._pending == 0 and remote._scorer._params_token is None
+    # after adaptation both score with the adapted parameters
+    results = _results([1e-3 * (1 + i) for i in range(len(candidates))])
+    for model in (local, remote):
+        model.update(context, candidates, results)
+    assert np.array_equal(remote.predict(context, many), local.predict(context, many))
+    # a child that dies costs a warning, not the search: the caller scores from then on
+    remote._scorer._proc.kill()
+    remote._scorer._proc.wait()
+    with caplog.at_level(logging.WARNING, logger="ms_meta.model.cost_model"):
+        scores = remote.predict(context, many)
+    assert np.array_equal(scores, local.predict(context, many))
+    assert "scoring in this process" in caplog.text
+    assert remote._scorer is None and not remote.scoring_process
