@@ -286,9 +286,7 @@ class MetaCostModel(PyCostModel):
         try:
             return self._scorer if self._scorer.ready() else None
         except ScoringProcessError as err:
-            logger.warning("%s; scoring in this process from now on", err)
-            self._close_scorer()
-            self.scoring_process = False
+            self._give_up_scorer(err)
             return None
 
     def start_scoring_process(self, wait: bool = True) -> bool:
@@ -299,27 +297,37 @@ class MetaCostModel(PyCostModel):
             try:
                 self._scorer.ready(wait=True)
             except ScoringProcessError as err:
-                logger.warning("%s; scoring in this process from now on", err)
-                self._close_scorer()
-                self.scoring_process = False
+                self._give_up_scorer(err)
         return self._scorer is not None
 
     def _predict_pipelined(self, scorer, context, candidates, params):
         failed, pending = [], 0
-        for start in range(0, len(candidates), _PIPELINE_CHUNK):
-            encoded = self.extractor.encode_batch(
-                context, candidates[start : start + _PIPELINE_CHUNK]
-            )
-            failed.append(encoded.failed)
-            scorer.submit(vars(encoded), params, params)
-            pending += 1
-        scores = np.concatenate([scorer.receive() for _ in range(pending)])
+        try:
+            for start in range(0, len(candidates), _PIPELINE_CHUNK):
+                encoded = self.extractor.encode_batch(
+                    context, candidates[start : start + _PIPELINE_CHUNK]
+                )
+                failed.append(encoded.failed)
+                scorer.submit(vars(encoded), params, params)
+                pending += 1
+            scores = np.concatenate([scorer.receive() for _ in range(pending)])
+        except ScoringProcessError:
+            raise
+        except BaseException:
+            # batches may be left in flight: never read their scores as another call's
+            self._close_scorer()
+            raise
         return scores, failed
 
     def _close_scorer(self) -> None:
         if self._scorer is not None:
             self._scorer.close()
             self._scorer = None
+
+    def _give_up_scorer(self, err: Exception) -> None:
+        logger.warning("%s; scoring in this process from now on", err)
+        self._close_scorer()
+        self.scoring_process = False
 
     def predict(self, context, candidates) -> np.ndarray:
         if not candidates:
@@ -331,9 +339,7 @@ class MetaCostModel(PyCostModel):
             try:
                 scores, failed = self._predict_pipelined(scorer, context, candidates, params)
             except ScoringProcessError as err:
-                logger.warning("%s; scoring in this process from now on", err)
-                self._close_scorer()
-                self.scoring_process = False
+                self._give_up_scorer(err)
                 scores, failed = None, []
         if scores is None:
             chunks = []
