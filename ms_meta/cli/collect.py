@@ -89,7 +89,13 @@ def _report_task(progress) -> None:
     click.echo(
         f"\n{progress.task}: +{progress.measured} records ({progress.failed} failed, "
         f"{progress.duplicates} duplicate) in {progress.seconds:.0f} s "
-        f"({progress.records_per_second:.2f}/s), best {progress.best_us or float('nan'):.1f} us",
+        f"({progress.records_per_second:.2f}/s), best {progress.best_us or float('nan'):.1f} us"
+        + (
+            f"; {progress.timing_reruns} batch(es) re-timed, {progress.disturbed_batches} kept "
+            "disturbed"
+            if progress.timing_reruns
+            else ""
+        ),
         err=True,
     )
 
@@ -157,6 +163,13 @@ Measure on remote devices (builds stay on this machine):
     show_default="one per device registered under the key",
     help="RPC sessions at a time.",
 )
+@click.option(
+    "--contention-guard/--no-contention-guard",
+    default=True,
+    show_default=True,
+    help="Re-time a batch measured while other processes (or the hypervisor) took more than "
+    "a quarter of a core; local runner only.",
+)
 @click.option("--shard", default=None, metavar="I/N", help="Take tasks I, I+N, I+2N, ...")
 @click.option("--start", type=int, default=0, show_default=True, help="First task index.")
 @click.option("--end", type=int, default=None, help="Stop before this task index.")
@@ -167,7 +180,8 @@ Measure on remote devices (builds stay on this machine):
 @library_errors
 def collect(
     workloads, root, trials_per_task, random_fraction, batch_size, cost_model, population_size,
-    rpc_tracker, rpc_key, rpc_workers, shard, start, end, step, list_only, target_json, seed,
+    rpc_tracker, rpc_key, rpc_workers, contention_guard, shard, start, end, step, list_only,
+    target_json, seed,
 ):  # fmt: skip
     """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine,
     or with --rpc-tracker/--rpc-key on every device registered under the key.
@@ -201,6 +215,7 @@ def collect(
         population_size=population_size,
         seed=seed,
         rpc=rpc,
+        contention_guard=contention_guard,
     )
     key_dir = root / target_key(target)
 

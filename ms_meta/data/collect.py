@@ -121,6 +121,9 @@ class CollectConfig:
     repeat: int = 3
     min_repeat_ms: int = 40
     rpc: RPCSettings | None = None  # None: time on this machine with a LocalRunner
+    # Re-time a batch measured while other processes took CPU (local runner only; see
+    # ms_meta.tuning.contention).
+    contention_guard: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ class TaskProgress:
     skipped: str | None = None  # why the task was not collected (another collector holds it)
     exhausted: bool = False  # the search found no schedule it had not measured already
     stopped: bool = False  # a stop was requested; the task is left part-done
+    timing_reruns: int = 0  # batches re-timed because other processes took CPU
+    disturbed_batches: int = 0  # batches kept although every timing was disturbed
 
     @property
     def records_per_second(self) -> float:
@@ -470,7 +475,8 @@ def _collect_locked(
     from tvm.s_tir import meta_schedule as ms
 
     from ms_meta.run_secs import FAILED_RUN_SECS
-    from ms_meta.tuning.measure import measure, run_secs_of
+    from ms_meta.tuning.contention import ContentionGuard
+    from ms_meta.tuning.measure import ContentionReport, measure, run_secs_of
     from ms_meta.tuning.target import host_cpu
 
     record_path = task_dir / RECORD_FILE
@@ -481,14 +487,24 @@ def _collect_locked(
     meta_path = task_dir / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     seconds_before = float(meta.get("collect_seconds", 0.0))
+    reruns_before = int(meta.get("timing_reruns", 0))
+    disturbed_before = int(meta.get("disturbed_batches", 0))
     device = {"runner": measurer.runner_name, "cpu": measurer.cpu or host_cpu()}
+    # Timings on a remote device are not disturbed by what runs here.
+    guard = ContentionGuard() if config.contention_guard and config.rpc is None else None
+    contention = ContentionReport()
     started = time.perf_counter()
 
     def save_meta(**extra) -> None:
         # After every batch, so that a killed run still accounts for its time.
         progress.seconds = time.perf_counter() - started
+        progress.timing_reruns = contention.reruns
+        progress.disturbed_batches = contention.disturbed
         if progress.measured:  # a run that added nothing keeps the last real rate
             extra["records_per_second"] = round(progress.records_per_second, 4)
+        if guard is not None:
+            extra["timing_reruns"] = reruns_before + contention.reruns
+            extra["disturbed_batches"] = disturbed_before + contention.disturbed
         update_meta(
             task_dir,
             workload,
@@ -555,7 +571,9 @@ def _collect_locked(
                     seen.add(key)
                     fresh.append(cand)
                     keys.append(key)
-                results = measure(measurer.builder, measurer.runner, target, fresh)
+                results = measure(
+                    measurer.builder, measurer.runner, target, fresh, guard, contention
+                )
                 _check_rpc_results(results, config.rpc)
                 failed_now = 0
                 for cand, result in zip(fresh, results, strict=True):

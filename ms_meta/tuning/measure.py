@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
+
+from ms_meta.tuning.contention import ContentionGuard, ForeignLoadMeter
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +47,65 @@ def device_type(target: Target) -> str:
     return "cuda" if target.kind.name == "cuda" else "cpu"
 
 
+@dataclass
+class ContentionReport:
+    """What a :class:`~ms_meta.tuning.contention.ContentionGuard` did over many batches."""
+
+    batches: int = 0  # batches timed under the guard
+    reruns: int = 0  # re-runs because other processes (or the hypervisor) took CPU
+    disturbed: int = 0  # batches kept although every attempt was disturbed
+    worst_kept_cores: float = 0.0  # the largest foreign load among kept measurements
+
+
+def _timed_runs(runner: ms.runner.Runner, inputs: list) -> list[ms.runner.RunnerResult]:
+    return [future.result() for future in runner.run(inputs)]
+
+
+def _guarded_runs(runner, inputs: list, guard: ContentionGuard,
+                  report: ContentionReport) -> list[ms.runner.RunnerResult]:  # fmt: skip
+    """Time ``inputs``; re-time them while others took more CPU than ``guard`` allows, and
+    keep the least disturbed attempt."""
+    report.batches += 1
+    best_cores, best_results = None, None
+    for attempt in range(guard.max_reruns + 1):
+        if attempt:
+            report.reruns += 1
+            time.sleep(guard.wait_seconds)
+        with ForeignLoadMeter() as meter:
+            results = _timed_runs(runner, inputs)
+        if meter.load is None:  # no accounting on this system: nothing to judge by
+            return results
+        cores = meter.load.cores
+        if best_cores is None or cores < best_cores:
+            best_cores, best_results = cores, results
+        if cores <= guard.max_foreign_cores:
+            break
+        logger.info("timings disturbed: others took %.2f cores over %.1f s (attempt %d)",
+                    cores, meter.load.seconds, attempt + 1)  # fmt: skip
+    if best_cores > guard.max_foreign_cores:
+        report.disturbed += 1
+        logger.warning(
+            "kept a batch timed while others took %.2f cores (after %d re-runs)",
+            best_cores, guard.max_reruns,
+        )  # fmt: skip
+    report.worst_kept_cores = max(report.worst_kept_cores, best_cores)
+    return best_results
+
+
 def measure(
     builder: ms.builder.Builder,
     runner: ms.runner.Runner,
     target: Target,
     candidates: Sequence[ms.MeasureCandidate],
+    guard: ContentionGuard | None = None,
+    report: ContentionReport | None = None,
 ) -> list[ms.runner.RunnerResult]:
     """Build all candidates (in parallel, in the builder's pool), then run them one by one.
 
-    Builds and runs never overlap, so compilation does not disturb the timings.
+    Builds and runs never overlap, so compilation does not disturb the timings. With a
+    ``guard`` (for a runner on this machine), a batch timed while other processes or the
+    hypervisor took CPU is timed again (see :class:`~ms_meta.tuning.contention.ContentionGuard`);
+    ``report`` counts what the guard did.
     Failures come back as ``RunnerResult(None, error)``.
     """
     if not candidates:
@@ -70,9 +123,12 @@ def measure(
         run_index.append(i)
     try:
         if run_inputs:
-            futures = runner.run(run_inputs)
-            for i, fut in zip(run_index, futures, strict=True):
-                results[i] = fut.result()
+            if guard is None:
+                timed = _timed_runs(runner, run_inputs)
+            else:
+                timed = _guarded_runs(runner, run_inputs, guard, report or ContentionReport())
+            for i, result in zip(run_index, timed, strict=True):
+                results[i] = result
     finally:
         for b in built:
             if b.artifact_path:

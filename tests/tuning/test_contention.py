@@ -1,0 +1,78 @@
+"""The contention guard: CPU taken by other processes is seen, our own children's is not."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ms_meta.tuning.contention import ContentionGuard, ForeignLoadMeter
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+_BUSY = "import time; end = time.time() + {secs}\nwhile time.time() < end: pass"
+
+
+def _start_foreign_busy_loop(secs: float) -> int:
+    """Start a busy loop that is not our descendant (a shell starts it in the background and
+    exits at once, so it is re-parented away from this process); returns its pid."""
+    code = _BUSY.format(secs=secs)
+    shell = subprocess.run(
+        ["sh", "-c", 'python_code="$1"; "$0" -c "$python_code" >/dev/null 2>&1 & echo $!',
+         sys.executable, code],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    time.sleep(0.3)  # let it start
+    return int(shell.stdout.strip())
+
+
+def _foreign_load_over(seconds: float) -> float:
+    with ForeignLoadMeter() as meter:
+        time.sleep(seconds)
+    assert meter.load is not None
+    return meter.load.other_processes
+
+
+def test_own_children_are_not_foreign_load():
+    before = _foreign_load_over(1.0)  # whatever else runs on this machine
+    with ForeignLoadMeter() as meter:
+        subprocess.run([sys.executable, "-c", _BUSY.format(secs=1.0)], check=True)
+    assert meter.load is not None
+    assert meter.load.own > 0.7, meter.load  # the child kept a core busy ...
+    assert meter.load.other_processes < before + 0.4, meter.load  # ... and none of it is foreign
+
+
+def test_a_foreign_busy_process_is_seen():
+    before = _foreign_load_over(1.0)
+    pid = _start_foreign_busy_loop(secs=2.5)
+    try:
+        during = _foreign_load_over(1.0)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    assert during > before + 0.5, (before, during)
+
+
+def test_guarded_measure_re_times_a_disturbed_batch(target, sample_candidates):
+    from ms_meta.tuning.builder import make_builder
+    from ms_meta.tuning.measure import ContentionReport, make_local_runner, measure
+
+    _, candidates = sample_candidates("dense:16,32,32", 2)
+    builder, runner = make_builder(max_workers=1), make_local_runner()
+    # Warm the runner's worker, so that its start-up is not inside the measured window.
+    measure(builder, runner, target, candidates[:1])
+    guard = ContentionGuard(max_foreign_cores=0.25, max_reruns=1, wait_seconds=0.0)
+    report = ContentionReport()
+    pid = _start_foreign_busy_loop(secs=60.0)
+    try:
+        results = measure(builder, runner, target, candidates, guard, report)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    assert [r.error_msg for r in results] == [None, None]
+    assert report.batches == 1
+    assert report.reruns == 1  # disturbed on the first attempt, so timed once more
+    assert report.disturbed == 1  # and still disturbed: the least disturbed attempt is kept
+    assert report.worst_kept_cores > 0.25
