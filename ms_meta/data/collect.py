@@ -489,6 +489,9 @@ def _collect_locked(
     seconds_before = float(meta.get("collect_seconds", 0.0))
     reruns_before = int(meta.get("timing_reruns", 0))
     disturbed_before = int(meta.get("disturbed_batches", 0))
+    # [first, last] record lines of batches kept although every timing was disturbed; the
+    # dataset builder leaves them out (ms_meta.data.dataset.disturbed_line_mask)
+    disturbed_lines: list = list(meta.get("disturbed_lines") or [])
     device = {"runner": measurer.runner_name, "cpu": measurer.cpu or host_cpu()}
     # Timings on a remote device are not disturbed by what runs here.
     guard = ContentionGuard() if config.contention_guard and config.rpc is None else None
@@ -505,6 +508,7 @@ def _collect_locked(
         if guard is not None:
             extra["timing_reruns"] = reruns_before + contention.reruns
             extra["disturbed_batches"] = disturbed_before + contention.disturbed
+            extra["disturbed_lines"] = disturbed_lines
         update_meta(
             task_dir,
             workload,
@@ -571,9 +575,13 @@ def _collect_locked(
                     seen.add(key)
                     fresh.append(cand)
                     keys.append(key)
+                disturbed_so_far = contention.disturbed
                 results = measure(
                     measurer.builder, measurer.runner, target, fresh, guard, contention
                 )
+                if contention.disturbed > disturbed_so_far and fresh:
+                    first = existing + progress.measured + 1  # the batch's first record line
+                    disturbed_lines.append([first, first + len(fresh) - 1])
                 _check_rpc_results(results, config.rpc)
                 failed_now = 0
                 for cand, result in zip(fresh, results, strict=True):

@@ -80,7 +80,10 @@ CACHE_ENV = "MS_META_CACHE"
 
 #: Skip kind of a record whose scheduled function the encoder could not encode.
 ENCODE = "encode"
-DATASET_SKIP_KINDS = (*SKIP_KINDS, ENCODE)
+# Records the collector's contention guard could not time undisturbed (meta.json's
+# ``disturbed_lines``): other processes took CPU during every attempt.
+DISTURBED = "disturbed"
+DATASET_SKIP_KINDS = (*SKIP_KINDS, ENCODE, DISTURBED)
 
 # Whether the records of a workload share one BlockCache, as GraphFeatureExtractor does. The
 # cache key covers what tiling changes (allocated buffer names and shapes; rfactor blocks are
@@ -644,6 +647,11 @@ def _build_task(
             if _write_cache(path, identity, new, snapshot, group.task):
                 ctx.stats.cache_files_written += 1
 
+    disturbed = disturbed_line_mask(db.meta, np.asarray([r.line for r in records], np.int64))
+    for r, is_disturbed in zip(records, disturbed.tolist(), strict=True):
+        if is_disturbed and r.line in graphs:
+            del graphs[r.line]  # the cache keeps it: a later meta.json may judge differently
+            skipped[r.line] = (DISTURBED, "timed while other processes took CPU")
     used = [r for r in records if r.line in graphs]
     for r in records:
         if r.line in skipped:
@@ -685,6 +693,26 @@ def _build_task(
             )
         )
     return tasks
+
+
+def disturbed_line_mask(meta: Mapping[str, Any] | None, lines: np.ndarray) -> np.ndarray:
+    """Which record lines the collector timed only while other processes took CPU.
+
+    ``meta.json``'s ``disturbed_lines`` lists ``[first, last]`` line ranges (1-based,
+    inclusive) of batches that its contention guard kept although every attempt was disturbed
+    (see :mod:`ms_meta.tuning.contention`).
+
+    Shapes: ``lines [n]`` -> ``[n]`` bool.
+    """
+    mask = np.zeros(len(lines), bool)
+    ranges = (meta or {}).get("disturbed_lines") or []
+    if not isinstance(ranges, list):
+        return mask
+    for item in ranges:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            first, last = int(item[0]), int(item[1])
+            mask |= (lines >= first) & (lines <= last)
+    return mask
 
 
 def measurement_sources(

@@ -423,3 +423,29 @@ def test_a_space_yielding_mostly_duplicates_counts_as_exhausted():
     assert not _looks_exhausted(
         TaskProgress("pool", 131, measured=5, duplicates=191, exhausted=True, stopped=True)
     )
+
+
+def test_batches_timed_under_contention_are_marked_and_left_out_of_the_dataset(
+    tmp_path, target, measurer, workload, monkeypatch
+):
+    from ms_meta.data.dataset import build_dataset
+    from ms_meta.tuning import contention
+
+    # A guard that finds every batch disturbed (any load exceeds -1 cores) and never re-times.
+    guard = contention.ContentionGuard(max_foreign_cores=-1.0, max_reruns=0)
+    monkeypatch.setattr(contention, "ContentionGuard", lambda: guard)
+    config = CollectConfig(trials_per_task=8, **SMALL)  # batches of 4
+    collect_task(workload, tmp_path, target, config, measurer.builder, measurer.runner)
+    task_dir = _task_dir(tmp_path, target)
+    _assert_clean(task_dir, 8)
+    meta = json.loads((task_dir / META_FILE).read_text())
+    assert meta["disturbed_lines"] == [[1, 4], [5, 8]]
+    assert meta["disturbed_batches"] == 2 and meta["timing_reruns"] == 0
+    ds = build_dataset(tmp_path, cache_dir=None)
+    assert ds.tasks == [] and ds.skips.by_kind() == {"disturbed": 8}
+    # without a guard nothing is marked, and the next batch is used
+    resumed = CollectConfig(trials_per_task=12, contention_guard=False, **SMALL)
+    collect_task(workload, tmp_path, target, resumed, measurer.builder, measurer.runner)
+    assert json.loads((task_dir / META_FILE).read_text())["disturbed_lines"] == [[1, 4], [5, 8]]
+    (task,) = build_dataset(tmp_path, cache_dir=None).tasks
+    assert task.lines.tolist() == [9, 10, 11, 12]

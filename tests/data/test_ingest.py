@@ -38,3 +38,23 @@ def test_ingest_appends_once_and_records_where_it_starts(tmp_path):
     ds = build_dataset(root, cache_dir=None)
     assert sorted(t.name for t in ds.tasks) == sorted([f"{name}@elsewhere", f"{name}@{SEED.name}"])
     assert {t.split_name for t in ds.tasks} == {name}
+
+
+def test_records_timed_under_contention_are_left_out(tmp_path):
+    # A task measured into its own directory, whose meta.json marks lines 2-4 as a batch the
+    # collector's contention guard could only time while other processes took CPU.
+    task_dir = tmp_path / "records" / "llvm-test" / "mm"
+    shutil.copytree(SEED, task_dir)
+    lines = (task_dir / layout.RECORD_FILE).read_text().splitlines()
+    (task_dir / layout.META_FILE).write_text(json.dumps({"disturbed_lines": [[2, 4]]}))
+    before = (task_dir / layout.RECORD_FILE).read_bytes()
+    cache = tmp_path / "cache"
+    ds = build_dataset(tmp_path / "records", cache_dir=cache)
+    (task,) = ds.tasks
+    assert task.lines.tolist() == [1, *range(5, len(lines) + 1)]
+    assert ds.skips.by_kind() == {"disturbed": 3}
+    assert (task_dir / layout.RECORD_FILE).read_bytes() == before  # records are only read
+    # the mark is read at every build: once it is gone, the cached graphs come back
+    (task_dir / layout.META_FILE).write_text(json.dumps({}))
+    (task,) = build_dataset(tmp_path / "records", cache_dir=cache).tasks
+    assert task.lines.tolist() == list(range(1, len(lines) + 1))
