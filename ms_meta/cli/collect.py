@@ -167,8 +167,8 @@ Measure on remote devices (builds stay on this machine):
     "--contention-guard/--no-contention-guard",
     default=True,
     show_default=True,
-    help="Re-time a batch measured while other processes (or the hypervisor) took more than "
-    "a quarter of a core; local runner only.",
+    help="Re-time a batch measured while other processes took more than a quarter of a core "
+    "(or the hypervisor more than half a core); local runner only.",
 )
 @click.option("--shard", default=None, metavar="I/N", help="Take tasks I, I+N, I+2N, ...")
 @click.option("--start", type=int, default=0, show_default=True, help="First task index.")

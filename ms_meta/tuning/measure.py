@@ -66,30 +66,33 @@ def _guarded_runs(runner, inputs: list, guard: ContentionGuard,
     """Time ``inputs``; re-time them while others took more CPU than ``guard`` allows, and
     keep the least disturbed attempt."""
     report.batches += 1
-    best_cores, best_results = None, None
+    best = None  # (excess over the guard's limits, foreign cores, results)
     for attempt in range(guard.max_reruns + 1):
         if attempt:
             report.reruns += 1
             time.sleep(guard.wait_seconds)
         with ForeignLoadMeter() as meter:
             results = _timed_runs(runner, inputs)
-        if meter.load is None:  # no accounting on this system: nothing to judge by
+        load = meter.load
+        if load is None:  # no accounting on this system: nothing to judge by
             return results
-        cores = meter.load.cores
-        if best_cores is None or cores < best_cores:
-            best_cores, best_results = cores, results
-        if cores <= guard.max_foreign_cores:
+        excess = guard.excess(load)
+        if best is None or excess < best[0]:
+            best = (excess, load.cores, results)
+        if excess == 0.0:
             break
-        logger.info("timings disturbed: others took %.2f cores over %.1f s (attempt %d)",
-                    cores, meter.load.seconds, attempt + 1)  # fmt: skip
-    if best_cores > guard.max_foreign_cores:
+        logger.info("timings disturbed: other processes took %.2f cores and the hypervisor "
+                    "%.2f over %.1f s (attempt %d)", load.other_processes, load.steal,
+                    load.seconds, attempt + 1)  # fmt: skip
+    excess, cores, results = best
+    if excess > 0.0:
         report.disturbed += 1
         logger.warning(
             "kept a batch timed while others took %.2f cores (after %d re-runs)",
-            best_cores, guard.max_reruns,
+            cores, guard.max_reruns,
         )  # fmt: skip
-    report.worst_kept_cores = max(report.worst_kept_cores, best_cores)
-    return best_results
+    report.worst_kept_cores = max(report.worst_kept_cores, cores)
+    return results
 
 
 def measure(

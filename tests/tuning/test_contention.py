@@ -47,13 +47,13 @@ def test_own_children_are_not_foreign_load():
 
 
 def test_a_foreign_busy_process_is_seen():
-    before = _foreign_load_over(1.0)
     pid = _start_foreign_busy_loop(secs=2.5)
     try:
         during = _foreign_load_over(1.0)
     finally:
         os.kill(pid, signal.SIGKILL)
-    assert during > before + 0.5, (before, during)
+    # the loop alone keeps one of the cores busy (whatever else runs only adds to it)
+    assert during > 0.6, during
 
 
 def test_guarded_measure_re_times_a_disturbed_batch(target, sample_candidates):
