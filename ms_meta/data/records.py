@@ -708,6 +708,8 @@ def target_label(target: dict[str, Any] | None) -> str:
     cpu = target.get("mcpu") or target.get("arch")
     if cpu:
         parts.append(str(cpu))
+    if "-avx512f" in [str(feature) for feature in target.get("mattr") or []]:
+        parts.append("noavx512")  # the same name target_key gives
     if _is_number(target.get("num-cores")) and target["num-cores"] > 0:
         parts.append(f"{target['num-cores']}c")
     return "-".join(parts)

@@ -40,6 +40,11 @@ class Measurement:
         mid = len(ordered) // 2
         return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
+    @property
+    def mean_seconds(self) -> float | None:
+        """The figure a MetaSchedule database ranks records by (mean of run_secs)."""
+        return sum(self.run_secs) / len(self.run_secs) if self.run_secs else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "rank": self.rank,

@@ -267,7 +267,9 @@ class _Run:
                 outcome.verified[0].error if outcome.verified else "none",
             )  # fmt: skip
             return
-        fastest = min(valid, key=lambda m: m.median_seconds)
+        # the database applies the record with the lowest mean run_secs; pick by the same rule
+        # so the reported schedule is the one a later compile uses (medians can disagree)
+        fastest = min(valid, key=lambda m: m.mean_seconds)
         outcome.status = "measured"
         outcome.score, outcome.predicted_rank = fastest.score, fastest.rank
         outcome.measured_seconds = fastest.median_seconds

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -23,12 +25,61 @@ def host_cpu() -> str:
     return str(tvm.target.codegen.llvm_get_system_cpu())
 
 
+# LLVM feature families that a hypervisor may hide from a guest. Baseline features (sse2,
+# cmov, ...) and tuning flags (fast-*, macrofusion) are never turned off.
+_MASKABLE_FEATURE_PREFIXES = ("avx", "amx", "fma", "f16c", "gfni", "vaes", "vpclmulqdq")
+
+
+def _normalize_feature(name: str) -> str:
+    """``sse4.2``/``sse4_2`` and ``avx512vnni``/``avx512_vnni`` compare equal."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def host_cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU flags the kernel reports (normalized), or None where there is no cpuinfo."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return {_normalize_feature(flag) for flag in value.split()}
+    return None
+
+
+def hidden_cpu_features(mcpu: str, flags: set[str] | None) -> list[str]:
+    """Vector features LLVM assumes for ``mcpu`` that this CPU does not report.
+
+    LLVM names the CPU from its family and model alone: a virtual machine on an AMD Zen 4 host
+    that hides AVX-512 is still ``znver4``, and code built for it dies with SIGILL. Turning
+    off what the CPU does not report keeps ``mcpu``'s scheduling model and runs everywhere.
+    """
+    if not flags:
+        return []
+    features = tvm.target.codegen.llvm_get_cpu_features(Target({"kind": "llvm", "mcpu": mcpu}))
+    return sorted(
+        str(name)
+        for name in features
+        if str(name).startswith(_MASKABLE_FEATURE_PREFIXES)
+        and _normalize_feature(str(name)) not in flags
+    )
+
+
 def host_target(num_cores: int | None = None) -> Target:
     """The host's llvm target with ``mcpu`` set, so that LLVM uses the CPU's vector extensions.
 
-    Without ``mcpu`` LLVM compiles for generic x86-64 and kernels run 1.2-3x slower.
+    Without ``mcpu`` LLVM compiles for generic x86-64 and kernels run 1.2-3x slower. Features
+    that ``mcpu`` implies but the CPU hides (see :func:`hidden_cpu_features`) go to ``mattr``
+    as ``-feature``.
     """
-    return Target({"kind": "llvm", "mcpu": host_cpu(), "num-cores": num_cores or physical_cores()})
+    mcpu = host_cpu()
+    config: dict[str, Any] = {"kind": "llvm", "mcpu": mcpu}
+    hidden = hidden_cpu_features(mcpu, host_cpu_flags())
+    if hidden:
+        config["mattr"] = [f"-{name}" for name in hidden]
+    config["num-cores"] = num_cores or physical_cores()
+    return Target(config)
 
 
 def parse_target(value: str | dict[str, Any] | Target | None) -> Target:
@@ -64,7 +115,8 @@ def parse_target(value: str | dict[str, Any] | Target | None) -> Target:
 def target_key(target: Target) -> str:
     """A short, filesystem-safe name for a target, used for ``tuning_records/<target-key>/``.
 
-    Example: ``llvm-rocketlake-2c``.
+    Example: ``llvm-rocketlake-2c``; ``llvm-znver4-noavx512-2c`` for a Zen 4 guest whose
+    hypervisor hides AVX-512.
     """
     kind = str(target.kind.name)
     parts = [kind]
@@ -73,6 +125,8 @@ def target_key(target: Target) -> str:
         parts.append(str(attrs["mcpu"]))
     elif "arch" in attrs and str(attrs["arch"]):
         parts.append(str(attrs["arch"]))
+    if "-avx512f" in [str(feature) for feature in attrs.get("mattr", [])]:
+        parts.append("noavx512")  # same CPU name, other vector width: other records
     if "num-cores" in attrs and int(attrs["num-cores"]) > 0:
         parts.append(f"{int(attrs['num-cores'])}c")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
