@@ -10,7 +10,7 @@ import click
 
 from ms_meta.cli.options import library_errors, seed_option
 from ms_meta.cli.pretrain import (
-    DEFAULT_RECORDS,
+    default_record_paths,
     find_split,
     load_parts,
     records_argument,
@@ -139,9 +139,9 @@ def _baseline_scorers(names, train_tasks, xgb_pretrained, baseline_dir, seed):
 @click.command(
     epilog="""\b
 Examples:
-  ms-meta eval --weights meta=fomaml.pt --weights transfer=transfer.pt
-  ms-meta eval --weights fomaml.pt --baselines all --baseline-dir runs/ --json eval.json
-  ms-meta eval --weights fomaml.pt --baselines none --ks 0,16
+  ms-meta eval tuning_records/llvm-rocketlake-2c --weights meta=fomaml.pt --weights t=transfer.pt
+  ms-meta eval tuning_records/llvm-rocketlake-2c --weights fomaml.pt --json eval.json
+  ms-meta eval my_records/ --split split.json --weights fomaml.pt --baselines none --ks 0,16
 """
 )
 @records_argument
@@ -236,7 +236,7 @@ def eval_command(
         if default is None:
             raise click.UsageError("no --weights given and this build ships no default weights")
         parsed = [("meta-default", default)]
-    paths = list(paths) or [DEFAULT_RECORDS]
+    paths = list(paths) or default_record_paths()
     split_file = find_split(paths, split_path)
     if split_file is None:
         raise click.UsageError("evaluation needs a split with held-out tasks (--split)")

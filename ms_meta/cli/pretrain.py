@@ -18,6 +18,30 @@ logger = logging.getLogger(__name__)
 DEFAULT_RECORDS = Path("tuning_records")
 
 
+def default_record_paths() -> list[Path]:
+    """``tuning_records/`` when it holds the records of one target; a clear error otherwise.
+
+    Latencies of different CPUs do not mix in one model, so with several target directories
+    the user names the one to use.
+    """
+    root = DEFAULT_RECORDS
+    targets = (
+        sorted(
+            child.name
+            for child in root.iterdir()
+            if child.is_dir() and next(child.glob("*/database_tuning_record.json"), None)
+        )
+        if root.is_dir()
+        else []
+    )
+    if len(targets) > 1:
+        raise click.UsageError(
+            f"{root}/ holds records of {len(targets)} targets ({', '.join(targets)}); "
+            f"name the one to use, e.g. {root / targets[0]}"
+        )
+    return [root]
+
+
 def records_argument(func):
     return click.argument(
         "paths", nargs=-1, type=click.Path(path_type=Path), metavar="[RECORDS]..."
@@ -95,10 +119,10 @@ def records_target(dataset) -> dict | None:
 @click.command(
     epilog="""\b
 Examples:
-  ms-meta pretrain --out weights.pt                      # shipped records, committed split
-  ms-meta pretrain --method transfer --out transfer.pt   # MetaTune's baseline
-  ms-meta pretrain --split none --epochs 12 --out ms_meta/weights/llvm-rocketlake.pt
-  ms-meta pretrain ~/my_db tuning_records/ --out mine.pt # add your own MetaSchedule database
+  ms-meta pretrain tuning_records/llvm-rocketlake-2c --out weights.pt   # committed split
+  ms-meta pretrain tuning_records/llvm-rocketlake-2c --method transfer --out transfer.pt
+  ms-meta pretrain tuning_records/llvm-rocketlake-2c --split none --out all_tasks.pt
+  ms-meta pretrain ~/my_db tuning_records/llvm-rocketlake-2c --out mine.pt  # add your own
 """
 )
 @records_argument
@@ -226,7 +250,7 @@ def pretrain(
     from ms_meta.model.weights import Checkpoint, save_checkpoint
 
     torch.set_num_threads(1)  # measured faster than 2 on this 2-core machine beside a collector
-    paths = list(paths) or [DEFAULT_RECORDS]
+    paths = list(paths) or default_record_paths()
     split_file = find_split(paths, split_path)
     dataset, parts, _ = load_parts(paths, split_file)
     tasks = parts["train"].tasks if parts is not None else dataset.tasks

@@ -64,3 +64,17 @@ def test_pretrain_and_eval_bad_input(tmp_path, small_records):
     result = runner.invoke(cli, ["eval", *paths, "--split", str(split), "--weights", "x.pt",
                                  "--baselines", "lightgbm"])  # fmt: skip
     assert result.exit_code != 0 and "unknown baseline" in result.output
+
+
+@pytest.mark.parametrize("command", ["pretrain", "eval"])
+def test_default_records_of_several_targets_must_be_named(tmp_path, monkeypatch, command):
+    for target in ("llvm-rocketlake-2c", "llvm-znver4-noavx512-2c"):
+        task = tmp_path / "tuning_records" / target / "dense_16_16_16"
+        task.mkdir(parents=True)
+        (task / "database_tuning_record.json").write_text("")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [command, "--weights", "w.pt"] if command == "eval" else
+                                [command, "--out", "w.pt"])  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "2 targets (llvm-rocketlake-2c, llvm-znver4-noavx512-2c)" in result.output
+    assert not (tmp_path / "w.pt").exists()
