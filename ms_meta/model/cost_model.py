@@ -40,6 +40,7 @@ from ms_meta.model.weights import (
     check_target,
     default_weights_path,
     load_checkpoint,
+    other_cpu_weights_path,
     save_checkpoint,
 )
 
@@ -190,16 +191,30 @@ class MetaCostModel(PyCostModel):
         if isinstance(weights, str) and weights == "default":
             path = default_weights_path(self.target)
             if path is None:
-                logger.info(
-                    "no shipped weights for %s; using an untrained online model",
-                    self.target.get("mcpu") or self.target.get("kind"),
-                )
-                return None
+                return self._other_cpu_weights()
         else:
             path = weights
         checkpoint = load_checkpoint(path)
         check_target(checkpoint.target, self.target, f"weights {path}")
         checkpoint.meta.setdefault("source", str(path))
+        return checkpoint
+
+    def _other_cpu_weights(self) -> Checkpoint | None:
+        cpu = self.target.get("mcpu") or self.target.get("kind")
+        path = other_cpu_weights_path(self.target)
+        if path is None:
+            logger.info("no shipped weights for %s; using an untrained online model", cpu)
+            return None
+        checkpoint = load_checkpoint(path)
+        trained_for = (checkpoint.target or {}).get("mcpu", path.stem)
+        logger.warning(
+            "no shipped weights for %s; starting from the weights trained on %s (%s). They rank "
+            "this CPU's schedules less well than their own, and update() adapts them to the "
+            "measurements; train weights for this CPU with `ms-meta collect` and `ms-meta "
+            "pretrain` (README: Other CPUs)", cpu, trained_for, path.name,
+        )  # fmt: skip
+        checkpoint.meta.setdefault("source", str(path))
+        checkpoint.meta["other_cpu"] = str(trained_for)
         return checkpoint
 
     def _load_state(self, checkpoint: Checkpoint) -> None:

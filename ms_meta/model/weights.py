@@ -125,6 +125,17 @@ def check_target(weights_target: dict[str, Any] | None, target: dict[str, Any], 
             )
 
 
+def other_cpu_weights_path(target: dict[str, Any]) -> Path | None:
+    """Shipped weights of another CPU of the same target kind, for a CPU that has none.
+
+    Ranking learned on one x86 CPU carries over to another only in part (the README's "Other
+    CPUs" section has the measured figures), so callers say so when they use these.
+    """
+    kind = str(target.get("kind"))
+    others = sorted(DEFAULT_WEIGHTS_DIR.glob(f"{kind}-*.pt"))
+    return others[0] if others else None
+
+
 def default_weights_path(target: dict[str, Any]) -> Path | None:
     """The shipped weights for ``target`` (by LLVM CPU name), if this build has them."""
     name = str(target.get("mcpu") or target.get("arch") or target.get("kind"))

@@ -64,6 +64,16 @@ def untrained_warning(weights: Weights) -> str:
     )
 
 
+def other_cpu_warning(trained_for: str, target: tvm.target.Target) -> str:
+    """The message for a one-shot run with the shipped weights of another CPU."""
+    cpu = target.attrs.get("mcpu", target.kind.name)
+    return (
+        f"one-shot tuning for {cpu} with weights trained on {trained_for} (no weights ship for "
+        f"{cpu}): with no measurement to adapt them, their picks reflect {trained_for}; use "
+        "--verify K, or train weights for this CPU (README: Other CPUs)"
+    )
+
+
 @dataclass
 class _Model:
     cost_model: Any
@@ -84,7 +94,14 @@ def _load_model(weights: Weights, target: tvm.target.Target, seed: int, cost_mod
     else:
         source = getattr(cost_model, "weights_source", None) or type(cost_model).__name__
     pretrained = bool(getattr(cost_model, "pretrained", False))
-    warning = None if pretrained else untrained_warning(weights)
+    other_cpu = getattr(cost_model, "checkpoint_meta", {}).get("other_cpu")
+    warning = (
+        untrained_warning(weights)
+        if not pretrained
+        else other_cpu_warning(other_cpu, target)
+        if other_cpu
+        else None
+    )
     if warning:
         # marked, so that a front end that shows the warning itself can drop the log line
         logger.warning("%s", warning, extra={MODEL_WARNING_ATTR: True})

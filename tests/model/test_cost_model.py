@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -151,3 +152,17 @@ def test_scoring_process_gives_the_same_scores_and_falls_back(sample_candidates,
     assert np.array_equal(scores, local.predict(context, many))
     assert "scoring in this process" in caplog.text
     assert remote._scorer is None and not remote.scoring_process
+
+
+def test_a_cpu_without_shipped_weights_starts_from_another_cpus(caplog, tmp_path, monkeypatch):
+    zen4 = {"kind": "llvm", "mcpu": "znver4", "num-cores": 2}
+    with caplog.at_level(logging.WARNING, logger="ms_meta.model.cost_model"):
+        model = MetaCostModel(target=zen4, scoring_process=False)
+    assert model.pretrained and model.checkpoint_meta["other_cpu"] == "rocketlake"
+    assert "no shipped weights for znver4" in caplog.text and "rocketlake" in caplog.text
+    # the weights of its own CPU come without the note
+    own = MetaCostModel(target={**zen4, "mcpu": "rocketlake"}, scoring_process=False)
+    assert own.pretrained and "other_cpu" not in own.checkpoint_meta
+    # with no weights of the target's kind at all: the untrained online model
+    monkeypatch.setattr("ms_meta.model.weights.DEFAULT_WEIGHTS_DIR", tmp_path)
+    assert not MetaCostModel(target=zen4, scoring_process=False).pretrained

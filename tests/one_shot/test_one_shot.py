@@ -32,7 +32,7 @@ from ms_meta.one_shot import (
     tune_relax,
     tune_tir,
 )
-from ms_meta.one_shot.tune import prepare_relax, untrained_warning
+from ms_meta.one_shot.tune import other_cpu_warning, prepare_relax, untrained_warning
 from ms_meta.tuning.builder import fast_build, fast_export
 from ms_meta.tuning.target import target_summary
 from ms_meta.workloads import resolve_one
@@ -309,12 +309,17 @@ def test_untrained_model_warns_loudly(target, tmp_path, caplog):
     assert read_summary(tmp_path)["model"]["warning"] == result.model_warning
 
 
-def test_default_weights_fall_back_with_a_warning_only_when_none_ship(target, tmp_path):
+@pytest.mark.parametrize("cpu", ["rocketlake", "znver4"])
+def test_default_weights_of_another_cpu_come_with_a_warning(cpu, tmp_path):
     mod = resolve_one("dense:8,8,8").build()
-    result = run_tir(mod, target, tmp_path, settings=TINY)
-    shipped = default_weights_path(target_summary(target))
-    assert result.pretrained == (shipped is not None)
-    assert (result.model_warning is None) == (shipped is not None)
+    target = tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 2})
+    result = run_tir(mod, target, tmp_path, settings=TINY)  # no measurement: any CPU works
+    assert result.pretrained and result.weights.endswith("llvm-rocketlake.pt")
+    if default_weights_path(target_summary(target)) is not None:
+        assert result.model_warning is None
+    else:
+        assert result.model_warning == other_cpu_warning("rocketlake", target)
+        assert "trained on rocketlake" in result.model_warning
 
 
 def test_a_new_run_replaces_the_previous_predictions(target, tmp_path):
