@@ -304,9 +304,14 @@ def pretrain(
 
     def on_epoch(report) -> None:
         bar.close()
+        validation = (
+            f"val pairwise zero-shot {report.val_zero_shot:.3f}  "
+            f"{config.val_shots}-shot {report.val_few_shot:.3f}  "
+            if val_tasks
+            else ""  # --val-fraction 0: nothing to report, not "nan"
+        )
         click.echo(
-            f"epoch {report.epoch:3d}  loss {report.train_loss:.4f}  val pairwise zero-shot "
-            f"{report.val_zero_shot:.3f}  {config.val_shots}-shot {report.val_few_shot:.3f}  "
+            f"epoch {report.epoch:3d}  loss {report.train_loss:.4f}  {validation}"
             f"{report.seconds:.0f}s"
         )
 
