@@ -96,6 +96,8 @@ class OnlineConfig:
         A file written by ``XGBModel.save``; without it the ``xgb-pretrained`` row is skipped.
     weights : "default" or path
         MetaCostModel / One-Shot weights.
+    allow_other_cpu : bool
+        Accept weights trained for another ``mcpu`` (``MetaCostModel(allow_other_cpu=True)``).
     num_trials_per_iter : int
         Batch size of the search (at most 20 keeps every budget an exact prefix).
     population_size : int
@@ -115,6 +117,7 @@ class OnlineConfig:
     models: tuple[str, ...] = MODELS
     xgb_pretrained: Path | None = None
     weights: str | Path = "default"
+    allow_other_cpu: bool = False
     num_trials_per_iter: int = 16
     population_size: int = 512
     seed: int = 0
@@ -316,11 +319,20 @@ def _make_cost_model(model: str, target, config: OnlineConfig):
             ) from None
         return xgb, {"pretrained_samples": int(xgb.data_size)}
     if model == "meta":
-        from ms_meta.model.cost_model import MetaCostModel
-
-        meta = MetaCostModel(weights=str(config.weights), target=target, seed=config.seed)
+        meta = _meta_cost_model(config, target)
         return meta, {"pretrained": bool(meta.pretrained), "weights_source": meta.weights_source}
     raise MsMetaError(f"no cost model for {model!r}")
+
+
+def _meta_cost_model(config: OnlineConfig, target):
+    from ms_meta.model.cost_model import MetaCostModel
+
+    return MetaCostModel(
+        weights=str(config.weights),
+        target=target,
+        seed=config.seed,
+        allow_other_cpu=config.allow_other_cpu,
+    )
 
 
 def _tune_run(workload, plan: RunPlan, run_dir: Path, target, config: OnlineConfig) -> dict:
@@ -350,6 +362,7 @@ def _tune_run(workload, plan: RunPlan, run_dir: Path, target, config: OnlineConf
                 weights=str(config.weights),
                 verify=0,
                 seed=config.seed,
+                cost_model=_meta_cost_model(config, target) if config.allow_other_cpu else None,
             )
         wall = time.perf_counter() - started
         if not isinstance(database, ms.database.Database):

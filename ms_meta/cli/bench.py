@@ -101,6 +101,12 @@ Examples:
     help="MetaCostModel / One-Shot weights (--online, --model).",
 )
 @click.option(
+    "--any-cpu-weights",
+    is_flag=True,
+    help="--online: accept --weights trained for another CPU of the same target kind "
+    "(with a warning), e.g. to measure how weights carry over to this machine.",
+)
+@click.option(
     "--work-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -172,6 +178,7 @@ def bench(
     models,
     xgb_pretrained,
     weights,
+    any_cpu_weights,
     work_dir,
     plot_path,
     trials_per_iter,
@@ -205,6 +212,7 @@ def bench(
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
             xgb_pretrained=xgb_pretrained,
             weights=weights,
+            allow_other_cpu=any_cpu_weights,
             num_trials_per_iter=trials_per_iter,
             population_size=population_size,
             seed=seed,

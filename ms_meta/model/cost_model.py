@@ -114,7 +114,7 @@ class MetaCostModel(PyCostModel):
         :meth:`save` or ``ms-meta pretrain``; ``None``: an untrained online model.
     target : dict or tvm.target.Target, optional
         The target the model scores programs for (default: this machine); weights trained for
-        another CPU are refused.
+        another CPU are refused unless ``allow_other_cpu``.
     adapt_steps : int, optional
         Inner gradient steps per ``update`` (default 10 with pre-trained weights, 60 without).
     adapt_lr : float, optional
@@ -127,6 +127,9 @@ class MetaCostModel(PyCostModel):
         many candidates starts the child (2-3 s, in the background) and later calls use it.
         Scores are the same either way; if the child fails, scoring falls back to this process
         with a warning.
+    allow_other_cpu : bool
+        Accept weights trained for another ``mcpu`` of the same target kind (with a logged
+        warning) instead of refusing them; the README's "Other CPUs" has measured figures.
     """
 
     def __init__(
@@ -140,9 +143,11 @@ class MetaCostModel(PyCostModel):
         gnn_config: GNNConfig | None = None,
         extractor: GraphFeatureExtractor | None = None,
         scoring_process: bool | None = None,
+        allow_other_cpu: bool = False,
     ) -> None:
         super().__init__()
         self.target = self._target_dict(target)
+        self.allow_other_cpu = allow_other_cpu
         self.seed = seed
         self.extractor = extractor if extractor is not None else GraphFeatureExtractor()
         checkpoint = self._resolve_weights(weights)
@@ -195,8 +200,16 @@ class MetaCostModel(PyCostModel):
         else:
             path = weights
         checkpoint = load_checkpoint(path)
-        check_target(checkpoint.target, self.target, f"weights {path}")
+        other_cpu = check_target(
+            checkpoint.target, self.target, f"weights {path}", allow_other_cpu=self.allow_other_cpu
+        )
         checkpoint.meta.setdefault("source", str(path))
+        if other_cpu:
+            logger.warning(
+                "weights %s were trained for %s, the target is %s (allowed by allow_other_cpu)",
+                path, other_cpu, self.target.get("mcpu"),
+            )  # fmt: skip
+            checkpoint.meta["other_cpu"] = other_cpu
         return checkpoint
 
     def _other_cpu_weights(self) -> Checkpoint | None:
@@ -241,7 +254,9 @@ class MetaCostModel(PyCostModel):
     # -- CostModel interface --------------------------------------------------------------
     def load(self, path: str) -> None:
         checkpoint = load_checkpoint(path)
-        check_target(checkpoint.target, self.target, f"weights {path}")
+        check_target(
+            checkpoint.target, self.target, f"weights {path}", allow_other_cpu=self.allow_other_cpu
+        )
         self.model = init_model(checkpoint.gnn_config, seed=self.seed)
         self._load_state(checkpoint)
         self.model.eval()

@@ -111,18 +111,35 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     )
 
 
-def check_target(weights_target: dict[str, Any] | None, target: dict[str, Any], source: str):
-    """Refuse weights trained for another kind of device or CPU (clear error, no guessing)."""
+def check_target(
+    weights_target: dict[str, Any] | None,
+    target: dict[str, Any],
+    source: str,
+    *,
+    allow_other_cpu: bool = False,
+) -> str | None:
+    """Refuse weights trained for another kind of device or CPU (clear error, no guessing).
+
+    With ``allow_other_cpu``, weights of another ``mcpu`` of the same kind pass; the CPU they
+    were trained for is returned so that the caller can say so. Another kind or ``arch``
+    is always refused.
+    """
     if not weights_target:
-        return
+        return None
+    other_cpu = None
     for key in ("kind", "mcpu", "arch"):
         have, want = weights_target.get(key), target.get(key)
         if have is not None and want is not None and str(have) != str(want):
+            if key == "mcpu" and allow_other_cpu:
+                other_cpu = str(have)
+                continue
+            hint = " (or allow_other_cpu=True / --any-cpu-weights)" if key == "mcpu" else ""
             raise WeightsError(
                 f"{source} were trained for {key}={have}, but the target has {key}={want}; "
-                f"pass weights trained for this target, or weights=None for an untrained "
-                f"online model"
+                f"pass weights trained for this target{hint}, or weights=None for an "
+                f"untrained online model"
             )
+    return other_cpu
 
 
 def other_cpu_weights_path(target: dict[str, Any]) -> Path | None:

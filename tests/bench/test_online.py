@@ -399,3 +399,17 @@ def test_cli_online_reuses_the_runs_and_writes_json_and_plot(tiny_run, tmp_path)
     assert all(r["reused"] for r in report["runs"])
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
     assert "Latency ratio to xgb@8" in result.output and "geomean" in result.output
+
+
+def test_weights_of_another_cpu_only_with_any_cpu_weights(tmp_path):
+    import tvm
+
+    from ms_meta.bench.online import OnlineConfig, _meta_cost_model
+    from ms_meta.errors import WeightsError
+
+    shipped = Path(__file__).resolve().parents[2] / "ms_meta" / "weights" / "llvm-rocketlake.pt"
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "znver4", "num-cores": 2})
+    with pytest.raises(WeightsError, match="--any-cpu-weights"):
+        _meta_cost_model(OnlineConfig(weights=shipped), target)
+    model = _meta_cost_model(OnlineConfig(weights=shipped, allow_other_cpu=True), target)
+    assert model.pretrained and model.checkpoint_meta["other_cpu"] == "rocketlake"

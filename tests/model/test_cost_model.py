@@ -73,6 +73,15 @@ def test_weights_metadata_mismatch_is_a_clear_error(tmp_path):
     save_checkpoint(checkpoint, path)
     with pytest.raises(WeightsError, match="mcpu=some-other-cpu"):
         MetaCostModel(weights=path)
+    # another CPU of the same kind only when asked for, and then marked
+    allowed = MetaCostModel(weights=path, allow_other_cpu=True, scoring_process=False)
+    assert allowed.pretrained and allowed.checkpoint_meta["other_cpu"] == "some-other-cpu"
+    checkpoint.target = {"kind": "cuda", "arch": "sm_90"}
+    save_checkpoint(checkpoint, path)
+    with pytest.raises(WeightsError, match="kind=cuda"):
+        MetaCostModel(weights=path, allow_other_cpu=True)
+    checkpoint.target = {"kind": "llvm", "mcpu": "some-other-cpu"}
+    save_checkpoint(checkpoint, path)
     raw = __import__("torch").load(path, weights_only=True)
     raw["feature_version"] = 0
     __import__("torch").save(raw, path)
