@@ -229,6 +229,9 @@ def _print_files(result) -> None:
     else:
         click.echo(f"  records: {work_dir / PREDICTED_RECORD_FILE} (predicted)")
     click.echo(f"  summary: {work_dir / SUMMARY_FILE}")
-    if result.model_warning:
+    if result.model_warning and not result.pretrained:
         click.secho("  the model is UNTRAINED: this pick is no better than a random schedule",
                     fg="red", bold=True)  # fmt: skip
+    elif result.model_warning:
+        click.secho("  the model's weights were trained on another CPU (see the warning above)",
+                    fg="yellow", bold=True)  # fmt: skip

@@ -32,6 +32,18 @@ def test_one_shot_prints_prediction_and_timings(tmp_path, caplog):
     assert summary["measured"] is False and summary["settings"]["population_size"] == 16
 
 
+def test_one_shot_with_another_cpus_weights_says_so_not_untrained(tmp_path):
+    target = json.dumps({"kind": "llvm", "mcpu": "znver4", "num-cores": 2})
+    result = CliRunner().invoke(
+        cli, ["tune", "dense:16,16,16", "--mode", "one-shot", "--no-measure", "--target", target,
+              "--work-dir", str(tmp_path), *SMALL],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "with weights trained on rocketlake" in result.output
+    assert "trained on another CPU" in result.output and "UNTRAINED" not in result.output
+    assert json.loads((tmp_path / SUMMARY_FILE).read_text())["model"]["pretrained"] is True
+
+
 @pytest.mark.slow
 def test_one_shot_measures_the_pick_after_the_search(tmp_path):
     result = CliRunner().invoke(
