@@ -68,9 +68,9 @@ def other_cpu_warning(trained_for: str, target: tvm.target.Target) -> str:
     """The message for a one-shot run with the shipped weights of another CPU."""
     cpu = target.attrs.get("mcpu", target.kind.name)
     return (
-        f"one-shot tuning for {cpu} with weights trained on {trained_for} (no weights ship for "
-        f"{cpu}): with no measurement to adapt them, their picks reflect {trained_for}; use "
-        "--verify K, or train weights for this CPU (README: Other CPUs)"
+        f"one-shot tuning for {cpu} with weights trained on {trained_for}: with no measurement "
+        f"to adapt them, their picks reflect {trained_for}; use --verify K, or train weights "
+        "for this CPU (README: Other CPUs)"
     )
 
 
