@@ -109,8 +109,9 @@ class MetaCostModel(PyCostModel):
     Parameters
     ----------
     weights : "default", path or None
-        ``"default"``: the weights shipped for this machine's CPU (an untrained model, with a
-        logged notice, when this build has none); a path: a checkpoint written by
+        ``"default"``: the weights shipped for this machine's CPU; for a CPU without its own,
+        the shipped weights of another CPU of the same target kind, with a logged warning
+        (an untrained model if there are none); a path: a checkpoint written by
         :meth:`save` or ``ms-meta pretrain``; ``None``: an untrained online model.
     target : dict or tvm.target.Target, optional
         The target the model scores programs for (default: this machine); weights trained for

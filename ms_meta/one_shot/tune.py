@@ -367,7 +367,8 @@ def tune_tir(
         default: a new temporary directory.
     weights : "default", path or None
         The :class:`~ms_meta.MetaCostModel` weights. ``"default"`` takes the weights shipped for
-        the target and, when there are none, falls back to an untrained model with a loud
+        the target's CPU; for a CPU without its own, another CPU's shipped weights with a
+        warning (kept in the result); with none at all, an untrained model with a loud
         warning (one-shot picks of an untrained model are no better than random).
     verify : int
         Measure the ``verify`` best-scored schedules of each task (``make_builder`` and
