@@ -222,10 +222,9 @@ class MetaCostModel(PyCostModel):
         checkpoint = load_checkpoint(path)
         trained_for = (checkpoint.target or {}).get("mcpu", path.stem)
         logger.warning(
-            "no shipped weights for %s; starting from the weights trained on %s (%s). They rank "
-            "this CPU's schedules less well than their own, and update() adapts them to the "
-            "measurements; train weights for this CPU with `ms-meta collect` and `ms-meta "
-            "pretrain` (README: Other CPUs)", cpu, trained_for, path.name,
+            "no shipped weights for %s; starting from the weights trained on %s (%s), which "
+            "update() adapts to this CPU's measurements. How well they carry over, and how to "
+            "train weights for this CPU: README, Other CPUs", cpu, trained_for, path.name,
         )  # fmt: skip
         checkpoint.meta.setdefault("source", str(path))
         checkpoint.meta["other_cpu"] = str(trained_for)
