@@ -701,7 +701,8 @@ def iter_tuning_records(recordset: RecordSet, workload: WorkloadGroup) -> Iterat
 
 
 def target_label(target: dict[str, Any] | None) -> str:
-    """A short display name of a target dict, e.g. ``llvm-rocketlake-2c`` (no TVM needed)."""
+    """A short display name of a target dict, e.g. ``llvm-rocketlake-2c`` (no TVM needed);
+    also the record directory name (:func:`ms_meta.tuning.target.target_key`)."""
     if not target:
         return "(none)"
     parts = [str(target.get("kind", "?"))]
@@ -709,7 +710,7 @@ def target_label(target: dict[str, Any] | None) -> str:
     if cpu:
         parts.append(str(cpu))
     if "-avx512f" in [str(feature) for feature in target.get("mattr") or []]:
-        parts.append("noavx512")  # the same name target_key gives
+        parts.append("noavx512")  # same CPU name, other vector width: other records
     if _is_number(target.get("num-cores")) and target["num-cores"] > 0:
         parts.append(f"{target['num-cores']}c")
     return "-".join(parts)

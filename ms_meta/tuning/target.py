@@ -118,18 +118,9 @@ def target_key(target: Target) -> str:
     Example: ``llvm-rocketlake-2c``; ``llvm-znver4-noavx512-2c`` for a Zen 4 guest whose
     hypervisor hides AVX-512.
     """
-    kind = str(target.kind.name)
-    parts = [kind]
-    attrs = target.attrs
-    if "mcpu" in attrs and str(attrs["mcpu"]):
-        parts.append(str(attrs["mcpu"]))
-    elif "arch" in attrs and str(attrs["arch"]):
-        parts.append(str(attrs["arch"]))
-    if "-avx512f" in [str(feature) for feature in attrs.get("mattr", [])]:
-        parts.append("noavx512")  # same CPU name, other vector width: other records
-    if "num-cores" in attrs and int(attrs["num-cores"]) > 0:
-        parts.append(f"{int(attrs['num-cores'])}c")
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
+    from ms_meta.data.records import target_label  # the display name of a record's target
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", target_label(target_summary(target)))
 
 
 def target_summary(target: Target) -> dict[str, Any]:
