@@ -108,7 +108,10 @@ def records_target(dataset) -> dict | None:
         except (OSError, ValueError):
             target = None
         if target:
-            targets.add(json.dumps({k: target.get(k) for k in ("kind", "mcpu", "num-cores")}))
+            kept = {k: target.get(k) for k in ("kind", "mcpu", "num-cores")}
+            if target.get("mattr"):  # e.g. AVX-512 turned off: other kernels than the bare mcpu
+                kept["mattr"] = target["mattr"]
+            targets.add(json.dumps(kept, sort_keys=True))
     if len(targets) == 1:
         return json.loads(targets.pop())
     if len(targets) > 1:

@@ -700,17 +700,27 @@ def iter_tuning_records(recordset: RecordSet, workload: WorkloadGroup) -> Iterat
 # --------------------------------------------------------------------------------------------
 
 
+def cpu_label(target: dict[str, Any]) -> str | None:
+    """The CPU (or GPU arch) a target dict builds for, e.g. ``rocketlake``; ``znver4-noavx512``
+    when AVX-512 is turned off in ``mattr`` (a guest whose hypervisor hides it): the same CPU
+    name with another vector width makes other kernels, so other records and other weights."""
+    cpu = target.get("mcpu") or target.get("arch")
+    if not cpu:
+        return None
+    if "-avx512f" in [str(feature) for feature in target.get("mattr") or []]:
+        return f"{cpu}-noavx512"
+    return str(cpu)
+
+
 def target_label(target: dict[str, Any] | None) -> str:
     """A short display name of a target dict, e.g. ``llvm-rocketlake-2c`` (no TVM needed);
     also the record directory name (:func:`ms_meta.tuning.target.target_key`)."""
     if not target:
         return "(none)"
     parts = [str(target.get("kind", "?"))]
-    cpu = target.get("mcpu") or target.get("arch")
+    cpu = cpu_label(target)
     if cpu:
-        parts.append(str(cpu))
-    if "-avx512f" in [str(feature) for feature in target.get("mattr") or []]:
-        parts.append("noavx512")  # same CPU name, other vector width: other records
+        parts.append(cpu)
     if _is_number(target.get("num-cores")) and target["num-cores"] > 0:
         parts.append(f"{target['num-cores']}c")
     return "-".join(parts)

@@ -21,6 +21,7 @@ import tvm_ffi
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 
+from ms_meta.data.records import cpu_label
 from ms_meta.errors import WeightsError
 from ms_meta.feature.extractor import GraphFeatureExtractor
 from ms_meta.feature.schema import LoopGraph
@@ -208,19 +209,19 @@ class MetaCostModel(PyCostModel):
         if other_cpu:
             logger.warning(
                 "weights %s were trained for %s, the target is %s (allowed by allow_other_cpu)",
-                path, other_cpu, self.target.get("mcpu"),
+                path, other_cpu, cpu_label(self.target),
             )  # fmt: skip
             checkpoint.meta["other_cpu"] = other_cpu
         return checkpoint
 
     def _other_cpu_weights(self) -> Checkpoint | None:
-        cpu = self.target.get("mcpu") or self.target.get("kind")
+        cpu = cpu_label(self.target) or self.target.get("kind")
         path = other_cpu_weights_path(self.target)
         if path is None:
             logger.info("no shipped weights for %s; using an untrained online model", cpu)
             return None
         checkpoint = load_checkpoint(path)
-        trained_for = (checkpoint.target or {}).get("mcpu", path.stem)
+        trained_for = cpu_label(checkpoint.target or {}) or path.stem
         logger.warning(
             "no shipped weights for %s; starting from the weights trained on %s (%s), which "
             "update() adapts to this CPU's measurements. How well they carry over, and how to "

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ms_meta.data.records import cpu_label
 from ms_meta.errors import WeightsError
 from ms_meta.feature.schema import FEATURE_VERSION
 from ms_meta.model.gnn import GNNConfig
@@ -120,42 +121,59 @@ def check_target(
 ) -> str | None:
     """Refuse weights trained for another kind of device or CPU (clear error, no guessing).
 
-    With ``allow_other_cpu``, weights of another ``mcpu`` of the same kind pass; the CPU they
-    were trained for is returned so that the caller can say so. Another kind or ``arch``
-    is always refused.
+    CPUs are compared by :func:`~ms_meta.data.records.cpu_label`: ``mcpu`` and, when AVX-512
+    is turned off, the vector width. With ``allow_other_cpu``, weights of another CPU of the
+    same kind pass; the CPU they were trained for is returned so that the caller can say so.
+    Another kind or GPU ``arch`` is always refused.
     """
     if not weights_target:
         return None
-    other_cpu = None
-    for key in ("kind", "mcpu", "arch"):
-        have, want = weights_target.get(key), target.get(key)
-        if have is not None and want is not None and str(have) != str(want):
-            if key == "mcpu" and allow_other_cpu:
-                other_cpu = str(have)
-                continue
-            hint = " (or allow_other_cpu=True / --any-cpu-weights)" if key == "mcpu" else ""
-            raise WeightsError(
-                f"{source} were trained for {key}={have}, but the target has {key}={want}; "
-                f"pass weights trained for this target{hint}, or weights=None for an "
-                f"untrained online model"
-            )
-    return other_cpu
+    have_kind, want_kind = weights_target.get("kind"), target.get("kind")
+    if have_kind is not None and want_kind is not None and str(have_kind) != str(want_kind):
+        raise _mismatch(source, "kind", have_kind, want_kind, "")
+    have_arch, want_arch = weights_target.get("arch"), target.get("arch")
+    if have_arch is not None and want_arch is not None and str(have_arch) != str(want_arch):
+        raise _mismatch(source, "arch", have_arch, want_arch, "")
+    if weights_target.get("mcpu") is None or target.get("mcpu") is None:
+        return None
+    have, want = cpu_label(weights_target), cpu_label(target)
+    if have == want:
+        return None
+    if allow_other_cpu:
+        return have
+    raise _mismatch(source, "mcpu", have, want, " (or allow_other_cpu=True / --any-cpu-weights)")
+
+
+def _mismatch(source: str, key: str, have: Any, want: Any, hint: str) -> WeightsError:
+    return WeightsError(
+        f"{source} were trained for {key}={have}, but the target has {key}={want}; "
+        f"pass weights trained for this target{hint}, or weights=None for an "
+        f"untrained online model"
+    )
 
 
 def other_cpu_weights_path(target: dict[str, Any]) -> Path | None:
     """Shipped weights of another CPU of the same target kind, for a CPU that has none.
 
-    Ranking learned on one x86 CPU carries over to another only in part (the README's "Other
-    CPUs" section has the measured figures), so callers say so when they use these.
+    Weights of the same ``mcpu`` with another vector width come first (e.g. ``znver4`` weights
+    trained on a guest without AVX-512, for a Zen 4 with it), then the others by name. Ranking
+    learned on one x86 CPU carries over to another only in part (the README's "Other CPUs"
+    section has the measured figures), so callers say so when they use these.
     """
     kind = str(target.get("kind"))
     others = sorted(DEFAULT_WEIGHTS_DIR.glob(f"{kind}-*.pt"))
+    mcpu = target.get("mcpu")
+    if mcpu:
+        same_cpu = [p for p in others if p.stem.startswith(f"{kind}-{mcpu}-")
+                    or p.stem == f"{kind}-{mcpu}"]  # fmt: skip
+        others = same_cpu + [p for p in others if p not in same_cpu]
     return others[0] if others else None
 
 
 def default_weights_path(target: dict[str, Any]) -> Path | None:
-    """The shipped weights for ``target`` (by LLVM CPU name), if this build has them."""
-    name = str(target.get("mcpu") or target.get("arch") or target.get("kind"))
+    """The shipped weights for ``target`` (``<kind>-<cpu label>.pt``, e.g. ``llvm-rocketlake.pt``,
+    ``llvm-znver4-noavx512.pt``), if this build has them."""
+    name = cpu_label(target) or str(target.get("kind"))
     candidates = [DEFAULT_WEIGHTS_DIR / f"{target.get('kind')}-{name}.pt",
                   DEFAULT_WEIGHTS_DIR / "default.pt"]  # fmt: skip
     for path in candidates:

@@ -22,6 +22,7 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.utils import fork_seed
 
+from ms_meta.data.records import cpu_label
 from ms_meta.errors import MsMetaError, TargetError
 from ms_meta.one_shot import store
 from ms_meta.one_shot.result import Measurement, OneShotResult, TaskOutcome
@@ -66,7 +67,7 @@ def untrained_warning(weights: Weights) -> str:
 
 def other_cpu_warning(trained_for: str, target: tvm.target.Target) -> str:
     """The message for a one-shot run with the shipped weights of another CPU."""
-    cpu = target.attrs.get("mcpu", target.kind.name)
+    cpu = cpu_label(target_summary(target)) or target.kind.name
     return (
         f"one-shot tuning for {cpu} with weights trained on {trained_for}: with no measurement "
         f"to adapt them, their picks reflect {trained_for}; use --verify K, or train weights "

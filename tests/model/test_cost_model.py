@@ -15,7 +15,12 @@ from tvm.s_tir import meta_schedule as ms
 from ms_meta import MetaCostModel
 from ms_meta.errors import WeightsError
 from ms_meta.model.metrics import pairwise_accuracy
-from ms_meta.model.weights import load_checkpoint, save_checkpoint
+from ms_meta.model.weights import (
+    default_weights_path,
+    load_checkpoint,
+    other_cpu_weights_path,
+    save_checkpoint,
+)
 
 RECORDS = Path(__file__).resolve().parents[2] / "tuning_records" / "llvm-rocketlake-2c"
 
@@ -161,6 +166,35 @@ def test_scoring_process_gives_the_same_scores_and_falls_back(sample_candidates,
     assert np.array_equal(scores, local.predict(context, many))
     assert "scoring in this process" in caplog.text
     assert remote._scorer is None and not remote.scoring_process
+
+
+def test_weights_tell_a_cpu_without_avx512_apart(tmp_path):
+    # The same mcpu with AVX-512 turned off (a guest whose hypervisor hides it) builds other
+    # kernels: weights of one are the other CPU's weights, by name and by check.
+    full = {"kind": "llvm", "mcpu": "znver4", "num-cores": 2}
+    masked = {**full, "mattr": ["-avx512f", "-avx512bw"]}
+    path = tmp_path / "masked.pt"
+    MetaCostModel(weights=None, target=masked, scoring_process=False).save(str(path))
+    assert load_checkpoint(path).target["mattr"] == masked["mattr"]
+    assert MetaCostModel(weights=path, target=masked, scoring_process=False).pretrained
+    with pytest.raises(WeightsError, match="mcpu=znver4-noavx512, but the target has mcpu=znver4"):
+        MetaCostModel(weights=path, target=full, scoring_process=False)
+    allowed = MetaCostModel(weights=path, target=full, allow_other_cpu=True, scoring_process=False)
+    assert allowed.checkpoint_meta["other_cpu"] == "znver4-noavx512"
+
+
+def test_a_cpu_without_own_weights_prefers_those_of_its_mcpu(tmp_path, monkeypatch):
+    monkeypatch.setattr("ms_meta.model.weights.DEFAULT_WEIGHTS_DIR", tmp_path)
+    for name in ("llvm-rocketlake.pt", "llvm-znver4-noavx512.pt"):
+        (tmp_path / name).write_bytes(b"")
+    full = {"kind": "llvm", "mcpu": "znver4", "num-cores": 2}
+    masked = {**full, "mattr": ["-avx512f"]}
+    assert default_weights_path(masked) == tmp_path / "llvm-znver4-noavx512.pt"
+    assert default_weights_path(full) is None
+    assert other_cpu_weights_path(full) == tmp_path / "llvm-znver4-noavx512.pt"
+    assert other_cpu_weights_path({**full, "mcpu": "icelake-server"}) == (
+        tmp_path / "llvm-rocketlake.pt"
+    )
 
 
 def test_a_cpu_without_shipped_weights_starts_from_another_cpus(caplog, tmp_path, monkeypatch):
