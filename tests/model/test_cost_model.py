@@ -183,6 +183,20 @@ def test_weights_tell_a_cpu_without_avx512_apart(tmp_path):
     assert allowed.checkpoint_meta["other_cpu"] == "znver4-noavx512"
 
 
+def test_every_shipped_weights_file_is_found_for_its_own_target():
+    from ms_meta.feature.schema import FEATURE_VERSION
+    from ms_meta.model.weights import DEFAULT_WEIGHTS_DIR
+
+    shipped = sorted(DEFAULT_WEIGHTS_DIR.glob("*.pt"))
+    assert shipped, "no weights ship with the package"
+    for path in shipped:
+        checkpoint = load_checkpoint(path)
+        assert checkpoint.feature_version == FEATURE_VERSION, path.name
+        assert default_weights_path(checkpoint.target) == path, path.name
+        model = MetaCostModel(target=checkpoint.target, scoring_process=False)
+        assert model.pretrained and "other_cpu" not in model.checkpoint_meta, path.name
+
+
 def test_a_cpu_without_own_weights_prefers_those_of_its_mcpu(tmp_path, monkeypatch):
     monkeypatch.setattr("ms_meta.model.weights.DEFAULT_WEIGHTS_DIR", tmp_path)
     for name in ("llvm-rocketlake.pt", "llvm-znver4-noavx512.pt"):
@@ -198,14 +212,14 @@ def test_a_cpu_without_own_weights_prefers_those_of_its_mcpu(tmp_path, monkeypat
 
 
 def test_a_cpu_without_shipped_weights_starts_from_another_cpus(caplog, tmp_path, monkeypatch):
-    zen4 = {"kind": "llvm", "mcpu": "znver4", "num-cores": 2}
+    icelake = {"kind": "llvm", "mcpu": "icelake-server", "num-cores": 2}
     with caplog.at_level(logging.WARNING, logger="ms_meta.model.cost_model"):
-        model = MetaCostModel(target=zen4, scoring_process=False)
+        model = MetaCostModel(target=icelake, scoring_process=False)
     assert model.pretrained and model.checkpoint_meta["other_cpu"] == "rocketlake"
-    assert "no shipped weights for znver4" in caplog.text and "rocketlake" in caplog.text
+    assert "no shipped weights for icelake-server" in caplog.text and "rocketlake" in caplog.text
     # the weights of its own CPU come without the note
-    own = MetaCostModel(target={**zen4, "mcpu": "rocketlake"}, scoring_process=False)
+    own = MetaCostModel(target={**icelake, "mcpu": "rocketlake"}, scoring_process=False)
     assert own.pretrained and "other_cpu" not in own.checkpoint_meta
     # with no weights of the target's kind at all: the untrained online model
     monkeypatch.setattr("ms_meta.model.weights.DEFAULT_WEIGHTS_DIR", tmp_path)
-    assert not MetaCostModel(target=zen4, scoring_process=False).pretrained
+    assert not MetaCostModel(target=icelake, scoring_process=False).pretrained

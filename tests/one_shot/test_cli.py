@@ -33,7 +33,7 @@ def test_one_shot_prints_prediction_and_timings(tmp_path, caplog):
 
 
 def test_one_shot_with_another_cpus_weights_says_so_not_untrained(tmp_path):
-    target = json.dumps({"kind": "llvm", "mcpu": "znver4", "num-cores": 2})
+    target = json.dumps({"kind": "llvm", "mcpu": "icelake-server", "num-cores": 2})
     result = CliRunner().invoke(
         cli, ["tune", "dense:16,16,16", "--mode", "one-shot", "--no-measure", "--target", target,
               "--work-dir", str(tmp_path), *SMALL],

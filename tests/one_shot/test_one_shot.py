@@ -309,7 +309,7 @@ def test_untrained_model_warns_loudly(target, tmp_path, caplog):
     assert read_summary(tmp_path)["model"]["warning"] == result.model_warning
 
 
-@pytest.mark.parametrize("cpu", ["rocketlake", "znver4"])
+@pytest.mark.parametrize("cpu", ["rocketlake", "icelake-server"])
 def test_default_weights_of_another_cpu_come_with_a_warning(cpu, tmp_path):
     mod = resolve_one("dense:8,8,8").build()
     target = tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 2})
