@@ -128,12 +128,10 @@ def check_target(
     """
     if not weights_target:
         return None
-    have_kind, want_kind = weights_target.get("kind"), target.get("kind")
-    if have_kind is not None and want_kind is not None and str(have_kind) != str(want_kind):
-        raise _mismatch(source, "kind", have_kind, want_kind, "")
-    have_arch, want_arch = weights_target.get("arch"), target.get("arch")
-    if have_arch is not None and want_arch is not None and str(have_arch) != str(want_arch):
-        raise _mismatch(source, "arch", have_arch, want_arch, "")
+    for key in ("kind", "arch"):
+        have, want = weights_target.get(key), target.get(key)
+        if have is not None and want is not None and str(have) != str(want):
+            raise _mismatch(source, key, have, want, "")
     if weights_target.get("mcpu") is None or target.get("mcpu") is None:
         return None
     have, want = cpu_label(weights_target), cpu_label(target)

@@ -14,8 +14,10 @@ from tvm.s_tir import meta_schedule as ms
 
 from ms_meta import MetaCostModel
 from ms_meta.errors import WeightsError
+from ms_meta.feature.schema import FEATURE_VERSION
 from ms_meta.model.metrics import pairwise_accuracy
 from ms_meta.model.weights import (
+    DEFAULT_WEIGHTS_DIR,
     default_weights_path,
     load_checkpoint,
     other_cpu_weights_path,
@@ -184,9 +186,6 @@ def test_weights_tell_a_cpu_without_avx512_apart(tmp_path):
 
 
 def test_every_shipped_weights_file_is_found_for_its_own_target():
-    from ms_meta.feature.schema import FEATURE_VERSION
-    from ms_meta.model.weights import DEFAULT_WEIGHTS_DIR
-
     shipped = sorted(DEFAULT_WEIGHTS_DIR.glob("*.pt"))
     assert shipped, "no weights ship with the package"
     for path in shipped:
