@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import statistics
 import time
@@ -68,6 +69,10 @@ REFERENCE_MODEL = "xgb"
 #: EvolutionarySearch's default share of random picks per batch (not settable from Python).
 EPS_GREEDY = 0.05
 RESULT_FORMAT = 1
+#: The models that run once per weights set; a named run is labelled ``meta:NAME``.
+WEIGHTED_MODELS = ("meta", "one-shot")
+#: Names of weights sets: they become labels (``meta:NAME``) and folder names (``meta.NAME``).
+WEIGHTS_NAME = re.compile(r"[A-Za-z0-9_-]+")
 RUN_FILE = "run.json"
 RESULT_FILE = "online.json"
 PLOT_FILE = "convergence.png"
@@ -95,7 +100,10 @@ class OnlineConfig:
     xgb_pretrained : path, optional
         A file written by ``XGBModel.save``; without it the ``xgb-pretrained`` row is skipped.
     weights : "default" or path
-        MetaCostModel / One-Shot weights.
+        MetaCostModel / One-Shot weights of an unnamed run (labels ``meta``, ``one-shot``).
+    named_weights : sequence of (name, "default" or path)
+        Several weights sets compared in one benchmark: ``meta`` and ``one-shot`` run once per
+        set, labelled ``meta:NAME`` and ``one-shot:NAME``; replaces ``weights`` when given.
     allow_other_cpu : bool
         Accept weights trained for another ``mcpu`` (``MetaCostModel(allow_other_cpu=True)``).
     num_trials_per_iter : int
@@ -117,6 +125,7 @@ class OnlineConfig:
     models: tuple[str, ...] = MODELS
     xgb_pretrained: Path | None = None
     weights: str | Path = "default"
+    named_weights: tuple[tuple[str, str | Path], ...] = ()
     allow_other_cpu: bool = False
     num_trials_per_iter: int = 16
     population_size: int = 512
@@ -150,10 +159,64 @@ class OnlineConfig:
             raise MsMetaError("rounds and repeat must be >= 1, min_repeat_ms >= 0")
         if self.xgb_pretrained is not None and not Path(self.xgb_pretrained).is_file():
             raise MsMetaError(f"--xgb-pretrained file not found: {self.xgb_pretrained}")
-        if str(self.weights) != "default" and not Path(self.weights).is_file():
-            raise MsMetaError(f"weights file not found: {self.weights}")
+        named = tuple((str(name), path) for name, path in self.named_weights)
+        if named and str(self.weights) != "default":
+            raise MsMetaError("give either unnamed weights or named weights, not both")
+        for name, _ in named:
+            if not WEIGHTS_NAME.fullmatch(name):
+                raise MsMetaError(f"weights name {name!r} must be letters, digits, '_' or '-'")
+        duplicates = sorted({n for n, _ in named if [m for m, _ in named].count(n) > 1})
+        if duplicates:
+            raise MsMetaError(f"weights names must be unique; {', '.join(duplicates)} repeated")
+        for name, path in named or ((None, self.weights),):
+            if str(path) != "default" and not Path(path).is_file():
+                which = f" ({name})" if name else ""
+                raise MsMetaError(f"weights file not found{which}: {path}")
         models = tuple(m for m in MODELS if m in self.models)
-        return replace(self, budgets=budgets, models=models)
+        return replace(self, budgets=budgets, models=models, named_weights=named)
+
+    def weight_sets(self) -> tuple[tuple[str | None, str | Path], ...]:
+        """``(name, weights)`` of each run of ``meta`` and ``one-shot``; the name is ``None``
+        for the unnamed weights."""
+        return self.named_weights or ((None, self.weights),)
+
+
+def parse_weights(values: Sequence[str]) -> tuple[tuple[str | None, str], ...]:
+    """``--weights`` values as ``(name, path)``: ``PATH`` or ``default`` (unnamed, allowed only
+    alone) or ``NAME=PATH`` / ``NAME=default``. No values means the unnamed default weights.
+
+    Raises
+    ------
+    MsMetaError
+        On an empty path, a bad or repeated name, or an unnamed value beside others.
+    """
+    if not values:
+        return ((None, "default"),)
+    parsed: list[tuple[str | None, str]] = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            parsed.append((None, value))
+            continue
+        if not WEIGHTS_NAME.fullmatch(name):
+            raise MsMetaError(
+                f"{value!r}: the name before '=' must be letters, digits, '_' or '-' "
+                "(NAME=PATH or NAME=default)"
+            )
+        if not path:
+            raise MsMetaError(f"{value!r}: no path after '=' (NAME=PATH or NAME=default)")
+        parsed.append((name, path))
+    if len(parsed) > 1 and any(name is None for name, _ in parsed):
+        unnamed = next(path for name, path in parsed if name is None)
+        raise MsMetaError(
+            f"{unnamed!r} has no name: to compare several weights, name each one "
+            "(--weights ft=a.pt --weights rl=b.pt)"
+        )
+    names = [name for name, _ in parsed]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise MsMetaError(f"weights names must be unique; {', '.join(repeated)} given twice")
+    return tuple(parsed)
 
 
 @dataclass(frozen=True)
@@ -163,11 +226,26 @@ class RunPlan:
     model: str
     max_trials: int
     budgets: tuple[int, ...]
+    #: MetaCostModel / One-Shot weights ("default" or a path); ``None`` for the xgb models.
+    weights: str | Path | None = None
+    #: The weights set's name; ``None`` for an unnamed one (and the xgb models).
+    weights_name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The run's name in tables and JSON: ``meta``, or ``meta:NAME`` for named weights."""
+        return self.model if self.weights_name is None else f"{self.model}:{self.weights_name}"
+
+    @property
+    def dir_name(self) -> str:
+        """The run's folder under ``runs/<task>/``: ``meta``, or ``meta.NAME`` (a sibling, never
+        inside ``meta``, whose folder :func:`ensure_run` may delete)."""
+        return self.model if self.weights_name is None else f"{self.model}.{self.weights_name}"
 
     def describe(self) -> str:
         if self.max_trials == 0:
-            return f"{self.model}: zero trials (one run)"
-        points = ", ".join(f"{self.model}@{b}" for b in self.budgets)
+            return f"{self.label}: zero trials (one run)"
+        points = ", ".join(f"{self.label}@{b}" for b in self.budgets)
         return (
             f"{points}: the first {'/'.join(map(str, self.budgets))} trials of one "
             f"{self.max_trials}-trial run per task"
@@ -202,7 +280,8 @@ def one_shot_available() -> tuple[bool, str]:
 
 
 def plan_runs(config: OnlineConfig) -> tuple[list[RunPlan], list[dict[str, str]]]:
-    """The runs per task, and the models skipped with the reason."""
+    """The runs per task (``meta`` and ``one-shot`` once per weights set), and the models
+    skipped with the reason."""
     plans, skipped = [], []
     for model in config.models:
         if model == REFERENCE_MODEL:
@@ -210,14 +289,21 @@ def plan_runs(config: OnlineConfig) -> tuple[list[RunPlan], list[dict[str, str]]
             plans.append(RunPlan(model, max(budgets), budgets))
         elif model == "xgb-pretrained" and config.xgb_pretrained is None:
             skipped.append({"model": model, "reason": "no --xgb-pretrained file given"})
-        elif model == "one-shot":
-            ok, why = one_shot_available()
-            if ok:
-                plans.append(RunPlan(model, 0, (0,)))
-            else:
-                skipped.append({"model": model, "reason": why})
-        else:
+        elif model not in WEIGHTED_MODELS:
             plans.append(RunPlan(model, max(config.budgets), config.budgets))
+        else:
+            if model == "one-shot":
+                ok, why = one_shot_available()
+                if not ok:
+                    skipped.append({"model": model, "reason": why})
+                    continue
+                max_trials, budgets = 0, (0,)
+            else:
+                max_trials, budgets = max(config.budgets), config.budgets
+            plans += [
+                RunPlan(model, max_trials, budgets, weights=weights, weights_name=name)
+                for name, weights in config.weight_sets()
+            ]
     return plans, skipped
 
 
@@ -239,11 +325,8 @@ def _fingerprint(spec: str, plan: RunPlan, config: OnlineConfig, target) -> dict
     budgets as prefixes)."""
     from ms_meta.tuning.target import target_summary
 
-    model_file = {
-        "xgb-pretrained": config.xgb_pretrained,
-        "meta": config.weights,
-        "one-shot": config.weights,
-    }.get(plan.model)
+    # the weights name is not part of it: the run depends on the file, not on its label
+    model_file = config.xgb_pretrained if plan.model == "xgb-pretrained" else plan.weights
     return {
         "format": RESULT_FORMAT,
         "task": spec,
@@ -303,10 +386,11 @@ def _batch_clock():
     return BatchClock()
 
 
-def _make_cost_model(model: str, target, config: OnlineConfig):
+def _make_cost_model(plan: RunPlan, target, config: OnlineConfig):
     """The cost model of a run, and facts about it for the report."""
     from tvm.s_tir import meta_schedule as ms
 
+    model = plan.model
     if model == "xgb":
         return ms.cost_model.XGBModel(), {}
     if model == "xgb-pretrained":
@@ -319,16 +403,17 @@ def _make_cost_model(model: str, target, config: OnlineConfig):
             ) from None
         return xgb, {"pretrained_samples": int(xgb.data_size)}
     if model == "meta":
-        meta = _meta_cost_model(config, target)
+        meta = _meta_cost_model(config, target, plan.weights)
         return meta, {"pretrained": bool(meta.pretrained), "weights_source": meta.weights_source}
     raise MsMetaError(f"no cost model for {model!r}")
 
 
-def _meta_cost_model(config: OnlineConfig, target):
+def _meta_cost_model(config: OnlineConfig, target, weights: str | Path | None = None):
+    """MetaCostModel with ``weights`` (a run plan's; ``config.weights`` when not given)."""
     from ms_meta.model.cost_model import MetaCostModel
 
     return MetaCostModel(
-        weights=str(config.weights),
+        weights=str(config.weights if weights is None else weights),
         target=target,
         seed=config.seed,
         allow_other_cpu=config.allow_other_cpu,
@@ -359,16 +444,20 @@ def _tune_run(workload, plan: RunPlan, run_dir: Path, target, config: OnlineConf
                 mod,
                 target,
                 str(run_dir),
-                weights=str(config.weights),
+                weights=str(plan.weights),
                 verify=0,
                 seed=config.seed,
-                cost_model=_meta_cost_model(config, target) if config.allow_other_cpu else None,
+                cost_model=(
+                    _meta_cost_model(config, target, plan.weights)
+                    if config.allow_other_cpu
+                    else None
+                ),
             )
         wall = time.perf_counter() - started
         if not isinstance(database, ms.database.Database):
             raise MsMetaError(f"ms_meta.one_shot.tune_tir returned {type(database).__name__}")
         return {"wall_seconds": wall, "model_seconds": None, "batches": [], **facts}
-    inner, facts = _make_cost_model(plan.model, target, config)
+    inner, facts = _make_cost_model(plan, target, config)
     timed = TimedCostModel(inner)
     clock = _batch_clock()
     with meta_schedule_logging_compat(), _numpy_global_seed(config.seed):
@@ -792,17 +881,18 @@ def run_online_benchmark(
 ) -> dict[str, Any]:
     """Tune every task with every cost model, re-measure, and summarize.
 
-    Runs live in ``<work_dir>/runs/<task>/<model>/``; a finished run is reused when the
-    benchmark is started again with the same ``work_dir`` (see :func:`ensure_run`). The
-    result is also written to ``<work_dir>/online.json``.
+    Runs live in ``<work_dir>/runs/<task>/<model>/`` (``<model>.<name>/`` for named weights);
+    a finished run is reused when the benchmark is started again with the same ``work_dir``
+    (see :func:`ensure_run`). The result is also written to ``<work_dir>/online.json``.
 
     Returns
     -------
     dict
         JSON-serializable: ``config``, ``target``, ``notes``, ``skipped``, ``runs`` (one per
-        task and model, with its best-so-far curve and improvement steps), ``latency``
-        (re-measured schedules), ``points`` (one per task, model and budget, with ratios) and
-        ``summary`` (geomean ratios, trials to match xgb@N).
+        task and model label, ``meta:NAME`` for named weights, with its best-so-far curve
+        and improvement steps), ``latency`` (re-measured schedules), ``points`` (one per task,
+        model label and budget, with ratios) and ``summary`` (geomean ratios, trials to match
+        xgb@N).
     """
     from ms_meta.tuning.target import parse_target, target_summary
     from ms_meta.workloads import resolve_one
@@ -821,8 +911,8 @@ def run_online_benchmark(
     for workload in workloads:
         for plan in plans:
             index += 1
-            run_dir = work_dir / "runs" / workload.name / plan.model
-            what = f"[{index}/{total}] {workload.name} {plan.model}"
+            run_dir = work_dir / "runs" / workload.name / plan.dir_name
+            what = f"[{index}/{total}] {workload.name} {plan.label}"
             say(f"{what}: {plan.max_trials} trials")
             run, reused = ensure_run(workload, plan, run_dir, target, config)
             group, records = read_history(run_dir, plan.max_trials)
@@ -840,7 +930,7 @@ def run_online_benchmark(
                 {
                     "task": workload.name,
                     "spec": workload.spec,
-                    "model": plan.model,
+                    "model": plan.label,
                     "max_trials": plan.max_trials,
                     "budgets": list(plan.budgets),
                     "trials": len(records),
@@ -887,7 +977,8 @@ def run_online_benchmark(
         "config": {
             **asdict(config),
             "xgb_pretrained": str(config.xgb_pretrained) if config.xgb_pretrained else None,
-            "weights": str(config.weights),
+            "weights": None if config.named_weights else str(config.weights),
+            "named_weights": {name: _file_identity(path) for name, path in config.named_weights},
             "tasks": list(config.tasks),
             "budgets": list(config.budgets),
             "models": list(config.models),
@@ -933,6 +1024,8 @@ def format_tables(result: dict[str, Any]) -> str:
     points = {(p["task"], p["model"], p["budget"]): p for p in result["points"]}
     labels = list(dict.fromkeys(f"{p['model']}@{p['budget']}" for p in result["points"]))
     width = max([len(t) for t in tasks] + [24])
+    # model labels grow with weights names (one-shot:NAME@0)
+    lw = max([len(label) for label in labels] + [len(r["model"]) for r in result["runs"]] + [16])
     lines = ["Which run each point comes from:"]
     lines += [f"  {note}" for note in result["notes"]]
     for item in result.get("skipped", []):
@@ -945,13 +1038,14 @@ def format_tables(result: dict[str, Any]) -> str:
         f"interleaved rounds, per round the fastest of {remeasured.get('repeat', '?')} "
         "repeats, median over rounds):"
     )
-    lines.append(f"  {'task':{width}s} " + " ".join(f"{lab:>16s}" for lab in labels))
+    cw = {label: max(16, len(label)) for label in labels}
+    lines.append(f"  {'task':{width}s} " + " ".join(f"{lab:>{cw[lab]}s}" for lab in labels))
     for task in tasks:
         cells = []
         for label in labels:
             model, budget = label.rsplit("@", 1)
             p = points.get((task, model, int(budget)))
-            cells.append(f"{_us(p['secs'] if p else None):>16s}")
+            cells.append(f"{_us(p['secs'] if p else None):>{cw[label]}s}")
         lines.append(f"  {task:{width}s} " + " ".join(cells))
     for title, column, key in (
         (
@@ -967,7 +1061,7 @@ def format_tables(result: dict[str, Any]) -> str:
     ):
         lines += ["", f"{title}:"]
         lines.append(
-            f"  {'model@budget':16s} "
+            f"  {'model@budget':{lw}s} "
             + " ".join(f"{t[:14]:>14s}" for t in tasks)
             + f" {'geomean':>9s}"
         )
@@ -981,7 +1075,7 @@ def format_tables(result: dict[str, Any]) -> str:
             ]
             geo = result["summary"][key].get(label, {})
             lines.append(
-                f"  {label:16s} "
+                f"  {label:{lw}s} "
                 + " ".join(f"{c:>14s}" for c in cells)
                 + f" {_x(geo.get('geomean')):>9s}"
             )
@@ -991,18 +1085,18 @@ def format_tables(result: dict[str, Any]) -> str:
         f"Trials needed to reach {ref} (re-measured best within {tolerance:.0%}; "
         "in brackets the same from tuning-time run_secs; '-' = not within the run):",
     ]
-    lines.append(f"  {'model':16s} " + " ".join(f"{t[:14]:>14s}" for t in tasks))
+    lines.append(f"  {'model':{lw}s} " + " ".join(f"{t[:14]:>14s}" for t in tasks))
     for model, per_task in result["summary"]["trials_to_match"].items():
         db = result["summary"]["trials_to_match_db"].get(model, {})
         cells = [f"{_n(per_task.get(t))} [{_n(db.get(t))}]" for t in tasks]
-        lines.append(f"  {model:16s} " + " ".join(f"{c:>14s}" for c in cells))
+        lines.append(f"  {model:{lw}s} " + " ".join(f"{c:>14s}" for c in cells))
     lines += [
         "",
         "Tuning wall time (s) until the batch holding each budget's last trial completed; "
         "in brackets the seconds spent inside the cost model over the whole run:",
     ]
     lines.append(
-        f"  {'task':{width}s} {'model':16s} "
+        f"  {'task':{width}s} {'model':{lw}s} "
         + " ".join(f"{b:>8d}" for b in sorted({p["budget"] for p in result["points"]}))
     )
     all_budgets = sorted({p["budget"] for p in result["points"]})
@@ -1014,7 +1108,7 @@ def format_tables(result: dict[str, Any]) -> str:
         extra = f" [{inside:.1f}]" if inside is not None else ""
         reused = " (reused)" if run.get("reused") else ""
         lines.append(
-            f"  {run['task']:{width}s} {run['model']:16s} " + " ".join(cells) + extra + reused
+            f"  {run['task']:{width}s} {run['model']:{lw}s} " + " ".join(cells) + extra + reused
         )
     spreads = [v["spread"] for v in result["latency"].values() if v.get("spread") is not None]
     errors = [k for k, v in result["latency"].items() if v.get("error")]
@@ -1035,16 +1129,21 @@ def format_tables(result: dict[str, Any]) -> str:
 
 
 def _model_lines(result: dict[str, Any]) -> list[str]:
-    """What each learned model started from, once per model."""
+    """What each learned model started from, once per model label (``meta:NAME``)."""
+    named = result["config"].get("named_weights") or {}
     lines = {}
     for run in result["runs"]:
         info = run.get("model_info") or {}
-        if run["model"] == "meta" and "pretrained" in info:
-            lines["meta"] = (
-                f"meta: MetaCostModel with weights {info.get('weights_source')}"
+        label = run["model"]
+        model, _, name = label.partition(":")
+        if model == "meta" and "pretrained" in info:
+            lines[label] = (
+                f"{label}: MetaCostModel with weights {info.get('weights_source')}"
                 if info["pretrained"]
-                else "meta: MetaCostModel WITHOUT pre-trained weights (none shipped or given)"
+                else f"{label}: MetaCostModel WITHOUT pre-trained weights (none shipped or given)"
             )
+        elif model == "one-shot" and name in named:
+            lines[label] = f"{label}: One-Shot with weights {(named[name] or {}).get('path')}"
         elif run["model"] == "xgb-pretrained" and "pretrained_samples" in info:
             lines["xgb-pretrained"] = (
                 f"xgb-pretrained: XGBModel.load({result['config']['xgb_pretrained']}), "

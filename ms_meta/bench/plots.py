@@ -14,6 +14,28 @@ _COLORS = {
     "meta": "tab:red",
     "one-shot": "tab:purple",
 }
+#: With several weights sets (``meta:NAME``), the n-th set's colour per model (the first is the
+#: colour of the unnamed run), and its line style (meta) or marker (one-shot, a single point).
+_WEIGHTS_COLORS = {
+    "meta": ("tab:red", "tab:orange", "tab:brown", "tab:pink"),
+    "one-shot": ("tab:purple", "tab:cyan", "tab:olive", "tab:gray"),
+}
+_WEIGHTS_LINESTYLES = ("-", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+_WEIGHTS_MARKERS = ("*", "P", "X", "D")
+
+
+def _style(label: str, weights_names: list[str]) -> dict[str, Any]:
+    """Colour, line style and marker of a run labelled ``model`` or ``model:NAME``."""
+    model, _, name = label.partition(":")
+    if model not in _WEIGHTS_COLORS:
+        return {"color": _COLORS.get(model), "linestyle": "-", "marker": "*"}
+    i = weights_names.index(name) if name in weights_names else 0
+    colors = _WEIGHTS_COLORS[model]
+    return {
+        "color": colors[i % len(colors)],
+        "linestyle": _WEIGHTS_LINESTYLES[i % len(_WEIGHTS_LINESTYLES)],
+        "marker": _WEIGHTS_MARKERS[i % len(_WEIGHTS_MARKERS)],
+    }
 
 
 def _remeasured_curve(run: dict[str, Any], latency: dict[str, Any]) -> tuple[list, list]:
@@ -33,8 +55,9 @@ def _remeasured_curve(run: dict[str, Any], latency: dict[str, Any]) -> tuple[lis
 
 def plot_convergence(result: dict[str, Any], path: str | Path) -> Path:
     """Write a PNG: one panel per task, re-measured best latency so far against trials, one
-    line per cost model (solid; the tuning-time ``run_secs`` curve dotted beside it), and the
-    re-measured xgb@N reference as a horizontal line.
+    line per cost model label (solid, or dash-dotted and dashed for further ``meta:NAME``
+    weights; the tuning-time ``run_secs`` curve dotted beside it), and the re-measured xgb@N
+    reference as a horizontal line.
 
     Parameters
     ----------
@@ -61,24 +84,35 @@ def plot_convergence(result: dict[str, Any], path: str | Path) -> Path:
     rows = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
     budgets = sorted({b for r in result["runs"] for b in r["budgets"]} | {0})
+    names = (r["model"].partition(":")[2] for r in result["runs"])
+    weights_names = [name for name in dict.fromkeys(names) if name]
     for ax, task in zip(axes.flat, tasks, strict=False):
         for run in (r for r in result["runs"] if r["task"] == task):
-            color = _COLORS.get(run["model"], None)
+            style = _style(run["model"], weights_names)
+            color = style["color"]
             xs, ys = _remeasured_curve(run, latency)
             if run["max_trials"] == 0:
                 if ys:
                     ax.plot(
                         [0],
                         ys[:1],
-                        marker="*",
-                        markersize=12,
+                        marker=style["marker"],
+                        markersize=12 if style["marker"] == "*" else 9,
                         linestyle="none",
                         color=color,
                         label=f"{run['model']} (0 trials)",
                     )
                 continue
             if xs:
-                ax.step(xs, ys, where="post", color=color, linewidth=1.8, label=run["model"])
+                ax.step(
+                    xs,
+                    ys,
+                    where="post",
+                    color=color,
+                    linestyle=style["linestyle"],
+                    linewidth=1.8,
+                    label=run["model"],
+                )
             db = [(i + 1, s * 1e6) for i, s in enumerate(run["curve_db"]) if s is not None]
             if db:
                 ax.step(
@@ -115,7 +149,7 @@ def plot_convergence(result: dict[str, Any], path: str | Path) -> Path:
     for ax in list(axes.flat)[len(tasks) :]:
         ax.set_visible(False)
     fig.suptitle(
-        "Best latency vs trials: solid = re-measured side by side, dotted = tuning-time run_secs",
+        "Best latency vs trials: thick = re-measured side by side, dotted = tuning-time run_secs",
         fontsize=10,
     )
     fig.tight_layout()

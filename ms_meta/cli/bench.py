@@ -29,6 +29,16 @@ def _name_list(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for v in value for n in re.split(r"[;\s]+", v) if n)
 
 
+def _weights_list(ctx, param, value: tuple[str, ...]) -> tuple[tuple[str | None, str], ...]:
+    from ms_meta.bench.online import parse_weights
+    from ms_meta.errors import MsMetaError
+
+    try:
+        return parse_weights(value)
+    except MsMetaError as err:
+        raise click.BadParameter(str(err)) from None
+
+
 STEAL_WARNING = 0.05  # CPU steal above which the throughput figures get a note
 
 
@@ -42,6 +52,8 @@ Examples:
   ms-meta bench --online --tasks dense_128_3072_768 --budgets 8,16 --xgb-budget 32 \\
       --work-dir runs/smoke                      # a small smoke run
   ms-meta bench --online --xgb-pretrained xgb.tar --weights meta.pt --work-dir runs/online
+  ms-meta bench --online --weights ft=a.pt --weights rl=b.pt --work-dir runs/cmp
+                                                 # meta:ft, meta:rl, ... re-measured together
   ms-meta bench --model resnet18 --work-dir runs/resnet18 --json resnet18.json
 """
 )
@@ -95,10 +107,12 @@ Examples:
 )
 @click.option(
     "--weights",
-    default="default",
-    show_default=True,
-    metavar="default|PATH",
-    help="MetaCostModel / One-Shot weights (--online, --model).",
+    multiple=True,
+    callback=_weights_list,
+    metavar="[NAME=]default|PATH",
+    help="MetaCostModel / One-Shot weights (--online, --model); default: the shipped ones. "
+    "--online takes several as NAME=PATH (repeated): meta and one-shot then run once per "
+    "weights, labelled meta:NAME and one-shot:NAME, all re-measured side by side.",
 )
 @click.option(
     "--any-cpu-weights",
@@ -194,14 +208,17 @@ def bench(
     MetaCostModel vs the stock XGBModel at the same trial count, in one run.
 
     With --online: tune held-out tasks with the stock XGBModel, a pre-trained XGBModel,
-    MetaCostModel and One-Shot at several trial budgets (each budget a prefix of one run per
-    model), re-measure every best schedule side by side, and print latency ratios to xgb,
-    the trials each model needs to reach xgb@256, and tuning wall times.
+    MetaCostModel and One-Shot (each once per named --weights) at several trial budgets (each
+    budget a prefix of one run per model), re-measure every best schedule side by side, and
+    print latency ratios to xgb, the trials each model needs to reach xgb@256, and tuning
+    wall times.
 
     With --model NAME: the end-to-end benchmark of a whole model.
     """
     if online and model_name:
         raise click.UsageError("--online and --model are separate benchmarks; give one of them")
+    if model_name and len(weights) > 1:
+        raise click.UsageError("--model takes one --weights; several are for --online only")
     if online:
         from ms_meta.bench.online import OnlineConfig
 
@@ -211,7 +228,8 @@ def bench(
             xgb_budget=xgb_budget,
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
             xgb_pretrained=xgb_pretrained,
-            weights=weights,
+            weights=weights[0][1] if weights[0][0] is None else "default",
+            named_weights=() if weights[0][0] is None else weights,
             allow_other_cpu=any_cpu_weights,
             num_trials_per_iter=trials_per_iter,
             population_size=population_size,
@@ -222,7 +240,7 @@ def bench(
         return
     if model_name:
         _model(
-            model_name, work_dir, json_path, xgb_trials_per_task, weights, target_json,
+            model_name, work_dir, json_path, xgb_trials_per_task, weights[0][1], target_json,
             xgb_database,
         )  # fmt: skip
         return

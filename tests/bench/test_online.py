@@ -21,6 +21,7 @@ from ms_meta.bench.online import (
     OnlineConfig,
     format_tables,
     one_shot_available,
+    parse_weights,
     plan_runs,
     prefix_is_exact,
     staircase,
@@ -110,6 +111,119 @@ def test_xgb_pretrained_row_is_skipped_without_a_file():
 def test_bad_configurations_are_clear_errors(change, message):
     with pytest.raises(MsMetaError, match=message):
         OnlineConfig(**change).checked()
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ((), ((None, "default"),)),
+        (("default",), ((None, "default"),)),
+        (("w/a.pt",), ((None, "w/a.pt"),)),
+        (("ft=w/a.pt",), (("ft", "w/a.pt"),)),
+        (("ft=w/a.pt", "rl_2-b=default"), (("ft", "w/a.pt"), ("rl_2-b", "default"))),
+    ],
+)
+def test_parse_weights_named_and_unnamed(values, expected):
+    assert parse_weights(values) == expected
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (("w/a.pt", "rl=b.pt"), "has no name"),
+        (("ft=a.pt", "default"), "has no name"),
+        (("a.pt", "b.pt"), "has no name"),
+        (("ft=a.pt", "ft=b.pt"), "ft given twice"),
+        (("f t=a.pt",), "letters, digits"),
+        (("meta:ft=a.pt",), "letters, digits"),
+        (("=a.pt",), "letters, digits"),
+        (("ft=",), "no path after '='"),
+    ],
+)
+def test_parse_weights_rejects_bad_values(values, message):
+    with pytest.raises(MsMetaError, match=message):
+        parse_weights(values)
+
+
+def test_named_weights_are_checked(tmp_path):
+    weights = tmp_path / "ft.pt"
+    weights.write_bytes(b"checkpoint")
+    good = OnlineConfig(named_weights=(("ft", weights), ("rl", "default"))).checked()
+    assert good.weight_sets() == (("ft", weights), ("rl", "default"))
+    assert OnlineConfig(weights=weights).checked().weight_sets() == ((None, weights),)
+    for named, message in [
+        ((("ft", weights), ("ft", "default")), "unique; ft repeated"),
+        ((("f.t", weights),), "letters, digits"),
+        ((("ft", weights), ("rl", tmp_path / "missing.pt")), r"not found \(rl\)"),
+    ]:
+        with pytest.raises(MsMetaError, match=message):
+            OnlineConfig(named_weights=named).checked()
+    with pytest.raises(MsMetaError, match="not both"):
+        OnlineConfig(weights=weights, named_weights=(("ft", weights),)).checked()
+
+
+def test_plan_runs_meta_and_one_shot_once_per_named_weights(tmp_path):
+    ft, rl = tmp_path / "ft.pt", tmp_path / "rl.pt"
+    ft.write_bytes(b"ft")
+    rl.write_bytes(b"rl")
+    config = OnlineConfig(budgets=(16, 32), named_weights=(("ft", ft), ("rl", rl))).checked()
+    plans, _ = plan_runs(config)
+    has_one_shot = one_shot_available()[0]
+    expected = ["xgb", "meta:ft", "meta:rl"] + (["one-shot:ft", "one-shot:rl"] * has_one_shot)
+    assert [p.label for p in plans] == expected
+    by_label = {p.label: p for p in plans}
+    assert by_label["xgb"].weights is None and by_label["xgb"].dir_name == "xgb"
+    for name, weights in (("ft", ft), ("rl", rl)):
+        meta = by_label[f"meta:{name}"]
+        assert (meta.model, meta.weights, meta.dir_name) == ("meta", weights, f"meta.{name}")
+        assert (meta.max_trials, meta.budgets) == (32, (16, 32))
+        assert f"meta:{name}@16, meta:{name}@32" in meta.describe()
+        if has_one_shot:
+            one_shot = by_label[f"one-shot:{name}"]
+            assert (one_shot.model, one_shot.weights) == ("one-shot", weights)
+            assert (one_shot.dir_name, one_shot.max_trials) == (f"one-shot.{name}", 0)
+    # unnamed weights: the labels and run folders of before
+    plans, _ = plan_runs(OnlineConfig(weights=ft).checked())
+    unnamed = [p for p in plans if p.model in ("meta", "one-shot")]
+    assert [(p.label, p.dir_name, p.weights) for p in unnamed] == [
+        (m, m, ft) for m in ("meta", "one-shot")[: 1 + has_one_shot]
+    ]
+
+
+def test_unnamed_fingerprint_is_unchanged_and_names_do_not_enter_it(tmp_path, target):
+    from ms_meta.bench.online import _fingerprint
+    from ms_meta.tuning.target import target_summary
+
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    config = OnlineConfig(tasks=(TINY,), weights=weights).checked()
+    plans, _ = plan_runs(config)
+    # the dicts the benchmark wrote before named weights existed: old work dirs stay valid
+    identity = {
+        "path": str(weights.resolve()),
+        "sha256": hashlib.sha256(b"weights").hexdigest()[:16],
+    }
+    for plan in plans:
+        assert _fingerprint(TINY, plan, config, target) == {
+            "format": 1,
+            "task": TINY,
+            "model": plan.model,
+            "num_trials_per_iter": 16,
+            "population_size": 512,
+            "seed": 0,
+            "model_file": None if plan.model == "xgb" else identity,
+            "target": target_summary(target),
+        }
+    default = OnlineConfig(tasks=(TINY,)).checked()
+    meta = next(p for p in plan_runs(default)[0] if p.model == "meta")
+    assert _fingerprint(TINY, meta, default, target)["model_file"] == {"path": "default"}
+    named = OnlineConfig(tasks=(TINY,), named_weights=(("ft", weights),)).checked()
+    named_meta = next(p for p in plan_runs(named)[0] if p.model == "meta")
+    unnamed_meta = next(p for p in plans if p.model == "meta")
+    assert named_meta.dir_name != unnamed_meta.dir_name
+    assert _fingerprint(TINY, named_meta, named, target) == _fingerprint(
+        TINY, unnamed_meta, config, target
+    )
 
 
 def test_default_tasks_are_held_out_and_of_four_operator_kinds():
@@ -216,6 +330,83 @@ def test_convergence_plot_is_a_png(recorded, tmp_path):
     assert width > 300 and height > 200
 
 
+LONG_NAME = "rocketlake_split"
+
+
+@pytest.fixture()
+def named(recorded) -> dict:
+    """The recorded result as if two named weights had run: meta:ft is the recorded meta run,
+    meta:<LONG_NAME> the same run stopped after its second improvement; one-shot likewise."""
+    result = {k: copy.deepcopy(v) for k, v in recorded.items() if k not in ("points", "summary")}
+    result["config"]["named_weights"] = {
+        "ft": {"path": "/w/ft.pt", "sha256": "0123456789abcdef"},
+        LONG_NAME: {"path": "default"},
+    }
+    runs = []
+    for run in result["runs"]:
+        if run["model"] not in ("meta", "one-shot"):
+            runs.append(run)
+            continue
+        for name in ("ft", LONG_NAME):
+            copied = copy.deepcopy(run)
+            copied["model"] = f"{run['model']}:{name}"
+            if name == LONG_NAME and run["model"] == "meta":
+                copied["staircase"] = copied["staircase"][:2]
+            if run["model"] == "meta":
+                copied["model_info"] = {"pretrained": True, "weights_source": f"{name}.pt"}
+            runs.append(copied)
+    result["runs"] = runs
+    return summarize(result)
+
+
+def test_summary_of_named_weights_keeps_each_label_apart(recorded, named):
+    labels = ["xgb", "meta:ft", f"meta:{LONG_NAME}", "one-shot:ft", f"one-shot:{LONG_NAME}"]
+    assert list(named["summary"]["trials_to_match"]) == labels
+    assert {p["model"] for p in named["points"]} == set(labels)
+    assert {f"meta:ft@{b}" for b in (8, 16)} <= set(named["summary"]["geomean_vs_xgb_ref"])
+    before, after = _points(recorded), _points(named)
+    for (task, model, budget), p in before.items():
+        if model in ("meta", "one-shot"):
+            # meta:ft is the recorded meta run under another label: the same figures
+            assert after[(task, f"{model}:ft", budget)] | {"model": model} == p
+    # the shortened run keeps its own best schedule
+    task, short = named["runs"][0]["task"], f"meta:{LONG_NAME}"
+    run = next(r for r in named["runs"] if r["model"] == short)
+    expected = named["latency"][run["staircase"][-1]["key"]]["secs"]
+    assert after[(task, short, 16)]["secs"] == expected
+
+
+def test_tables_show_named_weights_labels_in_full(named):
+    text = format_tables(named)
+    for p in named["points"]:
+        assert f"  {p['model']}@{p['budget']} " in text  # never cut short or run into a cell
+    assert "meta:ft: MetaCostModel with weights ft.pt" in text
+    assert f"meta:{LONG_NAME}: MetaCostModel with weights {LONG_NAME}.pt" in text
+    assert "one-shot:ft: One-Shot with weights /w/ft.pt" in text
+    assert f"one-shot:{LONG_NAME}: One-Shot with weights default" in text
+    trials = text.split("Trials needed to reach")[1].split("Tuning wall time")[0]
+    assert [line.split()[0] for line in trials.strip().splitlines()[2:]] == list(
+        named["summary"]["trials_to_match"]
+    )
+
+
+def test_convergence_plot_of_two_named_meta_runs(named, tmp_path):
+    from ms_meta.bench.plots import _style
+
+    assert plot_convergence(named, tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
+    names = ["ft", LONG_NAME]
+    styles = [_style(label, names) for label in ("meta:ft", f"meta:{LONG_NAME}")]
+    assert styles[0]["color"] != styles[1]["color"]
+    assert styles[0]["linestyle"] != styles[1]["linestyle"]
+    one_shot = [_style(label, names) for label in ("one-shot:ft", f"one-shot:{LONG_NAME}")]
+    assert one_shot[0]["marker"] != one_shot[1]["marker"]
+    colors = {s["color"] for s in styles + one_shot} | {_style("xgb", names)["color"]}
+    assert len(colors) == 5
+    # unnamed runs look as before
+    assert _style("meta", [])["color"] == "tab:red" and _style("meta", [])["linestyle"] == "-"
+    assert _style("one-shot", [])["color"] == "tab:purple"
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
@@ -235,6 +426,11 @@ def test_bench_help_lists_the_online_and_model_benchmarks():
         (["--online", "--models", "meta"], "'xgb' must be among the models"),
         (["--online", "--budgets", "8,x"], "comma-separated integers"),
         (["--online", "--tasks", "dense:1,2"], "expected 3 fields"),
+        (["--online", "--weights", "a.pt", "--weights", "rl=b.pt"], "has no name"),
+        (["--online", "--weights", "ft=a.pt", "--weights", "ft=b.pt"], "ft given twice"),
+        (["--online", "--weights", "f/t=a.pt"], "letters, digits"),
+        (["--online", "--weights", "ft=/nonexistent/ft.pt"], "not found (ft)"),
+        (["--model", "resnet18", "--weights", "a=x.pt", "--weights", "b=y.pt"], "one --weights"),
     ],
 )
 def test_bad_online_options_fail_before_tuning(args, message, tmp_path):
@@ -244,6 +440,39 @@ def test_bad_online_options_fail_before_tuning(args, message, tmp_path):
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "w" / "runs").exists()
     assert time.perf_counter() - started < 20
+
+
+@pytest.mark.parametrize(
+    "args, weights, named_weights",
+    [
+        ([], "default", ()),
+        (["--weights", "w/a.pt"], "w/a.pt", ()),
+        (["--weights", "ft=w/a.pt", "--weights", "rl=default"], "default",
+         (("ft", "w/a.pt"), ("rl", "default"))),
+    ],
+)  # fmt: skip
+def test_cli_weights_reach_the_online_config(args, weights, named_weights, monkeypatch):
+    seen = []
+    monkeypatch.setattr("ms_meta.cli.bench._online", lambda config, *rest: seen.append(config))
+    result = CliRunner().invoke(cli, ["bench", "--online", *args])
+    assert result.exit_code == 0, result.output
+    assert (seen[0].weights, seen[0].named_weights) == (weights, named_weights)
+
+
+def test_cli_model_benchmark_takes_the_path_of_one_weights(monkeypatch):
+    seen = []
+    monkeypatch.setattr("ms_meta.cli.bench._model", lambda *args: seen.append(args[4]))
+    for value, path in (("w/a.pt", "w/a.pt"), ("ft=w/b.pt", "w/b.pt"), (None, "default")):
+        weights = ["--weights", value] if value else []
+        result = CliRunner().invoke(cli, ["bench", "--model", "resnet18", *weights])
+        assert result.exit_code == 0, result.output
+        assert seen.pop() == path
+
+
+def test_bench_help_has_a_named_weights_example():
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert "--weights ft=a.pt --weights rl=b.pt --work-dir runs/cmp" in result.output
+    assert "[NAME=]default|PATH" in result.output
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,3 +642,20 @@ def test_weights_of_another_cpu_only_with_any_cpu_weights(tmp_path):
         _meta_cost_model(OnlineConfig(weights=shipped), target)
     model = _meta_cost_model(OnlineConfig(weights=shipped, allow_other_cpu=True), target)
     assert model.pretrained and model.checkpoint_meta["other_cpu"] == "rocketlake"
+    # a run plan's weights win over the config's (here the default ones)
+    with pytest.raises(WeightsError, match="--any-cpu-weights"):
+        _meta_cost_model(OnlineConfig(), target, shipped)
+
+
+def test_named_meta_run_builds_its_cost_model_from_the_plan_weights():
+    import tvm
+
+    from ms_meta.bench.online import _make_cost_model
+
+    shipped = Path(__file__).resolve().parents[2] / "ms_meta" / "weights" / "llvm-rocketlake.pt"
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "icelake-server", "num-cores": 2})
+    config = OnlineConfig(named_weights=(("rl", shipped),), allow_other_cpu=True).checked()
+    plan = next(p for p in plan_runs(config)[0] if p.label == "meta:rl")
+    model, facts = _make_cost_model(plan, target, config)
+    assert model.pretrained and model.checkpoint_meta["other_cpu"] == "rocketlake"
+    assert facts["pretrained"] is True
