@@ -106,6 +106,7 @@ Examples:
   ms-meta collect resnet18 bert-base --trials-per-task 128
   ms-meta collect all --shard 0/2          # this machine takes every other task
   ms-meta collect dense:128,768,768 --out /tmp/records
+  ms-meta collect resnet18 --trials-per-task 256 --cost-model meta --retry-exhausted  # top up
 
 
 Measure on remote devices (builds stay on this machine):
@@ -170,6 +171,12 @@ Measure on remote devices (builds stay on this machine):
     help="Re-time a batch measured while other processes took more than a quarter of a core "
     "(or the hypervisor more than half a core); local runner only.",
 )
+@click.option(
+    "--retry-exhausted",
+    is_flag=True,
+    help="Also measure tasks an earlier run marked as having no unmeasured schedule left "
+    "(e.g. to top them up guided by another cost model).",
+)
 @click.option("--shard", default=None, metavar="I/N", help="Take tasks I, I+N, I+2N, ...")
 @click.option("--start", type=int, default=0, show_default=True, help="First task index.")
 @click.option("--end", type=int, default=None, help="Stop before this task index.")
@@ -180,8 +187,8 @@ Measure on remote devices (builds stay on this machine):
 @library_errors
 def collect(
     workloads, root, trials_per_task, random_fraction, batch_size, cost_model, population_size,
-    rpc_tracker, rpc_key, rpc_workers, contention_guard, shard, start, end, step, list_only,
-    target_json, seed,
+    rpc_tracker, rpc_key, rpc_workers, contention_guard, retry_exhausted, shard, start, end, step,
+    list_only, target_json, seed,
 ):  # fmt: skip
     """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine,
     or with --rpc-tracker/--rpc-key on every device registered under the key.
@@ -216,12 +223,15 @@ def collect(
         seed=seed,
         rpc=rpc,
         contention_guard=contention_guard,
+        retry_exhausted=retry_exhausted,
     )
     key_dir = root / target_key(target)
 
     def records_to_measure(task_dir: Path) -> int:
         have = count_lines(task_dir / "database_tuning_record.json")
-        return 0 if exhausted_mark(task_dir, have) else max(0, trials_per_task - have)
+        if not retry_exhausted and exhausted_mark(task_dir, have):
+            return 0
+        return max(0, trials_per_task - have)
 
     todo = sum(records_to_measure(key_dir / w.name) for w in selected)
     click.echo(

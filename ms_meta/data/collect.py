@@ -124,6 +124,8 @@ class CollectConfig:
     # Re-time a batch measured while other processes took CPU (local runner only; see
     # ms_meta.tuning.contention).
     contention_guard: bool = True
+    # Measure tasks an earlier run marked as exhausted (say, to top them up with another model).
+    retry_exhausted: bool = False
 
 
 @dataclass(frozen=True)
@@ -651,7 +653,12 @@ def _looks_exhausted(progress: TaskProgress) -> bool:
     mostly_duplicates = progress.duplicates >= _EXHAUSTED_DUPLICATES_PER_RECORD * max(
         progress.measured, 1
     )
-    return progress.exhausted or mostly_duplicates
+    # A search that ends a productive run with an empty last attempt has not exhausted a large
+    # space: stock XGB-guided runs of dense layers stopped at 62-63 of 64 records, with 2-7
+    # duplicates, that way, and a mark keeps every later run (with any cost model) off the
+    # task. A small space shows itself by proposing more measured schedules than new ones.
+    ran_dry = progress.exhausted and progress.duplicates >= progress.measured
+    return ran_dry or mostly_duplicates
 
 
 def exhausted_mark(task_dir: Path, records: int) -> bool:
@@ -731,7 +738,7 @@ def collect(
                 existing = _repaired_count(task_dir)
                 if existing >= config.trials_per_task:
                     progress = TaskProgress(workload.name, existing)
-                elif exhausted_mark(task_dir, existing):
+                elif not config.retry_exhausted and exhausted_mark(task_dir, existing):
                     progress = TaskProgress(workload.name, existing, exhausted=True)
                     progress.skipped = (
                         f"design space exhausted at {existing} records by an earlier run"

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -411,6 +412,10 @@ def test_exhausted_design_space_is_remembered(tmp_path, target, measurer):
     assert now == have + third.measured
     assert json.loads((task_dir / META_FILE).read_text())["exhausted_at"] == now
 
+    # Asked to, a run measures a marked task again instead of skipping it.
+    retried = collect([tiny], tmp_path, target, replace(config, retry_exhausted=True)).tasks[0]
+    assert retried.skipped is None
+
 
 def test_a_space_yielding_mostly_duplicates_counts_as_exhausted():
     from ms_meta.data.collect import TaskProgress, _looks_exhausted
@@ -420,6 +425,11 @@ def test_a_space_yielding_mostly_duplicates_counts_as_exhausted():
     assert _looks_exhausted(TaskProgress("pool", 131, measured=0, exhausted=True))
     # a normal top-up, and an interrupted run, are not
     assert not _looks_exhausted(TaskProgress("conv", 128, measured=39, duplicates=4))
+    # a productive run whose last attempts found nothing new: a large space, not exhausted
+    # (stock XGB-guided runs of dense layers ended at 62 of 64 records like this)
+    assert not _looks_exhausted(TaskProgress("dense", 0, measured=62, duplicates=7, exhausted=True))
+    # a tiny space: more proposals already measured than new ones
+    assert _looks_exhausted(TaskProgress("pool", 0, measured=28, duplicates=83, exhausted=True))
     assert not _looks_exhausted(
         TaskProgress("pool", 131, measured=5, duplicates=191, exhausted=True, stopped=True)
     )
