@@ -208,7 +208,7 @@ def collect(
         return
 
     from ms_meta.cli.progress import Progress
-    from ms_meta.data.collect import CollectConfig, count_lines, exhausted_mark
+    from ms_meta.data.collect import CollectConfig, count_lines, skips_as_exhausted
     from ms_meta.data.collect import collect as run_collect
     from ms_meta.tuning.target import parse_target, target_key
 
@@ -229,9 +229,7 @@ def collect(
 
     def records_to_measure(task_dir: Path) -> int:
         have = count_lines(task_dir / "database_tuning_record.json")
-        if not retry_exhausted and exhausted_mark(task_dir, have):
-            return 0
-        return max(0, trials_per_task - have)
+        return 0 if skips_as_exhausted(task_dir, have, config) else max(0, trials_per_task - have)
 
     todo = sum(records_to_measure(key_dir / w.name) for w in selected)
     click.echo(

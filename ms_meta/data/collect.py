@@ -661,6 +661,12 @@ def _looks_exhausted(progress: TaskProgress) -> bool:
     return ran_dry or mostly_duplicates
 
 
+def skips_as_exhausted(task_dir: Path, records: int, config: CollectConfig) -> bool:
+    """Whether a run with ``config`` skips this task: an earlier run marked its design space
+    exhausted at ``records`` records, and ``config`` does not ask to retry marked tasks."""
+    return not config.retry_exhausted and exhausted_mark(task_dir, records)
+
+
 def exhausted_mark(task_dir: Path, records: int) -> bool:
     """Whether an earlier run found this task's design space exhausted at ``records`` records."""
     meta_path = task_dir / META_FILE
@@ -738,7 +744,7 @@ def collect(
                 existing = _repaired_count(task_dir)
                 if existing >= config.trials_per_task:
                     progress = TaskProgress(workload.name, existing)
-                elif not config.retry_exhausted and exhausted_mark(task_dir, existing):
+                elif skips_as_exhausted(task_dir, existing, config):
                     progress = TaskProgress(workload.name, existing, exhausted=True)
                     progress.skipped = (
                         f"design space exhausted at {existing} records by an earlier run"
