@@ -16,6 +16,7 @@ from ms_meta.cli.pretrain import (
     records_argument,
     split_option,
 )
+from ms_meta.eval.protocol import ORDERS
 
 BASELINES = ("xgb-stock", "xgb-kshot", "xgb-pretrained", "mlp-pretrained")
 
@@ -62,8 +63,13 @@ def print_evaluation(
     seed: int = 0,
     json_path: Path | None = None,
     markdown_path: Path | None = None,
+    after_line: int = 0,
+    order: str = "random",
 ):
-    """Evaluate weights files and baselines on ``held_out`` tasks; print one table."""
+    """Evaluate weights files and baselines on ``held_out`` tasks; print one table.
+
+    ``after_line`` and ``order`` select the records and their order (see
+    :func:`ms_meta.eval.make_episodes`)."""
     from ms_meta.eval import evaluate, markdown_table, results_to_json, text_table
 
     if isinstance(weights, Path):
@@ -74,14 +80,26 @@ def print_evaluation(
     results = []
     for scorer in scorers:
         started = time.perf_counter()
-        results.append(evaluate(scorer, held_out, ks=ks, seed=seed))
+        results.append(
+            evaluate(scorer, held_out, ks=ks, seed=seed, after_line=after_line, order=order)
+        )
         click.echo(f"evaluated {scorer.name} in {time.perf_counter() - started:.0f}s", err=True)
-    click.echo(
-        f"\nheld-out tasks: {len(held_out)}; query = records after the first {max(ks)} "
-        "of a fixed per-task permutation; k-shot support = its first k"
+    records = f"records after line {after_line}" if after_line else "records"
+    sequence = (
+        "in record-file (search) order" if order == "search" else "in a fixed per-task permutation"
     )
+    click.echo(
+        f"\nheld-out tasks: {len(held_out)}; each task's {records} {sequence}; "
+        f"query = those after the first {max(ks)}; k-shot support = the first k"
+    )
+    if results and not results[0].tasks:
+        first = next(iter(results[0].skipped.items()), ("", "no tasks"))
+        raise click.ClickException(
+            f"no held-out task has enough records to evaluate (e.g. {first[0]}: {first[1]})"
+        )
     if results and results[0].skipped:
-        click.echo(f"skipped: {results[0].skip_counts}")
+        counts = results[0].skip_counts()
+        click.echo("skipped tasks: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
     click.echo(text_table(results))
     if json_path is not None:
         json_path.write_text(results_to_json(results) + "\n")
@@ -142,6 +160,8 @@ Examples:
   ms-meta eval tuning_records/llvm-rocketlake-2c --weights meta=fomaml.pt --weights t=transfer.pt
   ms-meta eval tuning_records/llvm-rocketlake-2c --weights fomaml.pt --json eval.json
   ms-meta eval my_records/ --split split.json --weights fomaml.pt --baselines none --ks 0,16
+  ms-meta eval tuning_records/llvm-znver4-noavx512-2c --split val.json --weights w.pt \\
+      --after-line 64 --order search     # the guided records that follow a 64-trial search
 """
 )
 @records_argument
@@ -189,6 +209,22 @@ Examples:
     default=None,
     help="Also write a Markdown table.",
 )
+@click.option(
+    "--after-line",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Use only the records after this line of each task's record file (e.g. 64: the "
+    "guided records that follow a 64-trial stock search).",
+)
+@click.option(
+    "--order",
+    type=click.Choice(ORDERS),
+    default="random",
+    show_default=True,
+    help="Support and query from a seeded permutation of each task's records, or in "
+    "record-file order ('search': the support is the first k records a search measured).",
+)
 @seed_option
 @library_errors
 def eval_command(
@@ -201,6 +237,8 @@ def eval_command(
     ks,
     json_path,
     markdown_path,
+    after_line,
+    order,
     seed,
 ):
     """Evaluate cost models on the held-out tasks of a split, zero-shot and k-shot.
@@ -256,4 +294,6 @@ def eval_command(
         seed=seed,
         json_path=json_path,
         markdown_path=markdown_path,
+        after_line=after_line,
+        order=order,
     )

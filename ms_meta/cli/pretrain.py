@@ -16,6 +16,7 @@ from ms_meta.cli.options import library_errors, seed_option
 logger = logging.getLogger(__name__)
 
 DEFAULT_RECORDS = Path("tuning_records")
+VAL_SHOTS = 16  # support size of the per-epoch few-shot validation score
 
 
 def default_record_paths() -> list[Path]:
@@ -160,6 +161,24 @@ Examples:
     "(0: none; then all --epochs run).",
 )
 @click.option(
+    "--val-after-line",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Validate only on the records after this line of each task's record file, support "
+    "first in record-file order (e.g. 64: the guided records after a 64-trial stock search); "
+    "validation tasks are then drawn from the tasks that have enough of them. 0: a random "
+    "support and query from all records.",
+)
+@click.option(
+    "--val-metric",
+    type=click.Choice(["pairwise", "top1"]),
+    default="pairwise",
+    show_default=True,
+    help="What early stopping watches (mean of zero-shot and few-shot): pairwise ranking "
+    "accuracy or top-1 score.",
+)
+@click.option(
     "--inner-steps",
     type=click.IntRange(1),
     default=5,
@@ -225,6 +244,8 @@ def pretrain(
     epochs,
     patience,
     val_fraction,
+    val_after_line,
+    val_metric,
     inner_steps,
     inner_lr,
     outer_lr,
@@ -248,7 +269,7 @@ def pretrain(
     from ms_meta.cli.progress import Progress
     from ms_meta.data.split import make_task_split
     from ms_meta.model.gnn import GNNConfig
-    from ms_meta.model.pretrain import PretrainConfig
+    from ms_meta.model.pretrain import PretrainConfig, validation_records
     from ms_meta.model.pretrain import pretrain as run_pretrain
     from ms_meta.model.weights import Checkpoint, save_checkpoint
 
@@ -261,8 +282,11 @@ def pretrain(
     if not tasks:
         raise click.ClickException("the split leaves no training task with records")
     train_tasks, val_tasks = tasks, []
-    if val_fraction > 0 and len(tasks) >= 4:
-        inner = make_task_split({t.split_name: t.op for t in tasks}, val_fraction, seed=seed)
+    pool = tasks
+    if val_after_line:  # only tasks with enough records after the line can validate
+        pool = [t for t in tasks if len(validation_records(t, val_after_line)) >= VAL_SHOTS + 2]
+    if val_fraction > 0 and len(pool) >= 4:
+        inner = make_task_split({t.split_name: t.op for t in pool}, val_fraction, seed=seed)
         val_names = set(inner["held_out"])
         train_tasks = [t for t in tasks if t.split_name not in val_names]
         val_tasks = [t for t in tasks if t.split_name in val_names]
@@ -280,6 +304,9 @@ def pretrain(
         inner_lr=inner_lr,
         outer_lr=outer_lr,
         listwise_weight=listwise_weight,
+        val_shots=VAL_SHOTS,
+        val_after_line=val_after_line,
+        val_metric=val_metric,
         seed=seed,
         gnn=gnn_config,
     )
@@ -305,10 +332,12 @@ def pretrain(
         bar.total = total
         bar.update(done - bar.done, note)
 
+    where = f" after line {val_after_line}" if val_after_line else ""
+
     def on_epoch(report) -> None:
         bar.close()
         validation = (
-            f"val pairwise zero-shot {report.val_zero_shot:.3f}  "
+            f"val {val_metric}{where} zero-shot {report.val_zero_shot:.3f}  "
             f"{config.val_shots}-shot {report.val_few_shot:.3f}  "
             if val_tasks
             else ""  # --val-fraction 0: nothing to report, not "nan"

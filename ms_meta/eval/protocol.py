@@ -7,6 +7,12 @@ every ``k`` (zero-shot included) is scored on the very same query records and a 
 only adds records to a smaller one. A task with fewer than ``max(ks) + MIN_QUERY`` records is
 skipped, and the reason is counted.
 
+Two options test the job a search gives the model rather than ranking random samples:
+``after_line`` keeps only the records after that line of each task's record file (for example
+the guided records that follow a 64-trial stock search), and ``order="search"`` takes the
+support in record-file order, the order in which a search measured them, instead of a seeded
+permutation.
+
 A *scorer* is any object with a ``name`` and a ``score(task, support, query)`` method that
 returns higher-is-better scores of the query records (the indices are into the task's records;
 ``support`` is empty for zero-shot). Its scores are compared with the measured ones on the
@@ -44,6 +50,7 @@ __all__ = [
     "DEFAULT_KS",
     "METRICS",
     "MIN_QUERY",
+    "ORDERS",
     "TOO_FEW_RECORDS",
     "Episode",
     "EvalResult",
@@ -73,17 +80,22 @@ METRICS: dict[str, str] = {
 #: Skip reason kind of a task with fewer than ``max(ks) + MIN_QUERY`` records.
 TOO_FEW_RECORDS = "too-few-records"
 
+#: How an episode orders a task's records: a seeded permutation, or record-file order.
+ORDERS = ("random", "search")
+
 
 class TaskLike(Protocol):
     """What the protocol needs of a task (:class:`ms_meta.data.dataset.TaskData` is one).
 
     ``latencies`` are seconds (``inf`` = failed run) and ``labels`` the normalized throughput
-    (0 = failed), one per record.
+    (0 = failed), one per record. ``lines`` (1-based line of each record in its record file)
+    is needed only by ``after_line`` and ``order="search"``.
     """
 
     name: str
     latencies: np.ndarray
     labels: np.ndarray
+    lines: np.ndarray
 
     def __len__(self) -> int: ...
 
@@ -132,7 +144,8 @@ class Episode:
     task : str
         The task name.
     order : np.ndarray
-        ``[n]`` int64: a permutation of the task's record indices.
+        ``[n]`` int64: the task's record indices in episode order (a permutation of all of
+        them, unless the evaluation selects some records).
     max_k : int
         The largest shot; the query set starts after it.
     """
@@ -153,10 +166,41 @@ class Episode:
         return self.order[self.max_k :]
 
 
+def _check_selection(after_line: int, order: str) -> None:
+    if after_line < 0:
+        raise MsMetaError(f"after_line must be 0 or more, got {after_line}")
+    if order not in ORDERS:
+        raise MsMetaError(f"unknown record order {order!r}; choose one of {', '.join(ORDERS)}")
+
+
+def _selected_records(task: TaskLike, after_line: int, order: str) -> np.ndarray:
+    """Indices of the task's records on lines after ``after_line``, in record-file order."""
+    n = len(task)
+    if not after_line and order == "random":
+        return np.arange(n, dtype=np.int64)
+    lines = np.asarray(getattr(task, "lines", np.zeros(0)), np.int64)
+    if lines.shape != (n,):
+        raise MsMetaError(
+            f"task {task.name} does not say which line each record is on, which "
+            "after_line and the search order need"
+        )
+    picked = np.nonzero(lines > after_line)[0]
+    return picked[np.argsort(lines[picked], kind="stable")].astype(np.int64)
+
+
 def make_episodes(
-    tasks: Sequence[TaskLike], ks: Sequence[int] = DEFAULT_KS, seed: int = 0
+    tasks: Sequence[TaskLike],
+    ks: Sequence[int] = DEFAULT_KS,
+    seed: int = 0,
+    *,
+    after_line: int = 0,
+    order: str = "random",
 ) -> tuple[list[Episode], dict[str, str]]:
     """The episode of every task with enough records, and why the others are skipped.
+
+    ``after_line`` keeps only each task's records after that line of its record file (0: all);
+    ``order`` is ``"random"`` (a seeded permutation) or ``"search"`` (record-file order, so the
+    support of shot k is the first k records a search measured).
 
     Returns
     -------
@@ -171,6 +215,7 @@ def make_episodes(
         When ``ks`` is empty or negative, or two tasks share a name.
     """
     ks = _check_ks(ks)
+    _check_selection(after_line, order)
     max_k = ks[-1]
     need = max_k + MIN_QUERY
     names = Counter(t.name for t in tasks)
@@ -180,14 +225,18 @@ def make_episodes(
     episodes = []
     skipped = {}
     for task in tasks:
-        n = len(task)
+        records = _selected_records(task, after_line, order)
+        n = len(records)
         if n < need:
+            where = f" after line {after_line}" if after_line else ""
             skipped[task.name] = (
-                f"{TOO_FEW_RECORDS}: {n} < {need} (max k {max_k} + {MIN_QUERY} query)"
+                f"{TOO_FEW_RECORDS}: {n}{where} < {need} (max k {max_k} + {MIN_QUERY} query)"
             )
             continue
-        rng = np.random.default_rng(episode_seed(task.name, seed))
-        episodes.append(Episode(task.name, rng.permutation(n).astype(np.int64), max_k))
+        if order == "random":
+            rng = np.random.default_rng(episode_seed(task.name, seed))
+            records = records[rng.permutation(n)]
+        episodes.append(Episode(task.name, records, max_k))
     return episodes, skipped
 
 
@@ -219,6 +268,10 @@ class EvalResult:
         Task name -> reason for the tasks not evaluated.
     seconds : dict of int to float
         Time spent in the scorer per shot, over all tasks.
+    after_line : int
+        Only records after this line of each record file were used (0: all).
+    order : str
+        ``"random"`` or ``"search"``: how each task's support was drawn.
     """
 
     scorer: str
@@ -227,6 +280,8 @@ class EvalResult:
     per_task: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[int, float] = field(default_factory=dict)
+    after_line: int = 0
+    order: str = "random"
 
     @property
     def tasks(self) -> list[str]:
@@ -264,6 +319,8 @@ class EvalResult:
             "scorer": self.scorer,
             "ks": list(self.ks),
             "seed": self.seed,
+            "after_line": self.after_line,
+            "order": self.order,
             "summary": {str(k): clean(v) for k, v in self.summary().items()},
             "per_task": {
                 str(k): {task: clean(row) for task, row in rows.items()}
@@ -301,6 +358,8 @@ class EvalResult:
                 per_task=per_task,
                 skipped=dict(data.get("skipped", {})),
                 seconds={int(k): float(s) for k, s in data.get("seconds", {}).items()},
+                after_line=int(data.get("after_line", 0)),
+                order=str(data.get("order", "random")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise MsMetaError(f"not an evaluation result: {err!r}") from None
@@ -395,6 +454,9 @@ def evaluate(
     tasks: Sequence[TaskLike],
     ks: Sequence[int] = DEFAULT_KS,
     seed: int = 0,
+    *,
+    after_line: int = 0,
+    order: str = "random",
 ) -> EvalResult:
     """Score ``scorer`` on the fixed k-shot episodes of ``tasks``.
 
@@ -408,6 +470,8 @@ def evaluate(
         Shots; 0 is zero-shot. The query set of every task is the records after ``max(ks)``.
     seed : int
         Global seed of the episodes (with the task name it fixes each task's permutation).
+    after_line, order : int, str
+        Which records, in which order (see :func:`make_episodes`).
 
     Returns
     -------
@@ -422,9 +486,16 @@ def evaluate(
         When the scorer returns the wrong number of scores or non-finite ones.
     """
     ks = _check_ks(ks)
-    episodes, skipped = make_episodes(tasks, ks, seed)
+    episodes, skipped = make_episodes(tasks, ks, seed, after_line=after_line, order=order)
     by_name = {t.name: t for t in tasks}
-    result = EvalResult(scorer=scorer.name, ks=ks, seed=int(seed), skipped=skipped)
+    result = EvalResult(
+        scorer=scorer.name,
+        ks=ks,
+        seed=int(seed),
+        skipped=skipped,
+        after_line=int(after_line),
+        order=order,
+    )
     for k in ks:
         rows: dict[str, dict[str, float]] = {}
         spent = 0.0

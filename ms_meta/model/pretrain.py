@@ -20,7 +20,8 @@ Methods (MetaTune's comparison):
 
 An epoch visits every training task ``episodes_per_task`` times (meta methods) or every record
 once (transfer). After each epoch the model is scored on the validation tasks (zero-shot and
-``val_shots``-shot pairwise accuracy, see :func:`validate`) and the training state is written
+``val_shots``-shot pairwise accuracy or top-1 score, on all records or only on those a search
+met late, see :func:`validate`) and the training state is written
 atomically, so an interrupted run resumes where it stopped and a fixed seed reproduces it.
 """
 
@@ -50,11 +51,13 @@ from ms_meta.model.weights import save_atomically
 
 __all__ = [
     "METHODS",
+    "VAL_METRICS",
     "EpochReport",
     "PretrainConfig",
     "PretrainResult",
     "pretrain",
     "validate",
+    "validation_records",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,11 @@ class Task(Protocol):
     name: str
     graphs: Sequence[LoopGraph]
     labels: np.ndarray
+    lines: np.ndarray  # 1-based line of each record in its record file
+
+
+#: Validation metrics early stopping can watch.
+VAL_METRICS = ("pairwise", "top1")
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,16 @@ class PretrainConfig:
         candidates, which is what picking the best schedule needs).
     val_shots : int
         Support size of the validation's few-shot score.
+    val_after_line : int
+        0: validate on a seeded random support and query drawn from all of a validation task's
+        records. Otherwise only the records after this line of each record file count, in
+        record-file order: the support is the first ``val_shots`` of them and the query the
+        rest, the way a search meets them (e.g. 64: the guided records that follow a 64-trial
+        stock search). Ranking random samples and ranking what a search proposes are
+        different jobs; only the second pays off in tuning.
+    val_metric : str
+        ``"pairwise"`` (pairwise ranking accuracy) or ``"top1"`` (TenSet's top-1 score: the
+        best query throughput over that of the model's pick).
     seed : int
         One seed, one run: initialization, episodes and minibatches derive from it.
     gnn : GNNConfig
@@ -123,6 +141,8 @@ class PretrainConfig:
     regression_weight: float = 0.5
     listwise_weight: float = 0.0
     val_shots: int = 16
+    val_after_line: int = 0
+    val_metric: str = "pairwise"
     seed: int = 0
     gnn: GNNConfig = field(default_factory=GNNConfig)
 
@@ -133,6 +153,13 @@ class PretrainConfig:
             raise ValueError(f"invalid PretrainConfig: {self}")
         if not 1 <= self.support_min <= self.support_max or self.query_size < 2:
             raise ValueError(f"invalid support/query sizes in {self}")
+        if self.val_metric not in VAL_METRICS:
+            raise ValueError(
+                f"unknown validation metric {self.val_metric!r}; "
+                f"choose one of {', '.join(VAL_METRICS)}"
+            )
+        if self.val_after_line < 0:
+            raise ValueError(f"val_after_line must be 0 or more, got {self.val_after_line}")
 
     @property
     def adapt_config(self) -> AdaptConfig:
@@ -165,7 +192,8 @@ class EpochReport:
 
     @property
     def val_score(self) -> float:
-        """What early stopping watches: the mean of zero-shot and few-shot pairwise accuracy."""
+        """What early stopping watches: the mean of the zero-shot and few-shot validation
+        metric (``PretrainConfig.val_metric``)."""
         return 0.5 * (self.val_zero_shot + self.val_few_shot)
 
 
@@ -198,9 +226,29 @@ class PretrainResult:
 # --------------------------------------------------------------------------------------------
 
 
-def _query_split(n: int, shots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
+def validation_records(task: Task, after_line: int) -> np.ndarray:
+    """Indices of the records of ``task`` that validation may use: all of them, or those after
+    ``after_line`` of the record file, in record-file order."""
+    n = len(task.graphs)
+    if not after_line:
+        return np.arange(n, dtype=np.int64)
+    lines = np.asarray(task.lines, np.int64)
+    picked = np.nonzero(lines > after_line)[0]
+    return picked[np.argsort(lines[picked], kind="stable")]
+
+
+def _query_split(
+    records: np.ndarray, shots: int, seed: int, in_order: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    order = records if in_order else records[np.random.default_rng(seed).permutation(len(records))]
     return order[:shots], order[shots:]
+
+
+def _metric(name: str, scores: np.ndarray, labels: np.ndarray) -> float:
+    if name == "pairwise":
+        return pairwise_accuracy(scores, labels, np.zeros(len(labels), np.int64))
+    best = float(labels.max())
+    return float(labels[int(np.argmax(scores))]) / best if best > 0 else float("nan")
 
 
 def validate(
@@ -210,29 +258,41 @@ def validate(
     shots: int,
     adapt_config: AdaptConfig,
     seed: int = 0,
+    after_line: int = 0,
+    metric: str = "pairwise",
 ) -> tuple[float, float]:
-    """Macro-averaged pairwise accuracy on ``tasks``: zero-shot and after adapting on ``shots``
-    records (scored on the same query records: each task's records but a fixed seeded
-    support). Tasks with fewer than ``shots + 2`` records are left out; ``nan`` if none is left.
+    """A macro-averaged ranking metric on ``tasks``: zero-shot and after adapting on ``shots``
+    records, both scored on the same query records.
+
+    With ``after_line`` 0 the support is a fixed seeded draw from all of a task's records and
+    the query the rest; otherwise only the records after that line count, the support is the
+    first ``shots`` of them in record-file order and the query the rest (see
+    :class:`PretrainConfig`). ``metric`` is ``"pairwise"`` or ``"top1"`` (labels are
+    normalized throughputs, so the top pick's label over the best label is TenSet's top-1
+    score). Tasks with fewer than ``shots + 2`` usable records, and metrics undefined on a
+    task, are left out; ``nan`` if nothing is left.
     """
+    if metric not in VAL_METRICS:
+        raise ValueError(f"unknown validation metric {metric!r}")
     zero, few = [], []
     meta_params = parameters_of(model)
     for index, task in enumerate(tasks):
-        n = len(task.graphs)
-        if n < shots + 2:
+        records = validation_records(task, after_line)
+        if len(records) < shots + 2:
             continue
-        support, query = _query_split(n, shots, seed + index)
+        support, query = _query_split(records, shots, seed + index, in_order=bool(after_line))
         labels = np.asarray(task.labels, np.float32)
         query_graphs = [task.graphs[i] for i in query]
-        groups = np.zeros(len(query), np.int64)
         scores = predict_with(model, None, query_graphs)
-        zero.append(pairwise_accuracy(scores, labels[query], groups))
+        zero.append(_metric(metric, scores, labels[query]))
         params = adapt(
             model, meta_params, [task.graphs[i] for i in support], labels[support], adapt_config
         )
         scores = predict_with(model, params, query_graphs)
-        few.append(pairwise_accuracy(scores, labels[query], groups))
-    if not zero:
+        few.append(_metric(metric, scores, labels[query]))
+    zero = [v for v in zero if np.isfinite(v)]
+    few = [v for v in few if np.isfinite(v)]
+    if not zero or not few:
         return float("nan"), float("nan")
     return float(np.mean(zero)), float(np.mean(few))
 
@@ -501,6 +561,8 @@ def pretrain(
             shots=config.val_shots,
             adapt_config=config.adapt_config,
             seed=config.seed,
+            after_line=config.val_after_line,
+            metric=config.val_metric,
         )
         report = EpochReport(epoch + 1, loss, zero, few, time.perf_counter() - started)
         history.append(report)

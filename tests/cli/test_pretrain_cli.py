@@ -51,6 +51,50 @@ def test_pretrain_writes_weights_with_metadata_and_evaluates(tmp_path, small_rec
     assert result.exit_code == 0, result.output
     assert "mine" in table.read_text()
 
+    # the records a search met late, support in the order it measured them
+    report = tmp_path / "late.json"
+    result = CliRunner().invoke(cli, ["eval", *paths, "--split", str(split), "--weights",
+                                      f"mine={out}", "--baselines", "none", "--ks", "0,8",
+                                      "--after-line", "64", "--order", "search",
+                                      "--json", str(report)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "records after line 64 in record-file (search) order" in result.output
+    (late,) = json.loads(report.read_text())
+    assert late["after_line"] == 64 and late["order"] == "search"
+    assert late["per_task"]["0"][HELD_OUT[0]]["query"] == records_after(paths[-1], 64) - 8
+    result = CliRunner().invoke(cli, ["eval", *paths, "--split", str(split), "--weights",
+                                      f"mine={out}", "--baselines", "none", "--ks", "0,8",
+                                      "--after-line", "100000"])  # fmt: skip
+    assert result.exit_code == 1 and "no held-out task has enough records" in result.output
+    assert "after line 100000 < 16 (max k 8 + 8 query)" in result.output
+
+
+def test_pretrain_validates_on_late_records(tmp_path, small_records):
+    paths, split = small_records
+    base = ["pretrain", *paths, "--split", str(split), "--method", "transfer", "--epochs", "1",
+            "--hidden", "16", "--no-eval", "--val-metric", "top1",
+            "--val-fraction", "0.5"]  # fmt: skip
+    result = CliRunner().invoke(
+        cli, [*base, "--val-after-line", "64", "--out", str(tmp_path / "a.pt")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 validation tasks" in result.output
+    assert "val top1 after line 64 zero-shot" in result.output
+    config = load_checkpoint(tmp_path / "a.pt").meta["pretrain_config"]
+    assert config["val_after_line"] == 64 and config["val_metric"] == "top1"
+    # no task has 18 records after line 1000: none can validate, all train
+    result = CliRunner().invoke(
+        cli, [*base, "--val-after-line", "1000", "--out", str(tmp_path / "b.pt")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "4 training tasks" in result.output and "0 validation tasks" in result.output
+
+
+def records_after(path: str, line: int) -> int:
+    """How many records of a database directory lie after ``line`` (all of them usable)."""
+    with open(Path(path) / "database_tuning_record.json") as f:
+        return sum(1 for number, text in enumerate(f, 1) if number > line and text.strip())
+
 
 def test_pretrain_and_eval_bad_input(tmp_path, small_records):
     paths, split = small_records

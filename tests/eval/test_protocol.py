@@ -125,6 +125,44 @@ def test_too_small_tasks_are_skipped_and_counted():
     assert result.to_dict()["skip_counts"] == {TOO_FEW_RECORDS: 1}
 
 
+@dataclass
+class TaskWithLines(FakeTask):
+    lines: np.ndarray = None
+
+
+def test_after_line_and_search_order_select_and_keep_record_file_order():
+    base = make_task("t", 60, 4)
+    lines = np.arange(60, 0, -1) * 2  # record i sits on line 120 - 2i: file order is reversed
+    task = TaskWithLines(base.name, base.latencies, base.labels, lines)
+    late = np.nonzero(lines > 40)[0]  # records on lines 42..120
+    (search,), _ = make_episodes([task], ks=(0, 8), after_line=40, order="search")
+    assert search.order.tolist() == late[np.argsort(lines[late])].tolist()
+    assert search.support(8).tolist() == [39, 38, 37, 36, 35, 34, 33, 32]  # lines 42, 44, ...
+    (shuffled,), _ = make_episodes([task], ks=(0, 8), after_line=40)
+    assert sorted(shuffled.order.tolist()) == sorted(late.tolist())
+    assert shuffled.order.tolist() != search.order.tolist()
+    (whole,), _ = make_episodes([task], ks=(0, 8), order="search")
+    assert whole.order.tolist() == list(range(59, -1, -1))
+
+    result = evaluate(Oracle(), [task], ks=(0, 8), after_line=40, order="search")
+    assert result.per_task[0]["t"]["query"] == len(late) - 8
+    back = EvalResult.from_dict(json.loads(json.dumps(result.to_dict(), allow_nan=False)))
+    assert (back.after_line, back.order) == (40, "search")
+    _, skipped = make_episodes([task], ks=(0, 32), after_line=90)
+    assert skipped["t"] == f"{TOO_FEW_RECORDS}: 15 after line 90 < 40 (max k 32 + 8 query)"
+
+
+def test_selection_needs_lines_and_valid_settings():
+    with pytest.raises(MsMetaError, match="which line each record is on"):
+        make_episodes(TASKS, ks=(0, 8), after_line=10)
+    with pytest.raises(MsMetaError, match="which line each record is on"):
+        make_episodes(TASKS, ks=(0, 8), order="search")
+    with pytest.raises(MsMetaError, match="unknown record order 'newest'"):
+        make_episodes(TASKS, ks=(0, 8), order="newest")
+    with pytest.raises(MsMetaError, match="after_line must be 0 or more"):
+        make_episodes(TASKS, ks=(0, 8), after_line=-1)
+
+
 def test_reports_round_trip_and_render():
     results = [evaluate(Oracle(), TASKS, seed=0), evaluate(Oracle(-1.0, "reversed"), TASKS, seed=0)]
     data = json.loads(json.dumps(results[0].to_dict(), allow_nan=False))  # strict JSON

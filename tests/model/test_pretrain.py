@@ -11,8 +11,9 @@ import torch
 from ms_meta.errors import MsMetaError
 from ms_meta.feature.schema import LoopGraph
 from ms_meta.model.gnn import GNNConfig
-from ms_meta.model.meta import AdaptConfig, AdaptingScorer
-from ms_meta.model.pretrain import PretrainConfig, pretrain, validate
+from ms_meta.model.meta import AdaptConfig, AdaptingScorer, predict_with
+from ms_meta.model.metrics import pairwise_accuracy
+from ms_meta.model.pretrain import PretrainConfig, pretrain, validate, validation_records
 from ms_meta.model.train import init_model
 
 from .conftest import SyntheticDataset
@@ -117,11 +118,52 @@ def test_early_stopping_keeps_the_best_epoch(train_tasks, val_tasks):
         assert len(result.history) < 12 and scores[-1] <= max(scores)
 
 
+@dataclass
+class TaskWithLines(Task):
+    lines: np.ndarray = None
+
+
+def test_validation_on_late_records_takes_them_in_search_order(val_tasks):
+    model = init_model(SMALL)
+    task = val_tasks[0]
+    n = len(task.graphs)
+    lines = np.arange(n, 0, -1) * 2  # record i on line 2(n - i): file order is reversed
+    late_task = TaskWithLines(task.name, task.graphs, task.labels, lines)
+    after = int(lines[n // 2])
+    records = validation_records(late_task, after)
+    assert records.tolist() == list(range(n // 2 - 1, -1, -1))  # lines after `after`, ascending
+    assert validation_records(late_task, 0).tolist() == list(range(n))
+
+    query = records[8:]
+    scores = predict_with(model, None, [task.graphs[i] for i in query])
+    labels = task.labels[query]
+    top1, _ = validate(model, [late_task], shots=8, adapt_config=AdaptConfig(steps=1),
+                       after_line=after, metric="top1")  # fmt: skip
+    assert top1 == pytest.approx(labels[np.argmax(scores)] / labels.max())
+    pairwise, _ = validate(model, [late_task], shots=8, adapt_config=AdaptConfig(steps=1),
+                           after_line=after)  # fmt: skip
+    assert pairwise == pytest.approx(pairwise_accuracy(scores, labels, np.zeros(len(query))))
+    # too few late records: nothing to validate on
+    few = validate(model, [late_task], shots=8, adapt_config=AdaptConfig(steps=1),
+                   after_line=int(lines[5]))  # fmt: skip
+    assert np.isnan(few).all()
+
+    late_tasks = [TaskWithLines(t.name, t.graphs, t.labels, np.arange(1, len(t.graphs) + 1))
+                  for t in val_tasks]  # fmt: skip
+    result = pretrain(late_tasks[:2], late_tasks[2:], config("transfer", epochs=1,
+                      val_after_line=10, val_metric="top1"))  # fmt: skip
+    assert 0 < result.history[0].val_zero_shot <= 1 and 0 < result.history[0].val_few_shot <= 1
+
+
 def test_no_training_tasks_is_a_clear_error():
     with pytest.raises(MsMetaError, match="no training tasks"):
         pretrain([], [], config("fomaml"))
     with pytest.raises(ValueError, match="unknown method"):
         PretrainConfig(method="maml2")
+    with pytest.raises(ValueError, match="unknown validation metric 'ndcg'"):
+        PretrainConfig(val_metric="ndcg")
+    with pytest.raises(ValueError, match="val_after_line must be 0 or more"):
+        PretrainConfig(val_after_line=-1)
 
 
 def test_adapting_scorer_adapts_only_with_support(train_tasks, val_tasks):
