@@ -494,6 +494,11 @@ def _collect_locked(
     # [first, last] record lines of batches kept although every timing was disturbed; the
     # dataset builder leaves them out (ms_meta.data.dataset.disturbed_line_mask)
     disturbed_lines: list = list(meta.get("disturbed_lines") or [])
+    # Which record lines came from random sampling and which from a guided search with which
+    # cost model: the records a model-guided search meets are a different (harder) ranking
+    # job than random samples, and evaluations want to tell them apart.
+    sources: list = list(meta.get("sources") or [])
+    run_started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     device = {"runner": measurer.runner_name, "cpu": measurer.cpu or host_cpu()}
     # Timings on a remote device are not disturbed by what runs here.
     guard = ContentionGuard() if config.contention_guard and config.rpc is None else None
@@ -507,6 +512,7 @@ def _collect_locked(
         progress.disturbed_batches = contention.disturbed
         if progress.measured:  # a run that added nothing keeps the last real rate
             extra["records_per_second"] = round(progress.records_per_second, 4)
+        extra["sources"] = sources
         if guard is not None:
             extra["timing_reruns"] = reruns_before + contention.reruns
             extra["disturbed_batches"] = disturbed_before + contention.disturbed
@@ -581,9 +587,11 @@ def _collect_locked(
                 results = measure(
                     measurer.builder, measurer.runner, target, fresh, guard, contention
                 )
+                first = existing + progress.measured + 1  # the batch's first record line
                 if contention.disturbed > disturbed_so_far and fresh:
-                    first = existing + progress.measured + 1  # the batch's first record line
                     disturbed_lines.append([first, first + len(fresh) - 1])
+                if fresh:
+                    note_source(sources, phase, config.cost_model, run_started, first, len(fresh))
                 _check_rpc_results(results, config.rpc)
                 failed_now = 0
                 for cand, result in zip(fresh, results, strict=True):
@@ -638,6 +646,26 @@ def _collect_locked(
     progress.exhausted = _looks_exhausted(progress)
     save_meta(exhausted_at=done if progress.exhausted and done < config.trials_per_task else None)
     return progress
+
+
+def note_source(
+    sources: list, phase: str, cost_model: str, run: str, first: int, count: int
+) -> None:
+    """Add record lines ``first .. first + count - 1`` to meta.json's ``sources`` list.
+
+    Each entry is ``{"lines": [first, last], "phase": "random" | "guided", "cost_model":
+    name or None (random samples), "run": start time of the collect run}``; a batch that
+    continues the last entry's lines with the same source extends it.
+    """
+    source = {"phase": phase, "cost_model": cost_model if phase == "guided" else None, "run": run}
+    last = first + count - 1
+    if sources:
+        previous = sources[-1]
+        same = all(previous.get(key) == value for key, value in source.items())
+        if same and previous["lines"][1] == first - 1:
+            previous["lines"][1] = last
+            return
+    sources.append({"lines": [first, last], **source})
 
 
 # A run whose search proposed this many already-measured schedules per new one has all but

@@ -32,6 +32,7 @@ from ms_meta.data.collect import (
     count_lines,
     count_rpc_devices,
     make_measurer,
+    note_source,
     query_rpc_cpu,
     task_lock,
 )
@@ -122,6 +123,12 @@ def test_collect_then_resume(tmp_path, target, measurer, workload):
     assert meta["records"] == 8
     assert meta["collect_seconds"] > 0 and meta["records_per_second"] > 0
     assert meta["collector"]["trials_per_task"] == 8 and meta["collector"]["rpc"] is None
+    # 4 random samples (random_fraction 0.5), then 4 from the guided search
+    run = meta["sources"][0]["run"]
+    assert meta["sources"] == [
+        {"lines": [1, 4], "phase": "random", "cost_model": None, "run": run},
+        {"lines": [5, 8], "phase": "guided", "cost_model": "random", "run": run},
+    ]
 
     resumed = collect_task(
         workload,
@@ -137,6 +144,9 @@ def test_collect_then_resume(tmp_path, target, measurer, workload):
     meta2 = json.loads((task_dir / META_FILE).read_text())
     assert meta2["records"] == 12 and meta2["created"] == meta["created"]
     assert meta2["collect_seconds"] > meta["collect_seconds"]
+    assert meta2["sources"][:2] == meta["sources"]  # earlier runs' lines are kept
+    (resumed_run,) = meta2["sources"][2:]
+    assert resumed_run["lines"] == [9, 12] and resumed_run["phase"] == "guided"
 
     again = collect_task(
         workload,
@@ -415,6 +425,19 @@ def test_exhausted_design_space_is_remembered(tmp_path, target, measurer):
     # Asked to, a run measures a marked task again instead of skipping it.
     retried = collect([tiny], tmp_path, target, replace(config, retry_exhausted=True)).tasks[0]
     assert retried.skipped is None
+
+
+def test_sources_extend_only_a_contiguous_run_of_one_source():
+    sources: list = []
+    note_source(sources, "random", "xgb", "t0", 1, 4)
+    note_source(sources, "random", "xgb", "t0", 5, 4)  # same source, next lines: extended
+    note_source(sources, "guided", "xgb", "t0", 9, 4)
+    note_source(sources, "guided", "meta", "t1", 13, 2)  # another run and model
+    assert sources == [
+        {"lines": [1, 8], "phase": "random", "cost_model": None, "run": "t0"},
+        {"lines": [9, 12], "phase": "guided", "cost_model": "xgb", "run": "t0"},
+        {"lines": [13, 14], "phase": "guided", "cost_model": "meta", "run": "t1"},
+    ]
 
 
 def test_a_space_yielding_mostly_duplicates_counts_as_exhausted():
