@@ -165,9 +165,7 @@ class OnlineConfig:
         for name, _ in named:
             if not WEIGHTS_NAME.fullmatch(name):
                 raise MsMetaError(f"weights name {name!r} must be letters, digits, '_' or '-'")
-        duplicates = sorted({n for n, _ in named if [m for m, _ in named].count(n) > 1})
-        if duplicates:
-            raise MsMetaError(f"weights names must be unique; {', '.join(duplicates)} repeated")
+        _check_unique_weights_names([name for name, _ in named])
         for name, path in named or ((None, self.weights),):
             if str(path) != "default" and not Path(path).is_file():
                 which = f" ({name})" if name else ""
@@ -212,11 +210,14 @@ def parse_weights(values: Sequence[str]) -> tuple[tuple[str | None, str], ...]:
             f"{unnamed!r} has no name: to compare several weights, name each one "
             "(--weights ft=a.pt --weights rl=b.pt)"
         )
-    names = [name for name, _ in parsed]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    _check_unique_weights_names([name for name, _ in parsed])
+    return tuple(parsed)
+
+
+def _check_unique_weights_names(names: Sequence[str | None]) -> None:
+    repeated = sorted({n for n in names if n is not None and names.count(n) > 1})
     if repeated:
         raise MsMetaError(f"weights names must be unique; {', '.join(repeated)} given twice")
-    return tuple(parsed)
 
 
 @dataclass(frozen=True)
@@ -408,12 +409,12 @@ def _make_cost_model(plan: RunPlan, target, config: OnlineConfig):
     raise MsMetaError(f"no cost model for {model!r}")
 
 
-def _meta_cost_model(config: OnlineConfig, target, weights: str | Path | None = None):
-    """MetaCostModel with ``weights`` (a run plan's; ``config.weights`` when not given)."""
+def _meta_cost_model(config: OnlineConfig, target, weights: str | Path):
+    """MetaCostModel with ``weights`` (a run plan's), under ``config``'s seed and CPU check."""
     from ms_meta.model.cost_model import MetaCostModel
 
     return MetaCostModel(
-        weights=str(config.weights if weights is None else weights),
+        weights=str(weights),
         target=target,
         seed=config.seed,
         allow_other_cpu=config.allow_other_cpu,
