@@ -89,7 +89,8 @@ def print_evaluation(
         "in record-file (search) order" if order == "search" else "in a fixed per-task permutation"
     )
     click.echo(
-        f"\nheld-out tasks: {len(held_out)}; each task's {records} {sequence}; "
+        f"\nheld-out measurement groups: {len(held_out)} (a task's own records and each "
+        f"source ingested into it); each group's {records} {sequence}; "
         f"query = those after the first {max(ks)}; k-shot support = the first k"
     )
     if results and not results[0].tasks:

@@ -231,3 +231,15 @@ def split_databases(
     if not tasks:
         raise DatabaseError("no task with tuning records to split in " + ", ".join(map(str, paths)))
     return make_task_split(tasks, held_out_fraction=held_out_fraction, seed=seed)
+
+
+def records_after_line(lines: np.ndarray, after_line: int) -> np.ndarray:
+    """Indices of the records on lines after ``after_line`` (1-based record-file lines, one per
+    record), in record-file order: the records a search measured after its first
+    ``after_line``, in the order it measured them.
+
+    Shapes: ``lines [n]`` int -> ``[m]`` int64.
+    """
+    lines = np.asarray(lines, np.int64)
+    picked = np.nonzero(lines > after_line)[0]
+    return picked[np.argsort(lines[picked], kind="stable")].astype(np.int64)

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ms_meta.data.split import records_after_line
 from ms_meta.errors import MsMetaError
 from ms_meta.model.metrics import kendall_tau, pairwise_accuracy, top_k_score
 
@@ -184,8 +185,7 @@ def _selected_records(task: TaskLike, after_line: int, order: str) -> np.ndarray
             f"task {task.name} does not say which line each record is on, which "
             "after_line and the search order need"
         )
-    picked = np.nonzero(lines > after_line)[0]
-    return picked[np.argsort(lines[picked], kind="stable")].astype(np.int64)
+    return records_after_line(lines, after_line)
 
 
 def make_episodes(

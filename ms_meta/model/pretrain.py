@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from ms_meta.data.split import records_after_line
 from ms_meta.errors import MsMetaError, WeightsError
 from ms_meta.feature.schema import FEATURE_VERSION, LoopGraph
 from ms_meta.model.batch import GraphBatch
@@ -229,12 +230,9 @@ class PretrainResult:
 def validation_records(task: Task, after_line: int) -> np.ndarray:
     """Indices of the records of ``task`` that validation may use: all of them, or those after
     ``after_line`` of the record file, in record-file order."""
-    n = len(task.graphs)
     if not after_line:
-        return np.arange(n, dtype=np.int64)
-    lines = np.asarray(task.lines, np.int64)
-    picked = np.nonzero(lines > after_line)[0]
-    return picked[np.argsort(lines[picked], kind="stable")]
+        return np.arange(len(task.graphs), dtype=np.int64)
+    return records_after_line(task.lines, after_line)
 
 
 def _query_split(
