@@ -70,8 +70,15 @@ def print_evaluation(
 
     ``after_line`` and ``order`` select the records and their order (see
     :func:`ms_meta.eval.make_episodes`)."""
-    from ms_meta.eval import evaluate, markdown_table, results_to_json, text_table
+    from ms_meta.eval import evaluate, make_episodes, markdown_table, results_to_json, text_table
 
+    # Before any model is loaded or baseline pretrained: is there anything to evaluate?
+    episodes, skipped = make_episodes(held_out, ks, seed, after_line=after_line, order=order)
+    if not episodes:
+        first = next(iter(skipped.items()), ("", "no tasks"))
+        raise click.ClickException(
+            f"no held-out task has enough records to evaluate (e.g. {first[0]}: {first[1]})"
+        )
     if isinstance(weights, Path):
         weights = [(None, weights)]
     scorers = [gnn_scorer(path, name) for name, path in weights]
@@ -93,11 +100,6 @@ def print_evaluation(
         f"source ingested into it); each group's {records} {sequence}; "
         f"query = those after the first {max(ks)}; k-shot support = the first k"
     )
-    if results and not results[0].tasks:
-        first = next(iter(results[0].skipped.items()), ("", "no tasks"))
-        raise click.ClickException(
-            f"no held-out task has enough records to evaluate (e.g. {first[0]}: {first[1]})"
-        )
     if results and results[0].skipped:
         counts = results[0].skip_counts()
         click.echo("skipped tasks: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))

@@ -46,7 +46,7 @@ from ms_meta.model.batch import GraphBatch
 from ms_meta.model.gnn import GNNConfig, LoopGraphGNN
 from ms_meta.model.losses import pairwise_rank_loss, regression_loss
 from ms_meta.model.meta import AdaptConfig, Params, adapt, parameters_of, predict_with
-from ms_meta.model.metrics import pairwise_accuracy
+from ms_meta.model.metrics import pairwise_accuracy, top_k_score
 from ms_meta.model.train import TrainConfig, batch_loss, group_minibatches, init_model
 from ms_meta.model.weights import save_atomically
 
@@ -243,10 +243,12 @@ def _query_split(
 
 
 def _metric(name: str, scores: np.ndarray, labels: np.ndarray) -> float:
+    groups = np.zeros(len(labels), np.int64)
     if name == "pairwise":
-        return pairwise_accuracy(scores, labels, np.zeros(len(labels), np.int64))
-    best = float(labels.max())
-    return float(labels[int(np.argmax(scores))]) / best if best > 0 else float("nan")
+        return pairwise_accuracy(scores, labels, groups)
+    # labels are best / latency, so their inverses order like latencies (failed runs: inf)
+    with np.errstate(divide="ignore"):
+        return top_k_score(scores, 1.0 / labels.astype(np.float64), groups, 1)
 
 
 def validate(
