@@ -111,7 +111,10 @@ class OnlineConfig:
     population_size : int
         EvolutionarySearch population (512 is MetaSchedule's default).
     seed : int
-        The same seed for every run.
+        The same seed for every run (One-Shot's k-th search: ``seed + k - 1``).
+    one_shot_searches : int
+        One-Shot searches per weights set, each with its own seed. A single search's pick is
+        close to a lottery (see the README); variants are compared over many picks.
     rounds, repeat, min_repeat_ms : int
         Re-measurement: interleaved rounds over all schedules; per round ``time_evaluator``
         takes ``repeat`` timings of at least ``min_repeat_ms`` each (see :func:`remeasure`).
@@ -130,6 +133,7 @@ class OnlineConfig:
     num_trials_per_iter: int = 16
     population_size: int = 512
     seed: int = 0
+    one_shot_searches: int = 1
     rounds: int = 5
     repeat: int = 5
     min_repeat_ms: int = 50
@@ -155,6 +159,8 @@ class OnlineConfig:
             resolve_one(task)  # a bad name fails here, before hours of tuning
         if self.num_trials_per_iter < 1 or self.population_size < 2:
             raise MsMetaError("num_trials_per_iter must be >= 1 and population_size >= 2")
+        if self.one_shot_searches < 1:
+            raise MsMetaError(f"one_shot_searches must be >= 1, got {self.one_shot_searches}")
         if self.rounds < 1 or self.repeat < 1 or self.min_repeat_ms < 0:
             raise MsMetaError("rounds and repeat must be >= 1, min_repeat_ms >= 0")
         if self.xgb_pretrained is not None and not Path(self.xgb_pretrained).is_file():
@@ -231,21 +237,33 @@ class RunPlan:
     weights: str | Path | None = None
     #: The weights set's name; ``None`` for an unnamed one (and the xgb models).
     weights_name: str | None = None
+    #: Which of a weights set's repeated One-Shot searches (0 for the first; seed + search).
+    search: int = 0
+
+    @property
+    def weights_label(self) -> str:
+        """``meta`` or ``meta:NAME``: the label shared by the repeated searches of one model
+        and weights set."""
+        return self.model if self.weights_name is None else f"{self.model}:{self.weights_name}"
 
     @property
     def label(self) -> str:
-        """The run's name in tables and JSON: ``meta``, or ``meta:NAME`` for named weights."""
-        return self.model if self.weights_name is None else f"{self.model}:{self.weights_name}"
+        """The run's name in tables and JSON: ``meta``, or ``meta:NAME`` for named weights;
+        a repeated One-Shot search adds ``#k`` (``one-shot:NAME#2``)."""
+        return self.weights_label + (f"#{self.search + 1}" if self.search else "")
 
     @property
     def dir_name(self) -> str:
         """The run's folder under ``runs/<task>/``: ``meta``, or ``meta.NAME`` (a sibling, never
-        inside ``meta``, whose folder :func:`ensure_run` may delete)."""
-        return self.model if self.weights_name is None else f"{self.model}.{self.weights_name}"
+        inside ``meta``, whose folder :func:`ensure_run` may delete); a repeated search adds
+        ``.searchK`` (names cannot hold a dot, so no weights name collides with it)."""
+        base = self.model if self.weights_name is None else f"{self.model}.{self.weights_name}"
+        return base + (f".search{self.search + 1}" if self.search else "")
 
     def describe(self) -> str:
         if self.max_trials == 0:
-            return f"{self.label}: zero trials (one run)"
+            which = f", search {self.search + 1} (seed + {self.search})" if self.search else ""
+            return f"{self.label}: zero trials (one run{which})"
         points = ", ".join(f"{self.label}@{b}" for b in self.budgets)
         return (
             f"{points}: the first {'/'.join(map(str, self.budgets))} trials of one "
@@ -298,12 +316,13 @@ def plan_runs(config: OnlineConfig) -> tuple[list[RunPlan], list[dict[str, str]]
                 if not ok:
                     skipped.append({"model": model, "reason": why})
                     continue
-                max_trials, budgets = 0, (0,)
+                max_trials, budgets, searches = 0, (0,), config.one_shot_searches
             else:
-                max_trials, budgets = max(config.budgets), config.budgets
+                max_trials, budgets, searches = max(config.budgets), config.budgets, 1
             plans += [
-                RunPlan(model, max_trials, budgets, weights=weights, weights_name=name)
+                RunPlan(model, max_trials, budgets, weights, name, search)
                 for name, weights in config.weight_sets()
+                for search in range(searches)
             ]
     return plans, skipped
 
@@ -334,7 +353,7 @@ def _fingerprint(spec: str, plan: RunPlan, config: OnlineConfig, target) -> dict
         "model": plan.model,
         "num_trials_per_iter": config.num_trials_per_iter,
         "population_size": config.population_size,
-        "seed": config.seed,
+        "seed": config.seed + plan.search,
         "model_file": _file_identity(model_file),
         "target": target_summary(target),
     }
@@ -440,14 +459,15 @@ def _tune_run(workload, plan: RunPlan, run_dir: Path, target, config: OnlineConf
     if plan.model == "one-shot":
         from ms_meta.one_shot import tune_tir as one_shot_tune_tir
 
-        with meta_schedule_logging_compat(), _numpy_global_seed(config.seed):
+        seed = config.seed + plan.search
+        with meta_schedule_logging_compat(), _numpy_global_seed(seed):
             database = one_shot_tune_tir(
                 mod,
                 target,
                 str(run_dir),
                 weights=str(plan.weights),
                 verify=0,
-                seed=config.seed,
+                seed=seed,
                 cost_model=(
                     _meta_cost_model(config, target, plan.weights)
                     if config.allow_other_cpu
@@ -795,9 +815,50 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         match = _trials_to_match(run, latency, ref, tolerance)
         summary["trials_to_match"].setdefault(run["model"], {})[run["task"]] = match[0]
         summary["trials_to_match_db"].setdefault(run["model"], {})[run["task"]] = match[1]
+    summary["one_shot_searches"] = _one_shot_searches(result["runs"], by_point, ref_budget)
     result["points"] = points
     result["summary"] = summary
     return result
+
+
+def _one_shot_searches(runs, by_point, ref_budget: int) -> dict[str, Any]:
+    """Per One-Shot weights label with more than one search: the geomean ratio to xgb@N over
+    every pick (all tasks and searches), each search's geomean over the tasks, and each
+    task's geomean over the searches."""
+    searches: dict[str, list[str]] = {}
+    for run in runs:
+        if run["max_trials"] == 0:
+            base = run["model"].partition("#")[0]
+            searches.setdefault(base, [])
+            if run["model"] not in searches[base]:
+                searches[base].append(run["model"])
+    tasks = list(dict.fromkeys(r["task"] for r in runs))
+    out = {}
+    for base, labels in searches.items():
+        if len(labels) < 2:
+            continue
+        ratio = {
+            (task, label): (by_point.get((task, label, 0)) or {}).get("ratio_vs_xgb_ref")
+            for task in tasks
+            for label in labels
+        }
+        if not any(by_point.get((t, REFERENCE_MODEL, ref_budget)) for t in tasks):
+            continue
+        picks = [r for r in ratio.values() if r is not None]
+        out[base] = {
+            "searches": len(labels),
+            "picks": len(picks),
+            "geomean": geomean(picks),
+            "per_search": {
+                label: geomean([r for t in tasks if (r := ratio[t, label]) is not None])
+                for label in labels
+            },
+            "per_task": {
+                task: geomean([r for lab in labels if (r := ratio[task, lab]) is not None])
+                for task in tasks
+            },
+        }
+    return out
 
 
 def _geo_entry(ratios: Sequence[float | None]) -> dict[str, Any]:
@@ -1079,6 +1140,25 @@ def format_tables(result: dict[str, Any]) -> str:
                 f"  {label:{lw}s} "
                 + " ".join(f"{c:>14s}" for c in cells)
                 + f" {_x(geo.get('geomean')):>9s}"
+            )
+    repeated = result["summary"].get("one_shot_searches") or {}
+    if repeated:
+        lines += [
+            "",
+            f"One-Shot over repeated searches (seeds seed, seed + 1, ...): latency ratio to {ref}, "
+            "geomean over every pick; each search's geomean over the tasks; each task's geomean "
+            "over the searches:",
+        ]
+        for base, entry in repeated.items():
+            per_search = [v for v in entry["per_search"].values() if v is not None]
+            span = f"{min(per_search):.3f}-{max(per_search):.3f}" if per_search else "-"
+            lines.append(
+                f"  {base:{lw}s} {_x(entry['geomean'])} over {entry['picks']} picks "
+                f"({entry['searches']} searches); single searches {span}"
+            )
+            lines.append(
+                f"  {'':{lw}s} per task: "
+                + ", ".join(f"{t[:20]} {_x(v)}" for t, v in entry["per_task"].items())
             )
     tolerance = result["config"]["match_tolerance"]
     lines += [

@@ -25,8 +25,9 @@ _WEIGHTS_MARKERS = ("*", "P", "X", "D")
 
 
 def _style(label: str, weights_names: list[str]) -> dict[str, Any]:
-    """Colour, line style and marker of a run labelled ``model`` or ``model:NAME``."""
-    model, _, name = label.partition(":")
+    """Colour, line style and marker of a run labelled ``model`` or ``model:NAME`` (repeated
+    One-Shot searches, ``model:NAME#k``, share their weights' style)."""
+    model, _, name = label.partition("#")[0].partition(":")
     if model not in _WEIGHTS_COLORS:
         return {"color": _COLORS.get(model), "linestyle": "-", "marker": "*"}
     i = weights_names.index(name) if name in weights_names else 0
@@ -84,7 +85,7 @@ def plot_convergence(result: dict[str, Any], path: str | Path) -> Path:
     rows = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
     budgets = sorted({b for r in result["runs"] for b in r["budgets"]} | {0})
-    names = (r["model"].partition(":")[2] for r in result["runs"])
+    names = (r["model"].partition("#")[0].partition(":")[2] for r in result["runs"])
     weights_names = [name for name in dict.fromkeys(names) if name]
     for ax, task in zip(axes.flat, tasks, strict=False):
         for run in (r for r in result["runs"] if r["task"] == task):
@@ -100,7 +101,9 @@ def plot_convergence(result: dict[str, Any], path: str | Path) -> Path:
                         markersize=12 if style["marker"] == "*" else 9,
                         linestyle="none",
                         color=color,
-                        label=f"{run['model']} (0 trials)",
+                        # repeated searches: one legend entry per weights set
+                        label=None if "#" in run["model"] else f"{run['model']} (0 trials)",
+                        alpha=0.6 if "#" in run["model"] else 1.0,
                     )
                 continue
             if xs:

@@ -54,6 +54,8 @@ Examples:
   ms-meta bench --online --xgb-pretrained xgb.tar --weights meta.pt --work-dir runs/online
   ms-meta bench --online --weights ft=a.pt --weights rl=b.pt --work-dir runs/cmp
                                                  # meta:ft, meta:rl, ... re-measured together
+  ms-meta bench --online --models xgb,one-shot --weights ft=a.pt --one-shot-searches 6 \\
+      --work-dir runs/oneshot                    # six One-Shot picks per task, seeds 0-5
   ms-meta bench --model resnet18 --work-dir runs/resnet18 --json resnet18.json
 """
 )
@@ -149,6 +151,14 @@ Examples:
     help="--online: EvolutionarySearch population.",
 )
 @click.option(
+    "--one-shot-searches",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="--online: One-Shot searches per weights, with seeds SEED, SEED+1, ...; the tables "
+    "add the geomean over every pick (a single search's pick is close to a lottery).",
+)
+@click.option(
     "--rounds",
     type=click.IntRange(1),
     default=5,
@@ -197,6 +207,7 @@ def bench(
     plot_path,
     trials_per_iter,
     population_size,
+    one_shot_searches,
     rounds,
     model_name,
     xgb_trials_per_task,
@@ -234,6 +245,7 @@ def bench(
             num_trials_per_iter=trials_per_iter,
             population_size=population_size,
             seed=seed,
+            one_shot_searches=one_shot_searches,
             rounds=rounds,
         )
         _online(config, work_dir, json_path, plot_path, target_json)

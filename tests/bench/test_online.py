@@ -190,6 +190,32 @@ def test_plan_runs_meta_and_one_shot_once_per_named_weights(tmp_path):
     ]
 
 
+@pytest.mark.skipif(not one_shot_available()[0], reason="ms_meta.one_shot does not import")
+def test_repeated_one_shot_searches_get_own_labels_folders_and_seeds(tmp_path, target):
+    from ms_meta.bench.online import _fingerprint
+
+    ft = tmp_path / "ft.pt"
+    ft.write_bytes(b"ft")
+    config = OnlineConfig(
+        tasks=(TINY,), budgets=(16,), named_weights=(("ft", ft),), one_shot_searches=3, seed=7
+    ).checked()
+    plans, _ = plan_runs(config)
+    assert [p.label for p in plans] == ["xgb", "meta:ft", "one-shot:ft", "one-shot:ft#2",
+                                        "one-shot:ft#3"]  # fmt: skip
+    one_shot = [p for p in plans if p.model == "one-shot"]
+    assert [p.dir_name for p in one_shot] == ["one-shot.ft", "one-shot.ft.search2",
+                                              "one-shot.ft.search3"]  # fmt: skip
+    assert {p.weights_label for p in one_shot} == {"one-shot:ft"}
+    seeds = [_fingerprint(TINY, p, config, target)["seed"] for p in plans]
+    assert seeds == [7, 7, 7, 8, 9]  # the first search's fingerprint is that of a single one
+    assert "search 3 (seed + 2)" in one_shot[2].describe()
+    unnamed = plan_runs(OnlineConfig(tasks=(TINY,), one_shot_searches=2).checked())[0]
+    unnamed_dirs = [p.dir_name for p in unnamed if p.model == "one-shot"]
+    assert unnamed_dirs == ["one-shot", "one-shot.search2"]
+    with pytest.raises(MsMetaError, match="one_shot_searches"):
+        OnlineConfig(one_shot_searches=0).checked()
+
+
 def test_unnamed_fingerprint_is_unchanged_and_names_do_not_enter_it(tmp_path, target):
     from ms_meta.bench.online import _fingerprint
     from ms_meta.tuning.target import target_summary
@@ -407,6 +433,49 @@ def test_convergence_plot_of_two_named_meta_runs(named, tmp_path):
     assert _style("one-shot", [])["color"] == "tab:purple"
 
 
+@pytest.fixture()
+def repeated(recorded) -> dict:
+    """The recorded result as if One-Shot had searched three times: searches 2 and 3 picked
+    schedules 2x and 0.5x as slow as the recorded pick (re-measured under their own keys)."""
+    result = {k: copy.deepcopy(v) for k, v in recorded.items() if k not in ("points", "summary")}
+    one_shot = next(r for r in result["runs"] if r["model"] == "one-shot")
+    for search, factor in ((2, 2.0), (3, 0.5)):
+        run = copy.deepcopy(one_shot)
+        run["model"] = f"one-shot#{search}"
+        for step in run["staircase"]:
+            measured = copy.deepcopy(result["latency"][step["key"]])
+            measured["secs"] *= factor
+            step["key"] = f"{step['key']}/search{search}"
+            result["latency"][step["key"]] = measured
+        result["runs"].append(run)
+    return summarize(result)
+
+
+def test_repeated_one_shot_searches_are_summarized_over_every_pick(recorded, repeated):
+    first = _points(recorded)[(recorded["runs"][0]["task"], "one-shot", 0)]["ratio_vs_xgb_ref"]
+    entry = repeated["summary"]["one_shot_searches"]["one-shot"]
+    assert (entry["searches"], entry["picks"]) == (3, 3)
+    # the geomean of r, 2r and r/2 is r; each search's own geomean is its single pick's ratio
+    assert entry["geomean"] == pytest.approx(first)
+    assert list(entry["per_search"]) == ["one-shot", "one-shot#2", "one-shot#3"]
+    assert [entry["per_search"][k] for k in entry["per_search"]] == pytest.approx(
+        [first, 2 * first, 0.5 * first]
+    )
+    assert list(entry["per_task"].values()) == pytest.approx([first])
+    assert recorded["summary"]["one_shot_searches"] == {}  # a single search: no such entry
+    text = format_tables(repeated)
+    assert "One-Shot over repeated searches" in text
+    assert f"{first:.3f} over 3 picks (3 searches); single searches {0.5 * first:.3f}-" in text
+    assert "One-Shot over repeated searches" not in format_tables(recorded)
+
+
+def test_convergence_plot_of_repeated_searches(repeated, tmp_path):
+    from ms_meta.bench.plots import _style
+
+    assert plot_convergence(repeated, tmp_path / "r.png").read_bytes()[:8] == PNG_MAGIC
+    assert _style("one-shot:ft#2", ["ft"]) == _style("one-shot:ft", ["ft"])
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
@@ -457,6 +526,17 @@ def test_cli_weights_reach_the_online_config(args, weights, named_weights, monke
     result = CliRunner().invoke(cli, ["bench", "--online", *args])
     assert result.exit_code == 0, result.output
     assert (seen[0].weights, seen[0].named_weights) == (weights, named_weights)
+    assert seen[0].one_shot_searches == 1
+
+
+def test_cli_one_shot_searches_reach_the_online_config(monkeypatch):
+    seen = []
+    monkeypatch.setattr("ms_meta.cli.bench._online", lambda config, *rest: seen.append(config))
+    result = CliRunner().invoke(cli, ["bench", "--online", "--one-shot-searches", "6"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].one_shot_searches == 6
+    result = CliRunner().invoke(cli, ["bench", "--online", "--one-shot-searches", "0"])
+    assert result.exit_code == 2 and "--one-shot-searches" in result.output
 
 
 def test_cli_model_benchmark_takes_the_path_of_one_weights(monkeypatch):
