@@ -1,6 +1,7 @@
 """The scoring process's wire format and the chunking that MetaCostModel.predict shares."""
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from ms_meta.model.scoring_process import BATCH_FIELDS, _from_wire, _receive, _s
 def test_chunks_cover_every_candidate_once_with_small_last_chunks(count):
     bounds = _chunk_bounds(count)
     assert bounds[0][0] == 0 and bounds[-1][1] == count
-    assert all(stop == next_start for (_, stop), (next_start, _) in zip(bounds, bounds[1:]))
+    assert all(stop == next_start for (_, stop), (next_start, _) in itertools.pairwise(bounds))
     sizes = [stop - start for start, stop in bounds]
     assert all(0 < size <= _CHUNK for size in sizes)
     if count >= _CHUNK:
