@@ -209,6 +209,16 @@ Examples:
     help="--method transfer: weight of a ListNet top-one loss beside the pairwise loss.",
 )
 @click.option(
+    "--episodes",
+    "episode_order",
+    type=click.Choice(["random", "search"]),
+    default="random",
+    show_default=True,
+    help="--method fomaml/reptile: an episode's support and query drawn at random from a "
+    "task, or ('search') consecutive records of its record file and the records measured "
+    "right after them, as a search adapts and then ranks.",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
@@ -251,6 +261,7 @@ def pretrain(
     outer_lr,
     hidden,
     listwise_weight,
+    episode_order,
     out,
     init_path,
     resume,
@@ -304,6 +315,7 @@ def pretrain(
         inner_lr=inner_lr,
         outer_lr=outer_lr,
         listwise_weight=listwise_weight,
+        episode_order=episode_order,
         val_shots=VAL_SHOTS,
         val_after_line=val_after_line,
         val_metric=val_metric,

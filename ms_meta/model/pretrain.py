@@ -51,6 +51,7 @@ from ms_meta.model.train import TrainConfig, batch_loss, group_minibatches, init
 from ms_meta.model.weights import save_atomically
 
 __all__ = [
+    "EPISODE_ORDERS",
     "METHODS",
     "VAL_METRICS",
     "EpochReport",
@@ -76,6 +77,8 @@ class Task(Protocol):
 
 #: Validation metrics early stopping can watch.
 VAL_METRICS = ("pairwise", "top1")
+#: How meta-learning episodes split a task into support and query (see PretrainConfig).
+EPISODE_ORDERS = ("random", "search")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,12 @@ class PretrainConfig:
         Size range of an episode's support set (drawn uniformly).
     query_size : int
         Most records of an episode's query set.
+    episode_order : str
+        Meta methods: how an episode splits a task. ``"random"``: the support is a random
+        draw from all of its records and the query a disjoint one. ``"search"``: a window of
+        the record file in its order, the support a run of consecutive records and the query
+        the records measured right after them, the way ``MetaCostModel.update`` adapts on
+        what a search measured so far and ``predict`` then ranks what it proposes next.
     inner_steps, inner_lr : int, float
         The inner loop, the same as :class:`~ms_meta.model.meta.AdaptConfig` at tuning time.
     outer_lr : float
@@ -135,6 +144,7 @@ class PretrainConfig:
     support_min: int = 8
     support_max: int = 64
     query_size: int = 96
+    episode_order: str = "random"
     inner_steps: int = 10
     inner_lr: float = 3e-3
     outer_lr: float = 1e-3
@@ -154,6 +164,11 @@ class PretrainConfig:
             raise ValueError(f"invalid PretrainConfig: {self}")
         if not 1 <= self.support_min <= self.support_max or self.query_size < 2:
             raise ValueError(f"invalid support/query sizes in {self}")
+        if self.episode_order not in EPISODE_ORDERS:
+            raise ValueError(
+                f"unknown episode order {self.episode_order!r}; "
+                f"choose one of {', '.join(EPISODE_ORDERS)}"
+            )
         if self.val_metric not in VAL_METRICS:
             raise ValueError(
                 f"unknown validation metric {self.val_metric!r}; "
@@ -305,11 +320,17 @@ def validate(
 def _episode(
     task: Task, config: PretrainConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Disjoint support and query indices of one task, or None when it is too small."""
+    """Disjoint support and query indices of one task, or None when it is too small (see
+    ``PretrainConfig.episode_order``)."""
     n = len(task.graphs)
     if n < config.support_min + 2:
         return None
     size = int(rng.integers(config.support_min, min(config.support_max, n - 2) + 1))
+    if config.episode_order == "search":
+        order = np.argsort(task.lines, kind="stable")
+        # the query is at least two records long, so the support starts early enough
+        start = int(rng.integers(0, n - size - 2 + 1))
+        return order[start : start + size], order[start + size : start + size + config.query_size]
     order = rng.permutation(n)
     return order[:size], order[size : size + config.query_size]
 

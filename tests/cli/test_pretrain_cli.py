@@ -90,6 +90,19 @@ def test_pretrain_validates_on_late_records(tmp_path, small_records):
     assert "4 training tasks" in result.output and "0 validation tasks" in result.output
 
 
+def test_pretrain_meta_learns_on_search_episodes(tmp_path, small_records):
+    paths, split = small_records
+    out = tmp_path / "s.pt"
+    result = CliRunner().invoke(
+        cli,
+        ["pretrain", *paths, "--split", str(split), "--method", "fomaml", "--episodes", "search",
+         "--epochs", "1", "--hidden", "16", "--inner-steps", "2", "--no-eval",
+         "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out).meta["pretrain_config"]["episode_order"] == "search"
+
+
 def records_after(path: str, line: int) -> int:
     """How many records of a database directory lie after ``line`` (all of them usable)."""
     with open(Path(path) / "database_tuning_record.json") as f:

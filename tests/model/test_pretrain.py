@@ -176,3 +176,40 @@ def test_adapting_scorer_adapts_only_with_support(train_tasks, val_tasks):
     assert zero.shape == few.shape == (len(query),)
     assert not np.allclose(zero, few)
     assert np.array_equal(zero, scorer.score(task, np.zeros(0, np.int64), query))
+
+
+@dataclass
+class LinedTask(Task):
+    lines: np.ndarray
+
+
+def _lined(task: Task, rng: np.random.Generator) -> LinedTask:
+    """The task with its records stored out of record-file order (shuffled lines)."""
+    return LinedTask(task.name, task.graphs, task.labels, rng.permutation(len(task.graphs)) + 1)
+
+
+def test_search_episodes_take_consecutive_records_and_what_follows(train_tasks):
+    from ms_meta.model.pretrain import _episode
+
+    task = _lined(train_tasks[0], np.random.default_rng(0))
+    cfg = config("fomaml", episode_order="search", support_min=4, support_max=8, query_size=5)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        support, query = _episode(task, cfg, rng)
+        lines = task.lines[np.concatenate([support, query])]
+        # one run of consecutive record-file lines: the support, then the query right after it
+        assert list(lines) == list(range(lines[0], lines[0] + len(lines)))
+        assert 4 <= len(support) <= 8 and 2 <= len(query) <= 5
+    with pytest.raises(ValueError, match="episode order"):
+        config("fomaml", episode_order="sorted")
+
+
+def test_meta_training_on_search_episodes_learns(train_tasks, val_tasks):
+    rng = np.random.default_rng(0)
+    lined = [_lined(t, rng) for t in train_tasks]
+    untrained = validate(init_model(SMALL), val_tasks, shots=8, adapt_config=AdaptConfig(steps=2))
+    result = pretrain(lined, val_tasks, config("fomaml", epochs=4, episode_order="search"))
+    best = result.history[result.best_epoch - 1]
+    assert best.val_zero_shot > max(untrained[0], 0.6)
+    random_order = pretrain(lined, val_tasks, config("fomaml", epochs=1))
+    assert random_order.history[0].train_loss != result.history[0].train_loss  # other episodes
