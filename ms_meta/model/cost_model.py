@@ -145,9 +145,12 @@ class MetaCostModel(PyCostModel):
         The target the model scores programs for (default: this machine); weights trained for
         another CPU are refused unless ``allow_other_cpu``.
     adapt_steps : int, optional
-        Inner gradient steps per ``update`` (default 10 with pre-trained weights, 60 without).
+        Inner gradient steps per ``update`` (0: no adaptation). Default: what the weights
+        record (the shipped ones: 5 on rocketlake, 20 on the Zen 4 guest), else 10 with
+        pre-trained weights and 60 without.
     adapt_lr : float, optional
-        Learning rate of the inner steps (default 3e-3 pre-trained, 1e-2 untrained).
+        Learning rate of the inner steps. Default: what the weights record (1e-3 for both
+        shipped files), else 3e-3 pre-trained, 1e-2 untrained.
     seed : int
         Seeds the initialization of an untrained model.
     scoring_process : bool, optional
@@ -190,10 +193,13 @@ class MetaCostModel(PyCostModel):
         self.meta_params = parameters_of(self.model)
         # Pretrained weights carry the inner loop they were meta-trained with.
         trained = checkpoint.meta.get("adapt", {}) if checkpoint else {}
-        steps = adapt_steps if adapt_steps is not None else trained.get("steps") or (
-            _PRETRAINED_STEPS if self.pretrained else _ONLINE_STEPS)  # fmt: skip
-        lr = adapt_lr if adapt_lr is not None else trained.get("lr") or (
-            _PRETRAINED_LR if self.pretrained else _ONLINE_LR)  # fmt: skip
+        # (recorded zeros count: 0 steps is a model that never adapts)
+        steps = next(v for v in (adapt_steps, trained.get("steps"),
+                                 _PRETRAINED_STEPS if self.pretrained else _ONLINE_STEPS)
+                     if v is not None)  # fmt: skip
+        lr = next(v for v in (adapt_lr, trained.get("lr"),
+                              _PRETRAINED_LR if self.pretrained else _ONLINE_LR)
+                  if v is not None)  # fmt: skip
         self.adapt_config = AdaptConfig(steps=steps, lr=lr, seed=seed)
         self._samples: dict[str, _TaskSamples] = {}
         self._adapted: dict[str, dict[str, torch.Tensor]] = (

@@ -72,6 +72,24 @@ def test_save_load_round_trip_identical_predictions(sample_candidates, tmp_path)
     assert np.array_equal(other.predict(context, candidates), before)
 
 
+def test_adaptation_settings_come_from_the_weights_unless_given(sample_candidates, tmp_path):
+    from ms_meta.model.weights import save_checkpoint
+
+    context, candidates = sample_candidates("dense:64,64,64", count=8)
+    path = tmp_path / "w.pt"
+    MetaCostModel(weights=None, seed=1, scoring_process=False).save(str(path))
+    checkpoint = load_checkpoint(path)
+    checkpoint.meta["adapt"] = {"steps": 0, "lr": 1e-3}  # recorded zero: never adapt
+    save_checkpoint(checkpoint, path)
+    model = MetaCostModel(weights=path, scoring_process=False)
+    assert (model.adapt_config.steps, model.adapt_config.lr) == (0, 1e-3)
+    before = model.predict(context, candidates)
+    model.update(context, candidates[:6], _results([2e-3, 1e-3, 4e-3, 3e-3, 6e-3, 5e-4]))
+    assert np.array_equal(model.predict(context, candidates), before)
+    given = MetaCostModel(weights=path, adapt_steps=7, adapt_lr=2e-3, scoring_process=False)
+    assert (given.adapt_config.steps, given.adapt_config.lr) == (7, 2e-3)
+
+
 def test_weights_metadata_mismatch_is_a_clear_error(tmp_path):
     path = tmp_path / "model.pt"
     MetaCostModel(weights=None).save(str(path))
