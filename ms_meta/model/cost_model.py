@@ -57,9 +57,9 @@ _SOFTPLUS_SHARPNESS = 8.0
 # predict() encodes and scores candidates in chunks: the search's populations run to thousands
 # of candidates. Chunks of 64 graphs (about 3,000 nodes) keep the GNN's intermediate tensors
 # near the size of a core's L2 cache; 64 scored fastest of 16-128 on the Zen 4 guest (about
-# 5,900 against 5,000 candidates/s at 128). Cache matters twice: the GNN on the other core
-# slowed the encoder by 5-20% through the shared L3 (a pure-Python loop there did not; see
-# docs/bench/contention_encoder.py). With a scoring process (see
+# 5,900 against 5,000 candidates/s at 128); the GNN on the other core also slowed the
+# encoder by up to 10-20% in some runs, through the shared L3 cache, and not at all in others
+# (docs/bench/contention_encoder.py). With a scoring process (see
 # ms_meta.model.scoring_process) the child scores chunk k while this process encodes chunk
 # k+1; only the last chunk's scoring is not overlapped, so the last chunks are smaller.
 # Both paths use the same chunks, so their scores are bit-identical. A thread instead of a
