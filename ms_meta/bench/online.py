@@ -825,6 +825,9 @@ def _one_shot_searches(runs, by_point, ref_budget: int) -> dict[str, Any]:
     """Per One-Shot weights label with more than one search: the geomean ratio to xgb@N over
     every pick (all tasks and searches), each search's geomean over the tasks, and each
     task's geomean over the searches."""
+    tasks = list(dict.fromkeys(r["task"] for r in runs))
+    if not any(by_point.get((t, REFERENCE_MODEL, ref_budget)) for t in tasks):
+        return {}  # no xgb@N point: no ratio to summarize
     searches: dict[str, list[str]] = {}
     for run in runs:
         if run["max_trials"] == 0:
@@ -832,7 +835,6 @@ def _one_shot_searches(runs, by_point, ref_budget: int) -> dict[str, Any]:
             searches.setdefault(base, [])
             if run["model"] not in searches[base]:
                 searches[base].append(run["model"])
-    tasks = list(dict.fromkeys(r["task"] for r in runs))
     out = {}
     for base, labels in searches.items():
         if len(labels) < 2:
@@ -842,8 +844,6 @@ def _one_shot_searches(runs, by_point, ref_budget: int) -> dict[str, Any]:
             for task in tasks
             for label in labels
         }
-        if not any(by_point.get((t, REFERENCE_MODEL, ref_budget)) for t in tasks):
-            continue
         picks = [r for r in ratio.values() if r is not None]
         out[base] = {
             "searches": len(labels),

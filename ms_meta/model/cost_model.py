@@ -89,6 +89,11 @@ def _chunk_bounds(count: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def _first_given(*values):
+    """The first of ``values`` that is not ``None`` (a given 0 counts)."""
+    return next(v for v in values if v is not None)
+
+
 # Calls with fewer candidates are scored in this process: the child's start-up (about 2-3 s,
 # mostly importing torch) pays off only over many candidates.
 SCORING_PROCESS_MIN_CANDIDATES = 256
@@ -194,12 +199,10 @@ class MetaCostModel(PyCostModel):
         # Pretrained weights carry the inner loop they were meta-trained with.
         trained = checkpoint.meta.get("adapt", {}) if checkpoint else {}
         # (recorded zeros count: 0 steps is a model that never adapts)
-        steps = next(v for v in (adapt_steps, trained.get("steps"),
-                                 _PRETRAINED_STEPS if self.pretrained else _ONLINE_STEPS)
-                     if v is not None)  # fmt: skip
-        lr = next(v for v in (adapt_lr, trained.get("lr"),
-                              _PRETRAINED_LR if self.pretrained else _ONLINE_LR)
-                  if v is not None)  # fmt: skip
+        steps = _first_given(adapt_steps, trained.get("steps"),
+                             _PRETRAINED_STEPS if self.pretrained else _ONLINE_STEPS)  # fmt: skip
+        lr = _first_given(adapt_lr, trained.get("lr"),
+                          _PRETRAINED_LR if self.pretrained else _ONLINE_LR)  # fmt: skip
         self.adapt_config = AdaptConfig(steps=steps, lr=lr, seed=seed)
         self._samples: dict[str, _TaskSamples] = {}
         self._adapted: dict[str, dict[str, torch.Tensor]] = (
@@ -364,11 +367,15 @@ class MetaCostModel(PyCostModel):
                 self._give_up_scorer(err)
         return self._scorer is not None
 
+    def _encoded_chunks(self, context, candidates):
+        """The candidates encoded one chunk at a time (see ``_chunk_bounds``)."""
+        for start, stop in _chunk_bounds(len(candidates)):
+            yield self.extractor.encode_batch(context, candidates[start:stop])
+
     def _predict_pipelined(self, scorer, context, candidates, params):
         failed, pending = [], 0
         try:
-            for start, stop in _chunk_bounds(len(candidates)):
-                encoded = self.extractor.encode_batch(context, candidates[start:stop])
+            for encoded in self._encoded_chunks(context, candidates):
                 failed.append(encoded.failed)
                 scorer.submit(vars(encoded), params, params)
                 pending += 1
@@ -406,8 +413,7 @@ class MetaCostModel(PyCostModel):
         if scores is None:
             chunks = []
             with _torch_threads(self.torch_threads):
-                for start, stop in _chunk_bounds(len(candidates)):
-                    encoded = self.extractor.encode_batch(context, candidates[start:stop])
+                for encoded in self._encoded_chunks(context, candidates):
                     failed.append(encoded.failed)
                     chunks.append(
                         predict_batch(self.model, params, GraphBatch.from_encoded(encoded))

@@ -327,7 +327,7 @@ def _episode(
         return None
     size = int(rng.integers(config.support_min, min(config.support_max, n - 2) + 1))
     if config.episode_order == "search":
-        order = np.argsort(task.lines, kind="stable")
+        order = records_after_line(task.lines, 0)  # every record, in record-file order
         # the query is at least two records long, so the support starts early enough
         start = int(rng.integers(0, n - size - 2 + 1))
         return order[start : start + size], order[start + size : start + size + config.query_size]

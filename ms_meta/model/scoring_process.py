@@ -29,7 +29,6 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<QQ")  # pickle size, number of out-of-band buffers
-_BUFFER_SIZE = struct.Struct("<Q")
 BATCH_FIELDS = ("x", "node_type", "edge_index", "edge_type", "edge_attr", "batch", "task")
 # Index arrays cross the pipe in the narrowest type that holds them (a third of a batch's bytes
 # at int64) and are widened again in the child, so the GNN sees the same arrays either way.
@@ -48,12 +47,16 @@ def _send(stream: BinaryIO, message: Any) -> None:
     data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     raws = [buffer.raw() for buffer in buffers]
     stream.write(_HEADER.pack(len(data), len(raws)))
-    for raw in raws:
-        stream.write(_BUFFER_SIZE.pack(raw.nbytes))
+    stream.write(_buffer_sizes(len(raws)).pack(*(raw.nbytes for raw in raws)))
     stream.write(data)
     for raw in raws:
         stream.write(raw)
     stream.flush()
+
+
+def _buffer_sizes(count: int) -> struct.Struct:
+    """The byte counts of a message's ``count`` out-of-band buffers, after its header."""
+    return struct.Struct(f"<{count}Q")
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytearray:
@@ -72,8 +75,8 @@ def _receive(stream: BinaryIO) -> Any:
     if len(header) < _HEADER.size:
         raise EOFError("the other side closed the pipe")
     size, num_buffers = _HEADER.unpack(header)
-    sizes = [_BUFFER_SIZE.unpack(_read_exactly(stream, _BUFFER_SIZE.size))[0]
-             for _ in range(num_buffers)]  # fmt: skip
+    sizes_format = _buffer_sizes(num_buffers)
+    sizes = sizes_format.unpack(_read_exactly(stream, sizes_format.size))
     data = _read_exactly(stream, size)
     buffers = [_read_exactly(stream, buffer_size) for buffer_size in sizes]
     return pickle.loads(data, buffers=buffers)
