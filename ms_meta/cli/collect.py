@@ -107,6 +107,7 @@ Examples:
   ms-meta collect all --shard 0/2          # this machine takes every other task
   ms-meta collect dense:128,768,768 --out /tmp/records
   ms-meta collect resnet18 --trials-per-task 256 --cost-model meta --retry-exhausted  # top up
+  ms-meta collect resnet18 --trials-per-task 0 --one-shot-picks 16   # the model's own picks
 
 
 Measure on remote devices (builds stay on this machine):
@@ -149,6 +150,29 @@ Measure on remote devices (builds stay on this machine):
     help="Population of the evolutionary search.",
 )
 @click.option(
+    "--one-shot-picks",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also measure this many schedules per task that One-Shot searches (the pre-trained "
+    "model alone, no measurement) rank best: the model's own mistakes, to train it on. "
+    "Counted apart from --trials-per-task; use --trials-per-task 0 for these alone.",
+)
+@click.option(
+    "--one-shot-per-search",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Best-scored unmeasured schedules taken from each One-Shot search (each search has "
+    "its own seed).",
+)
+@click.option(
+    "--one-shot-weights",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Weights of the One-Shot searches. Default: the shipped weights for the target.",
+)
+@click.option(
     "--rpc-tracker",
     default=None,
     metavar="HOST:PORT",
@@ -187,8 +211,8 @@ Measure on remote devices (builds stay on this machine):
 @library_errors
 def collect(
     workloads, root, trials_per_task, random_fraction, batch_size, cost_model, population_size,
-    rpc_tracker, rpc_key, rpc_workers, contention_guard, retry_exhausted, shard, start, end, step,
-    list_only, target_json, seed,
+    one_shot_picks, one_shot_per_search, one_shot_weights, rpc_tracker, rpc_key, rpc_workers,
+    contention_guard, retry_exhausted, shard, start, end, step, list_only, target_json, seed,
 ):  # fmt: skip
     """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine,
     or with --rpc-tracker/--rpc-key on every device registered under the key.
@@ -208,7 +232,12 @@ def collect(
         return
 
     from ms_meta.cli.progress import Progress
-    from ms_meta.data.collect import CollectConfig, count_lines, skips_as_exhausted
+    from ms_meta.data.collect import (
+        CollectConfig,
+        count_lines,
+        records_wanted,
+        skips_as_exhausted,
+    )
     from ms_meta.data.collect import collect as run_collect
     from ms_meta.tuning.target import parse_target, target_key
 
@@ -224,12 +253,19 @@ def collect(
         rpc=rpc,
         contention_guard=contention_guard,
         retry_exhausted=retry_exhausted,
+        one_shot_picks=one_shot_picks,
+        one_shot_per_search=one_shot_per_search,
+        one_shot_weights=one_shot_weights,
     )
     key_dir = root / target_key(target)
 
     def records_to_measure(task_dir: Path) -> int:
         have = count_lines(task_dir / "database_tuning_record.json")
-        return 0 if skips_as_exhausted(task_dir, have, config) else max(0, trials_per_task - have)
+        return (
+            0
+            if skips_as_exhausted(task_dir, have, config)
+            else records_wanted(task_dir, have, config)
+        )
 
     todo = sum(records_to_measure(key_dir / w.name) for w in selected)
     click.echo(

@@ -42,6 +42,7 @@ META_FILE = "meta.json"
 # A phase that ends short (its samples were already on disk) is re-run with a new seed this
 # many times before the collector accepts fewer records for the task.
 MAX_PHASE_ATTEMPTS = 3
+ONE_SHOT_PHASE = "one-shot"
 # How long to wait for an RPC tracker to answer, and for a free device to report its CPU.
 TRACKER_TIMEOUT_SEC = 10.0
 
@@ -126,6 +127,12 @@ class CollectConfig:
     contention_guard: bool = True
     # Measure tasks an earlier run marked as exhausted (say, to top them up with another model).
     retry_exhausted: bool = False
+    # Records measured from One-Shot searches (ms_meta.one_shot.search), counted apart from
+    # trials_per_task: the schedules the pre-trained model alone ranks best, the model's own
+    # confident mistakes among them. Training on them teaches the model where its search goes.
+    one_shot_picks: int = 0
+    one_shot_per_search: int = 4  # the best-scored unmeasured finalists taken from each search
+    one_shot_weights: str | None = None  # None: the shipped weights for the target
 
 
 @dataclass(frozen=True)
@@ -484,7 +491,7 @@ def _collect_locked(
     record_path = task_dir / RECORD_FILE
     existing = _repaired_count(task_dir)
     progress = TaskProgress(workload.name, existing)
-    if existing >= config.trials_per_task:
+    if records_wanted(task_dir, existing, config) == 0:
         return progress
     meta_path = task_dir / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -533,6 +540,42 @@ def _collect_locked(
     database = ms.database.JSONDatabase(work_dir=str(task_dir))
     db_workload = database.commit_workload(mod)
     seen = _existing_trace_keys(record_path)
+
+    def measure_and_commit(fresh: list, phase: str, source_model: str | None) -> list:
+        """Time ``fresh``, append their records and account for them; returns the results."""
+        disturbed_so_far = contention.disturbed
+        results = measure(measurer.builder, measurer.runner, target, fresh, guard, contention)
+        first = existing + progress.measured + 1  # the batch's first record line
+        if contention.disturbed > disturbed_so_far and fresh:
+            disturbed_lines.append([first, first + len(fresh) - 1])
+        if fresh:
+            note_source(sources, phase, source_model, run_started, first, len(fresh))
+        _check_rpc_results(results, config.rpc)
+        failed_now = 0
+        for cand, result in zip(fresh, results, strict=True):
+            secs = run_secs_of(result)
+            if secs is None:
+                failed_now += 1
+                logger.debug("%s: %s", workload.name, result.error_msg)
+            else:
+                best = 1e6 * sorted(secs)[len(secs) // 2]
+                progress.best_us = min(progress.best_us or best, best)
+            database.commit_tuning_record(
+                ms.database.TuningRecord(
+                    cand.sch.trace,
+                    db_workload,
+                    secs if secs is not None else [FAILED_RUN_SECS],
+                    target,
+                    cand.args_info,
+                )
+            )
+        progress.measured += len(fresh)
+        progress.failed += failed_now
+        save_meta()
+        if on_progress is not None:
+            on_progress(workload.name, len(fresh), failed_now)
+        return results
+
     n_random_target = round(config.trials_per_task * config.random_fraction)
     phases = [("random", n_random_target), ("guided", config.trials_per_task)]
     for phase, phase_target in phases:
@@ -583,38 +626,8 @@ def _collect_locked(
                     seen.add(key)
                     fresh.append(cand)
                     keys.append(key)
-                disturbed_so_far = contention.disturbed
-                results = measure(
-                    measurer.builder, measurer.runner, target, fresh, guard, contention
-                )
-                first = existing + progress.measured + 1  # the batch's first record line
-                if contention.disturbed > disturbed_so_far and fresh:
-                    disturbed_lines.append([first, first + len(fresh) - 1])
-                if fresh:
-                    note_source(sources, phase, config.cost_model, run_started, first, len(fresh))
-                _check_rpc_results(results, config.rpc)
-                failed_now = 0
-                for cand, result in zip(fresh, results, strict=True):
-                    secs = run_secs_of(result)
-                    if secs is None:
-                        failed_now += 1
-                        logger.debug("%s: %s", workload.name, result.error_msg)
-                    else:
-                        best = 1e6 * sorted(secs)[len(secs) // 2]
-                        progress.best_us = min(progress.best_us or best, best)
-                    database.commit_tuning_record(
-                        ms.database.TuningRecord(
-                            cand.sch.trace,
-                            db_workload,
-                            secs if secs is not None else [FAILED_RUN_SECS],
-                            target,
-                            cand.args_info,
-                        )
-                    )
-                progress.measured += len(fresh)
-                progress.failed += failed_now
+                results = measure_and_commit(fresh, phase, config.cost_model)
                 have += len(fresh)
-                save_meta()
                 if model is not None and fresh:
                     model.update(context, fresh, results)
                 # Duplicates get a neutral "not run" result so the search's trial count moves on.
@@ -626,8 +639,6 @@ def _collect_locked(
                         for c in candidates
                     ],
                 )
-                if on_progress is not None:
-                    on_progress(workload.name, len(fresh), failed_now)
                 if not fresh and progress.duplicates > 4 * config.trials_per_task:
                     break  # a tiny design space: nothing new left to sample
                 if stop is not None and stop.is_set():
@@ -640,6 +651,11 @@ def _collect_locked(
                 progress.exhausted = True
                 break  # the search found nothing new; another seed will not either
             progress.exhausted = False  # only the last attempt's outcome counts
+    if not progress.stopped and config.one_shot_picks:
+        _measure_one_shot_picks(
+            mod, workload.name, target, config, seen, measure_and_commit, progress, stop,
+            already=one_shot_records(sources),
+        )  # fmt: skip
     # Remember an exhausted design space, so that later runs do not spend minutes re-sampling
     # it; the mark holds only while the record count is the one it was made at.
     done = existing + progress.measured
@@ -653,11 +669,11 @@ def note_source(
 ) -> None:
     """Add record lines ``first .. first + count - 1`` to meta.json's ``sources`` list.
 
-    Each entry is ``{"lines": [first, last], "phase": "random" | "guided", "cost_model":
-    name or None (random samples), "run": start time of the collect run}``; a batch that
-    continues the last entry's lines with the same source extends it.
+    Each entry is ``{"lines": [first, last], "phase": "random" | "guided" | "one-shot",
+    "cost_model": name or None (random samples), "run": start time of the collect run}``; a
+    batch that continues the last entry's lines with the same source extends it.
     """
-    source = {"phase": phase, "cost_model": cost_model if phase == "guided" else None, "run": run}
+    source = {"phase": phase, "cost_model": cost_model if phase != "random" else None, "run": run}
     last = first + count - 1
     if sources:
         previous = sources[-1]
@@ -666,6 +682,77 @@ def note_source(
             previous["lines"][1] = last
             return
     sources.append({"lines": [first, last], **source})
+
+
+def one_shot_records(sources: list) -> int:
+    """How many records of a task's ``sources`` (meta.json) came from One-Shot searches."""
+    return sum(
+        entry["lines"][1] - entry["lines"][0] + 1
+        for entry in sources
+        if entry.get("phase") == ONE_SHOT_PHASE
+    )
+
+
+def records_wanted(task_dir: Path, existing: int, config: CollectConfig) -> int:
+    """Records still to measure for a task: up to ``trials_per_task`` in all (whatever
+    measured them), and ``one_shot_picks`` from One-Shot searches."""
+    wanted = max(0, config.trials_per_task - existing)
+    if config.one_shot_picks:
+        meta_path = task_dir / META_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        wanted += max(0, config.one_shot_picks - one_shot_records(meta.get("sources") or []))
+    return wanted
+
+
+def _one_shot_model(config: CollectConfig, target):
+    from ms_meta.model.cost_model import MetaCostModel
+
+    weights = config.one_shot_weights or "default"
+    # no scoring process: it must not run beside the timed runs
+    model = MetaCostModel(weights=weights, scoring_process=False, seed=config.seed)
+    return model, f"one-shot:{Path(weights).name if config.one_shot_weights else 'shipped'}"
+
+
+def _measure_one_shot_picks(
+    mod, task_name, target, config, seen, measure_and_commit, progress, stop, *, already
+) -> None:
+    """Measure the best-scored unmeasured finalists of One-Shot searches until the task has
+    ``config.one_shot_picks`` such records; each search has its own seed and contributes at
+    most ``config.one_shot_per_search``."""
+    from ms_meta.one_shot.search import search_task
+    from ms_meta.one_shot.settings import SearchSettings
+
+    need = config.one_shot_picks - already
+    if need <= 0:
+        return
+    model, label = _one_shot_model(config, target)
+    settings = SearchSettings()
+    searches_without_news = 0
+    search = already  # seeds continue where an earlier run stopped
+    while need > 0 and searches_without_news < MAX_PHASE_ATTEMPTS:
+        found = search_task(
+            mod, target, model, task_name=task_name, settings=settings,
+            rand_state=config.seed + 1 + 7919 * search,
+        )  # fmt: skip
+        search += 1
+        fresh = []
+        for finalist in found.finalists:
+            key = _trace_key(finalist.trace)
+            if key in seen:
+                progress.duplicates += 1
+                continue
+            if len(fresh) < min(need, config.one_shot_per_search):
+                seen.add(key)
+                fresh.append(finalist.candidate)
+        if not fresh:
+            searches_without_news += 1
+            continue
+        searches_without_news = 0
+        measure_and_commit(fresh, ONE_SHOT_PHASE, label)
+        need -= len(fresh)
+        if stop is not None and stop.is_set():
+            progress.stopped = True
+            return
 
 
 # A run whose search proposed this many already-measured schedules per new one has all but
@@ -770,7 +857,7 @@ def collect(
         try:
             with task_lock(task_dir):
                 existing = _repaired_count(task_dir)
-                if existing >= config.trials_per_task:
+                if records_wanted(task_dir, existing, config) == 0:
                     progress = TaskProgress(workload.name, existing)
                 elif skips_as_exhausted(task_dir, existing, config):
                     progress = TaskProgress(workload.name, existing, exhausted=True)

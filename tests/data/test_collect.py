@@ -427,16 +427,51 @@ def test_exhausted_design_space_is_remembered(tmp_path, target, measurer):
     assert retried.skipped is None
 
 
+def test_one_shot_picks_are_measured_after_the_other_phases_and_resume(
+    tmp_path, target, measurer, workload
+):
+    """--one-shot-picks: the best-scored unmeasured finalists of One-Shot searches (shipped
+    weights, no measurement guiding them) are appended as their own source, counted apart
+    from trials_per_task, and a re-run tops them up to the new count only."""
+    from ms_meta.data.collect import one_shot_records, records_wanted
+
+    config = CollectConfig(
+        trials_per_task=4, one_shot_picks=4, one_shot_per_search=2, **{**SMALL, "seed": 3}
+    )
+    task_dir = _task_dir(tmp_path, target)
+    assert records_wanted(task_dir, 0, config) == 8
+    progress = collect_task(workload, tmp_path, target, config, measurer.builder, measurer.runner)
+    assert progress.measured == 8
+    first = _assert_clean(task_dir, 8)  # no pick repeats a schedule measured before
+    sources = json.loads((task_dir / META_FILE).read_text())["sources"]
+    assert [s["phase"] for s in sources] == ["random", "guided", "one-shot"]
+    assert sources[-1]["lines"] == [5, 8] and sources[-1]["cost_model"] == "one-shot:shipped"
+    assert one_shot_records(sources) == 4
+    assert records_wanted(task_dir, 8, config) == 0
+
+    more = replace(config, one_shot_picks=6)
+    assert records_wanted(task_dir, 8, more) == 2
+    resumed = collect_task(workload, tmp_path, target, more, measurer.builder, measurer.runner)
+    assert resumed.measured == 2
+    assert _assert_clean(task_dir, 10)[:8] == first  # append-only
+    sources = json.loads((task_dir / META_FILE).read_text())["sources"]
+    assert one_shot_records(sources) == 6 and sources[-1]["lines"] == [9, 10]
+    again = collect_task(workload, tmp_path, target, more, measurer.builder, measurer.runner)
+    assert again.measured == 0
+
+
 def test_sources_extend_only_a_contiguous_run_of_one_source():
     sources: list = []
     note_source(sources, "random", "xgb", "t0", 1, 4)
     note_source(sources, "random", "xgb", "t0", 5, 4)  # same source, next lines: extended
     note_source(sources, "guided", "xgb", "t0", 9, 4)
     note_source(sources, "guided", "meta", "t1", 13, 2)  # another run and model
+    note_source(sources, "one-shot", "one-shot:shipped", "t1", 15, 2)
     assert sources == [
         {"lines": [1, 8], "phase": "random", "cost_model": None, "run": "t0"},
         {"lines": [9, 12], "phase": "guided", "cost_model": "xgb", "run": "t0"},
         {"lines": [13, 14], "phase": "guided", "cost_model": "meta", "run": "t1"},
+        {"lines": [15, 16], "phase": "one-shot", "cost_model": "one-shot:shipped", "run": "t1"},
     ]
 
 
