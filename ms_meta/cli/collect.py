@@ -233,10 +233,10 @@ def collect(
 
     from ms_meta.cli.progress import Progress
     from ms_meta.data.collect import (
+        RECORD_FILE,
         CollectConfig,
         count_lines,
         records_wanted,
-        skips_as_exhausted,
     )
     from ms_meta.data.collect import collect as run_collect
     from ms_meta.tuning.target import parse_target, target_key
@@ -260,12 +260,7 @@ def collect(
     key_dir = root / target_key(target)
 
     def records_to_measure(task_dir: Path) -> int:
-        have = count_lines(task_dir / "database_tuning_record.json")
-        return (
-            0
-            if skips_as_exhausted(task_dir, have, config)
-            else records_wanted(task_dir, have, config)
-        )
+        return records_wanted(task_dir, count_lines(task_dir / RECORD_FILE), config)
 
     todo = sum(records_to_measure(key_dir / w.name) for w in selected)
     click.echo(

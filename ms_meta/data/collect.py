@@ -431,7 +431,7 @@ def _existing_trace_keys(path: Path) -> set[str]:
     return keys
 
 
-def _make_cost_model(kind: str, seed: int):
+def _make_cost_model(kind: str, seed: int, target):
     from tvm.s_tir import meta_schedule as ms
 
     if kind == "xgb":
@@ -444,7 +444,7 @@ def _make_cost_model(kind: str, seed: int):
 
         # no scoring process: its start-up, once per task, would cost more than it saves,
         # and it must not run beside the timed runs
-        return MetaCostModel(seed=seed, scoring_process=False)
+        return MetaCostModel(target=target, seed=seed, scoring_process=False)
     raise ValueError(f"unknown cost model {kind!r}; expected xgb, meta or random")
 
 
@@ -578,6 +578,8 @@ def _collect_locked(
 
     n_random_target = round(config.trials_per_task * config.random_fraction)
     phases = [("random", n_random_target), ("guided", config.trials_per_task)]
+    if skips_as_exhausted(task_dir, existing, config):
+        phases = []  # only One-Shot picks are wanted: the mark is about the other searches
     for phase, phase_target in phases:
         if progress.stopped:
             break
@@ -594,7 +596,7 @@ def _collect_locked(
                     population_size=config.population_size,
                     genetic_num_iters=config.genetic_num_iters,
                 )
-                model = _make_cost_model(config.cost_model, config.seed)
+                model = _make_cost_model(config.cost_model, config.seed, target)
             context = ms.TuneContext(
                 mod=mod,
                 target=target,
@@ -693,15 +695,24 @@ def one_shot_records(sources: list) -> int:
     )
 
 
+def one_shot_wanted(task_dir: Path, config: CollectConfig) -> int:
+    """One-Shot picks still to measure for a task (``config.one_shot_picks`` minus those on
+    disk)."""
+    if not config.one_shot_picks:
+        return 0
+    meta_path = task_dir / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return max(0, config.one_shot_picks - one_shot_records(meta.get("sources") or []))
+
+
 def records_wanted(task_dir: Path, existing: int, config: CollectConfig) -> int:
     """Records still to measure for a task: up to ``trials_per_task`` in all (whatever
-    measured them), and ``one_shot_picks`` from One-Shot searches."""
-    wanted = max(0, config.trials_per_task - existing)
-    if config.one_shot_picks:
-        meta_path = task_dir / META_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        wanted += max(0, config.one_shot_picks - one_shot_records(meta.get("sources") or []))
-    return wanted
+    measured them; none if the task is marked exhausted and ``config`` does not retry it),
+    and ``one_shot_picks`` from One-Shot searches (another search, which an exhausted mark
+    does not stop)."""
+    exhausted = skips_as_exhausted(task_dir, existing, config)
+    standard = 0 if exhausted else max(0, config.trials_per_task - existing)
+    return standard + one_shot_wanted(task_dir, config)
 
 
 def _one_shot_model(config: CollectConfig, target):
@@ -709,7 +720,7 @@ def _one_shot_model(config: CollectConfig, target):
 
     weights = config.one_shot_weights or "default"
     # no scoring process: it must not run beside the timed runs
-    model = MetaCostModel(weights=weights, scoring_process=False, seed=config.seed)
+    model = MetaCostModel(weights=weights, target=target, scoring_process=False, seed=config.seed)
     return model, f"one-shot:{Path(weights).name if config.one_shot_weights else 'shipped'}"
 
 
@@ -857,9 +868,10 @@ def collect(
         try:
             with task_lock(task_dir):
                 existing = _repaired_count(task_dir)
-                if records_wanted(task_dir, existing, config) == 0:
+                wanted = records_wanted(task_dir, existing, config)
+                if wanted == 0 and existing >= config.trials_per_task:
                     progress = TaskProgress(workload.name, existing)
-                elif skips_as_exhausted(task_dir, existing, config):
+                elif wanted == 0:  # only the other searches were wanted, and the mark stops them
                     progress = TaskProgress(workload.name, existing, exhausted=True)
                     progress.skipped = (
                         f"design space exhausted at {existing} records by an earlier run"

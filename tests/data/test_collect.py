@@ -426,6 +426,14 @@ def test_exhausted_design_space_is_remembered(tmp_path, target, measurer):
     retried = collect([tiny], tmp_path, target, replace(config, retry_exhausted=True)).tasks[0]
     assert retried.skipped is None
 
+    # One-Shot picks are another search: a mark stops the other phases, not them.
+    have = count_lines(task_dir / RECORD_FILE)
+    meta = json.loads((task_dir / META_FILE).read_text())
+    meta["exhausted_at"] = have
+    (task_dir / META_FILE).write_text(json.dumps(meta))
+    picks = collect([tiny], tmp_path, target, replace(config, one_shot_picks=2)).tasks[0]
+    assert picks.skipped is None and picks.measured <= 2  # no random or guided phase ran
+
 
 def test_one_shot_picks_are_measured_after_the_other_phases_and_resume(
     tmp_path, target, measurer, workload
