@@ -507,6 +507,7 @@ def _collect_locked(
     sources: list = list(meta.get("sources") or [])
     run_started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     device = {"runner": measurer.runner_name, "cpu": measurer.cpu or host_cpu()}
+    machine = measurer.runner_name if config.rpc is not None else local_machine()
     # Timings on a remote device are not disturbed by what runs here.
     guard = ContentionGuard() if config.contention_guard and config.rpc is None else None
     contention = ContentionReport()
@@ -549,7 +550,9 @@ def _collect_locked(
         if contention.disturbed > disturbed_so_far and fresh:
             disturbed_lines.append([first, first + len(fresh) - 1])
         if fresh:
-            note_source(sources, phase, source_model, run_started, first, len(fresh))
+            note_source(
+                sources, phase, source_model, run_started, first, len(fresh), machine=machine
+            )
         _check_rpc_results(results, config.rpc)
         failed_now = 0
         for cand, result in zip(fresh, results, strict=True):
@@ -666,16 +669,42 @@ def _collect_locked(
     return progress
 
 
+def local_machine() -> str:
+    """This boot of this machine, e.g. ``"vm boot bb739b0d"``.
+
+    Timings from two machines of one type differ: a fresh VM of the same Zen 4 type timed the
+    best records of earlier ones at 0.7-0.8x their stored latency (session 11). Records
+    therefore name the boot they were timed in, and the dataset builder keeps each boot's
+    labels apart (:func:`ms_meta.data.dataset.measurement_sources`).
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = "unknown"
+    return f"{socket.gethostname()} boot {boot}"
+
+
 def note_source(
-    sources: list, phase: str, cost_model: str, run: str, first: int, count: int
+    sources: list,
+    phase: str,
+    cost_model: str | None,
+    run: str,
+    first: int,
+    count: int,
+    *,
+    machine: str | None = None,
 ) -> None:
     """Add record lines ``first .. first + count - 1`` to meta.json's ``sources`` list.
 
     Each entry is ``{"lines": [first, last], "phase": "random" | "guided" | "one-shot",
-    "cost_model": name or None (random samples), "run": start time of the collect run}``; a
-    batch that continues the last entry's lines with the same source extends it.
+    "cost_model": name or None (random samples), "run": start time of the collect run,
+    "machine": where they were timed (:func:`local_machine`, or the RPC key and tracker)}``;
+    a batch that continues the last entry's lines with the same source extends it. Entries
+    written before session 11 have no ``machine``.
     """
     source = {"phase": phase, "cost_model": cost_model if phase != "random" else None, "run": run}
+    if machine is not None:
+        source["machine"] = machine
     last = first + count - 1
     if sources:
         previous = sources[-1]

@@ -723,28 +723,42 @@ def measurement_sources(
     Latencies measured on different machines, or at different times on a shared one, are not
     comparable: the seed records, measured on another machine of the same type, time the same
     schedules about 2x faster than this project's collector (median over the 163 schedules
-    measured by both). Normalized labels and ranking pairs must therefore stay within one
-    measurement. Source 0 is what was measured into the directory itself; source ``i >= 1`` is
-    the ``i``-th entry of ``meta.json``'s ``ingested`` map, whose records occupy the lines from
-    its ``first_line`` on (entries written before ``first_line`` was recorded were ingested
-    into empty directories, one after another, so they start at line 1).
+    measured by both), and a later VM of the Zen 4 type timed earlier VMs' records at 0.7-0.8x.
+    Normalized labels and ranking pairs must therefore stay within one measurement.
 
-    Shapes: ``lines [n]`` (1-based) -> ``sources [n]`` int64, with the ingested sources' names.
+    Source 0 is what was measured into the directory itself by collectors that did not name
+    their machine (before session 11). Source ``i >= 1`` is the ``i``-th of the names returned:
+    first each entry of ``meta.json``'s ``ingested`` map, whose records occupy the lines from
+    its ``first_line`` on (entries written before ``first_line`` was recorded were ingested
+    into empty directories, one after another, so they start at line 1); then each distinct
+    ``machine`` named by ``meta.json``'s ``sources`` entries (the collector's record of where
+    it timed which lines).
+
+    Shapes: ``lines [n]`` (1-based) -> ``sources [n]`` int64, with the other sources' names.
     """
-    ingested = (meta or {}).get("ingested") or {}
+    meta = meta or {}
+    ingested = meta.get("ingested") or {}
     sources = np.zeros(len(lines), np.int64)
     names: list[str] = []
     next_first = 1
-    if not isinstance(ingested, Mapping):
-        return sources, names
-    for name, entry in ingested.items():
-        if not isinstance(entry, Mapping):
+    if isinstance(ingested, Mapping):
+        for name, entry in ingested.items():
+            if not isinstance(entry, Mapping):
+                continue
+            count = int(entry.get("records", 0) or 0)
+            first = int(entry.get("first_line", next_first) or next_first)
+            names.append(str(name))
+            sources[(lines >= first) & (lines < first + count)] = len(names)
+            next_first = first + count
+    collected = meta.get("sources") or []
+    for entry in collected if isinstance(collected, list) else []:
+        machine = entry.get("machine") if isinstance(entry, Mapping) else None
+        if not machine:
             continue
-        count = int(entry.get("records", 0) or 0)
-        first = int(entry.get("first_line", next_first) or next_first)
-        names.append(str(name))
-        sources[(lines >= first) & (lines < first + count)] = len(names)
-        next_first = first + count
+        if machine not in names:
+            names.append(str(machine))
+        first, last = entry["lines"]
+        sources[(lines >= first) & (lines <= last)] = names.index(machine) + 1
     return sources, names
 
 

@@ -31,6 +31,7 @@ from ms_meta.data.collect import (
     collect_task,
     count_lines,
     count_rpc_devices,
+    local_machine,
     make_measurer,
     note_source,
     query_rpc_cpu,
@@ -125,9 +126,10 @@ def test_collect_then_resume(tmp_path, target, measurer, workload):
     assert meta["collector"]["trials_per_task"] == 8 and meta["collector"]["rpc"] is None
     # 4 random samples (random_fraction 0.5), then 4 from the guided search
     run = meta["sources"][0]["run"]
+    here = local_machine()  # the boot that timed them, so that the dataset keeps it apart
     assert meta["sources"] == [
-        {"lines": [1, 4], "phase": "random", "cost_model": None, "run": run},
-        {"lines": [5, 8], "phase": "guided", "cost_model": "random", "run": run},
+        {"lines": [1, 4], "phase": "random", "cost_model": None, "run": run, "machine": here},
+        {"lines": [5, 8], "phase": "guided", "cost_model": "random", "run": run, "machine": here},
     ]
 
     resumed = collect_task(

@@ -416,3 +416,21 @@ def test_measurement_sources_follow_first_line():
     assert names == ["late"] and sources.tolist() == [0] * 5 + [1] * 4 + [0]
     sources, names = dataset_mod.measurement_sources(None, lines)
     assert names == [] and not sources.any()
+
+
+def test_measurement_sources_keep_each_timing_machine_apart():
+    """Lines the collector says were timed on a named machine form that machine's group;
+    lines of entries without a machine (older collectors) stay in group 0."""
+    lines = np.arange(1, 11)
+    meta = {
+        "ingested": {"seed": {"records": 2, "first_line": 1}},
+        "sources": [
+            {"lines": [3, 5], "phase": "random"},  # no machine: group 0
+            {"lines": [6, 7], "phase": "one-shot", "machine": "vm boot aaaa"},
+            {"lines": [8, 9], "phase": "one-shot", "machine": "vm boot bbbb"},
+            {"lines": [10, 10], "phase": "guided", "machine": "vm boot aaaa"},
+        ],
+    }
+    sources, names = dataset_mod.measurement_sources(meta, lines)
+    assert names == ["seed", "vm boot aaaa", "vm boot bbbb"]
+    assert sources.tolist() == [1, 1, 0, 0, 0, 2, 2, 3, 3, 2]
