@@ -63,6 +63,7 @@ def _items(array) -> list:
 
 _F = NODE_FEATURE_INDEX
 _LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled", "thread_binding")
+POW2_FACTOR_CAP = 6  # 64 lanes: wider than any vector register
 _LOOP_KIND_COLUMNS = [_F[f"loop_kind_{k}"] for k in _LOOP_KINDS]
 _SCOPE_COLUMNS = {s: _F[f"access_scope_{s}"] for s in BUFFER_SCOPES}
 _SCOPE_ORDER = {column: i for i, column in enumerate(_SCOPE_COLUMNS.values())}
@@ -350,9 +351,11 @@ class _GraphBuilder:
         self.src: list[int] = []
         self.dst: list[int] = []
         self.etype: list[int] = []
-        # loops: (node, extent, kind, auto_unroll, unroll_explicit, other_ann, outer_trips, tag)
+        # loops: (node, extent, kind, auto_unroll, unroll_explicit, other_ann, outer_trips, tag,
+        # inner_trips)
         self.loops: list[tuple] = []
         self.innermost: list[int] = []
+        self.innermost_trips: list[int] = []  # outer_trips of each innermost loop
         # blocks: (node, trips, static, name)
         self.blocks: list[tuple] = []
         # access groups, one per block:
@@ -379,7 +382,7 @@ class _GraphBuilder:
         nodes, edges, loops, innermost, blocks, groups = mark
         del self.node_type[nodes:], self.depth[nodes:]
         del self.src[edges:], self.dst[edges:], self.etype[edges:]
-        del self.loops[loops:], self.innermost[innermost:]
+        del self.loops[loops:], self.innermost[innermost:], self.innermost_trips[innermost:]
         del self.blocks[blocks:], self.access_groups[groups:]
 
     def add_node(self, node_type: int, depth: int) -> int:
@@ -461,7 +464,9 @@ def _visit_loop(loop, parent: int, loops: list[tuple], g: _GraphBuilder, cache) 
             else:
                 other += 1
     outer_trips = extent * loops[-1][_TRIPS] if loops else extent
-    g.loops.append((node, extent, loop_kind, auto_unroll, explicit, other, outer_trips, tag))
+    index = len(g.loops)
+    g.loops.append(None)  # filled in below, once the loops inside are known
+    first_innermost = len(g.innermost)
     key = hash(loop.loop_var)
     g.loop_position[key] = len(loops)
     loops.append((node, key, extent, outer_trips))
@@ -472,6 +477,14 @@ def _visit_loop(loop, parent: int, loops: list[tuple], g: _GraphBuilder, cache) 
         body_first = _visit(body, node, loops, g, cache)
         if body_first < 0 or node_type[body_first] != NODE_LOOP:
             g.innermost.append(node)
+            g.innermost_trips.append(outer_trips)
+    # iterations of this loop and the loops inside it, along the deepest-running path: for
+    # the innermost tile loops of a GEMM, the size of the register tile
+    deepest = max(g.innermost_trips[first_innermost:], default=outer_trips)
+    inner_trips = deepest * extent // outer_trips
+    g.loops[index] = (
+        node, extent, loop_kind, auto_unroll, explicit, other, outer_trips, tag, inner_trips
+    )  # fmt: skip
     loops.pop()
     del g.loop_position[key]
     return node
@@ -543,19 +556,31 @@ def _log2p_array(values: np.ndarray) -> np.ndarray:
     return np.log2(1.0 + np.abs(values))
 
 
+def _pow2_factor(extents: np.ndarray) -> np.ndarray:
+    """log2 of the largest power of two dividing each extent, capped at 6 and scaled to [0, 1];
+    0 for an extent that is not a positive integer."""
+    ints = extents.astype(np.int64)
+    ints = np.where((ints > 0) & (ints == extents), ints, 0)
+    lowest_bit = ints & -ints
+    factor = np.log2(np.maximum(lowest_bit, 1)).astype(np.float64)
+    return np.minimum(factor, POW2_FACTOR_CAP) / POW2_FACTOR_CAP
+
+
 def _loop_features(x: np.ndarray, g: _GraphBuilder) -> None:
     if not g.loops:
         return
     # (fromiter over the flattened tuples is several times faster than asarray of tuples)
-    info = np.fromiter(chain.from_iterable(g.loops), np.float64, 8 * len(g.loops)).reshape(-1, 8)
+    info = np.fromiter(chain.from_iterable(g.loops), np.float64, 9 * len(g.loops)).reshape(-1, 9)
     nodes = info[:, 0].astype(np.int64)
     x[nodes, _F["loop_log_extent"]] = _log2p_array(info[:, 1])
+    x[nodes, _F["loop_pow2_factor"]] = _pow2_factor(info[:, 1])
     kinds = np.minimum(info[:, 2].astype(np.int64), 4)
     x[nodes, np.asarray(_LOOP_KIND_COLUMNS)[kinds]] = 1.0
     x[nodes, _F["loop_log_auto_unroll"]] = _log2p_array(info[:, 3])
     x[nodes, _F["loop_unroll_explicit"]] = info[:, 4]
     x[nodes, _F["loop_other_annotations"]] = info[:, 5]
     x[nodes, _F["loop_log_outer_trips"]] = _log2p_array(info[:, 6])
+    x[nodes, _F["loop_log_inner_trips"]] = _log2p_array(info[:, 8])
     tags = info[:, 7].astype(np.int64)
     for code, prefix in enumerate(("blockIdx", "threadIdx", "vthread"), start=1):
         x[nodes[tags == code], _F[f"loop_thread_{prefix}"]] = 1.0

@@ -22,7 +22,7 @@ import numpy as np
 
 # Bump whenever the meaning or order of any feature changes: weights and cached data sets
 # record the version they were built with and are rejected on mismatch.
-FEATURE_VERSION = 3
+FEATURE_VERSION = 4
 
 NODE_TYPES = ("task", "loop", "block", "read", "write")
 NODE_TASK, NODE_LOOP, NODE_BLOCK, NODE_READ, NODE_WRITE = range(len(NODE_TYPES))
@@ -55,6 +55,10 @@ NODE_FEATURES = (
     "depth",  # number of enclosing loops / 8
     # loops
     "loop_log_extent",
+    # log2 of the largest power of two dividing the extent, / 6 (capped): whether a vectorized
+    # loop fills whole vector registers (12 float32 lanes under AVX2 leave half a register, and
+    # such dense schedules ran 10x slower than their neighbours; a log extent cannot tell).
+    "loop_pow2_factor",
     *(f"loop_kind_{k}" for k in LOOP_KINDS),
     *(f"loop_thread_{t}" for t in THREAD_TAGS),
     "loop_log_auto_unroll",  # pragma_auto_unroll_max_step
@@ -62,6 +66,9 @@ NODE_FEATURES = (
     "loop_other_annotations",
     "loop_is_innermost",
     "loop_log_outer_trips",  # product of the extents of the enclosing loops, this one included
+    # product of the extents of this loop and those inside it (the deepest-running path): for
+    # the innermost tile loops of a GEMM, the register tile, whose size decides spills
+    "loop_log_inner_trips",
     # blocks
     "block_log_trips",  # times the block body runs
     "block_log_float_add",  # arithmetic per body execution, by kind

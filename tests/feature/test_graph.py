@@ -113,6 +113,30 @@ def test_split_extents_kinds_and_strides(matmul_schedule):
     assert round(2 ** reuse[(loop_j1, a)] - 1) == 8 and round(2 ** reuse[(loop_k, a)] - 1) == 8
 
 
+def test_power_of_two_factor_of_each_loop_extent():
+    """A vectorized loop of 12 float32 lanes and one of 8 have near log extents; the power of
+    two dividing them (4 and 8) is what says whether they fill vector registers."""
+    sch = Schedule(resolve_one("dense:48,48,48").build())
+    _, j, _ = sch.get_loops(sch.get_sblock("T_dense"))
+    _, j1 = sch.split(j, [None, 12])
+    sch.vectorize(j1)
+    graph = encode_primfunc(sch.mod["main"], NO_TASK)
+    loops = _loops(graph)
+    assert _extents(graph) == [48, 4, 12, 48]
+    factors = graph.x[loops, F["loop_pow2_factor"]] * 6  # log2 of the factor, cap 6
+    assert factors.round(6).tolist() == [4.0, 2.0, 2.0, 4.0]
+    assert graph.x[loops[2], F["loop_kind_vectorized"]] == 1.0
+
+
+def test_inner_trips_of_each_loop(matmul_schedule):
+    """Loops i0 j0 k i1 j1 (4, 8, 64, 16, 8): each loop's iterations together with the loops
+    inside it; i1 x j1 = 128 is the register tile."""
+    graph = encode_primfunc(matmul_schedule.mod["main"], NO_TASK)
+    loops = _loops(graph)
+    inner = [round(2 ** graph.x[i, F["loop_log_inner_trips"]] - 1) for i in loops]
+    assert inner == [4 * 8 * 64 * 16 * 8, 8 * 64 * 16 * 8, 64 * 16 * 8, 16 * 8, 8]
+
+
 def test_edge_types_and_sequence(sample_candidates):
     _, candidates = sample_candidates("conv2d_bias_relu:1,16,14,14,16,3,3,1,1", count=4)
     for cand in candidates:
