@@ -155,7 +155,8 @@ Measure on remote devices (builds stay on this machine):
     default=0,
     show_default=True,
     help="Also measure this many schedules per task that One-Shot searches (the pre-trained "
-    "model alone, no measurement) rank best: the model's own mistakes, to train it on. "
+    "model alone, no measurement) rank best: what the model is surest of, its mistakes "
+    "among them, to train it on. "
     "Counted apart from --trials-per-task; use --trials-per-task 0 for these alone.",
 )
 @click.option(
