@@ -114,8 +114,9 @@ def test_split_extents_kinds_and_strides(matmul_schedule):
 
 
 def test_power_of_two_factor_of_each_loop_extent():
-    """A vectorized loop of 12 float32 lanes and one of 8 have near log extents; the power of
-    two dividing them (4 and 8) is what says whether they fill vector registers."""
+    """A 12-wide vectorized loop has a log extent between those of 8 and 16; the power of two
+    dividing it (4, where 8 and 16 give 8 and 16) is what says it leaves a vector register
+    half filled."""
     sch = Schedule(resolve_one("dense:48,48,48").build())
     _, j, _ = sch.get_loops(sch.get_sblock("T_dense"))
     _, j1 = sch.split(j, [None, 12])
