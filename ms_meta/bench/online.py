@@ -115,6 +115,10 @@ class OnlineConfig:
     one_shot_searches : int
         One-Shot searches per weights set, each with its own seed. A single search's pick is
         close to a lottery (see the README); variants are compared over many picks.
+    one_shot_library : path, optional
+        The schedule library One-Shot picks from (``ms-meta library build``). ``None``: One-Shot
+        searches every task. Never the shipped library here: it holds the held-out tasks'
+        own schedules; build one from the training tasks (``--split``).
     rounds, repeat, min_repeat_ms : int
         Re-measurement: interleaved rounds over all schedules; per round ``time_evaluator``
         takes ``repeat`` timings of at least ``min_repeat_ms`` each (see :func:`remeasure`).
@@ -134,6 +138,7 @@ class OnlineConfig:
     population_size: int = 512
     seed: int = 0
     one_shot_searches: int = 1
+    one_shot_library: Path | None = None
     rounds: int = 5
     repeat: int = 5
     min_repeat_ms: int = 50
@@ -163,6 +168,10 @@ class OnlineConfig:
             raise MsMetaError(f"one_shot_searches must be >= 1, got {self.one_shot_searches}")
         if self.rounds < 1 or self.repeat < 1 or self.min_repeat_ms < 0:
             raise MsMetaError("rounds and repeat must be >= 1, min_repeat_ms >= 0")
+        if self.one_shot_library is not None:
+            from ms_meta.one_shot.library import load_library
+
+            load_library(self.one_shot_library)  # a bad file fails here, not after the XGB runs
         if self.xgb_pretrained is not None and not Path(self.xgb_pretrained).is_file():
             raise MsMetaError(f"--xgb-pretrained file not found: {self.xgb_pretrained}")
         named = tuple((str(name), path) for name, path in self.named_weights)
@@ -347,7 +356,7 @@ def _fingerprint(spec: str, plan: RunPlan, config: OnlineConfig, target) -> dict
 
     # the weights name is not part of it: the run depends on the file, not on its label
     model_file = config.xgb_pretrained if plan.model == "xgb-pretrained" else plan.weights
-    return {
+    fingerprint = {
         "format": RESULT_FORMAT,
         "task": spec,
         "model": plan.model,
@@ -357,6 +366,10 @@ def _fingerprint(spec: str, plan: RunPlan, config: OnlineConfig, target) -> dict
         "model_file": _file_identity(model_file),
         "target": target_summary(target),
     }
+    if plan.model == "one-shot" and config.one_shot_library is not None:
+        # only then: the runs of every other model (and library-free ones) stay reusable
+        fingerprint["library"] = _file_identity(config.one_shot_library)
+    return fingerprint
 
 
 def _read_run_file(run_dir: Path) -> dict[str, Any] | None:
@@ -466,6 +479,7 @@ def _tune_run(workload, plan: RunPlan, run_dir: Path, target, config: OnlineConf
                 target,
                 str(run_dir),
                 weights=str(plan.weights),
+                library=config.one_shot_library,
                 verify=0,
                 seed=seed,
                 cost_model=(
@@ -1039,6 +1053,7 @@ def run_online_benchmark(
         "config": {
             **asdict(config),
             "xgb_pretrained": str(config.xgb_pretrained) if config.xgb_pretrained else None,
+            "one_shot_library": _file_identity(config.one_shot_library),
             "weights": None if config.named_weights else str(config.weights),
             "named_weights": {name: _file_identity(path) for name, path in config.named_weights},
             "tasks": list(config.tasks),
@@ -1093,6 +1108,10 @@ def format_tables(result: dict[str, Any]) -> str:
     for item in result.get("skipped", []):
         lines.append(f"  skipped {item['model']}: {item['reason']}")
     lines += [f"  {line}" for line in _model_lines(result)]
+    library = result["config"].get("one_shot_library")
+    if library:
+        lines.append(f"  one-shot picks among the transferred schedules of {library['path']} "
+                     f"(sha256 {library['sha256']})")  # fmt: skip
     lines.append("")
     remeasured = result.get("remeasure", {})
     lines.append(

@@ -159,6 +159,14 @@ Examples:
     "add the geomean over every pick (a single search's pick is close to a lottery).",
 )
 @click.option(
+    "--one-shot-library",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="--online: One-Shot picks among this schedule library's transferred schedules "
+    "(`ms-meta library build --split ...`: training tasks only) instead of searching; "
+    "default: it searches. Use distinct --weights names for runs with and without it.",
+)
+@click.option(
     "--rounds",
     type=click.IntRange(1),
     default=5,
@@ -208,6 +216,7 @@ def bench(
     trials_per_iter,
     population_size,
     one_shot_searches,
+    one_shot_library,
     rounds,
     model_name,
     xgb_trials_per_task,
@@ -246,6 +255,7 @@ def bench(
             population_size=population_size,
             seed=seed,
             one_shot_searches=one_shot_searches,
+            one_shot_library=one_shot_library,
             rounds=rounds,
         )
         _online(config, work_dir, json_path, plot_path, target_json)

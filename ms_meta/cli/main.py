@@ -18,6 +18,7 @@ _COMMANDS = {
     "db": ("ms_meta.cli.db:db", "Inspect, merge, validate and split tuning databases."),
     "workloads": ("ms_meta.cli.workloads:workloads", "List workloads, operators and presets."),
     "pretrain": ("ms_meta.cli.pretrain:pretrain", "Meta-train the GNN cost model on records."),
+    "library": ("ms_meta.cli.library:library", "Build and inspect One-Shot schedule libraries."),
     "eval": (
         "ms_meta.cli.eval:eval_command",
         "Rank held-out tasks zero- and k-shot vs TVM's models.",

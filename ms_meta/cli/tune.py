@@ -19,7 +19,7 @@ from ms_meta.cli.options import (
 
 # Options that only the one-shot mode reads. --population and --generations default to None
 # (SearchSettings' defaults), so that their help can name them without importing TVM.
-_ONE_SHOT_ONLY = ("verify", "no_measure", "weights", "population", "generations")
+_ONE_SHOT_ONLY = ("verify", "no_measure", "weights", "library", "population", "generations")
 
 
 @click.command(
@@ -59,6 +59,10 @@ Examples:
               help="One-shot: skip the post-hoc measurement of the pick.")  # fmt: skip
 @click.option("--weights", default="default", show_default=True, metavar="PATH|default|none",
               help="One-shot: MetaCostModel weights (none: an untrained model).")  # fmt: skip
+@click.option("--library", default="default", show_default=True, metavar="PATH|default|none",
+              help="One-shot: the schedule library to pick from (`ms-meta library build`); "
+                   "default: the one shipped for the target; none: search the design "
+                   "space instead.")  # fmt: skip
 @click.option("--population", type=click.IntRange(2), default=None,
               help="One-shot: search population [default: 128].")  # fmt: skip
 @click.option("--generations", type=click.IntRange(0), default=None,
@@ -69,7 +73,7 @@ Examples:
 @library_errors
 @click.pass_context
 def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_measure, weights,
-         population, generations, target_json, work_dir: Path | None, seed):  # fmt: skip
+         library, population, generations, target_json, work_dir: Path | None, seed):  # fmt: skip
     """Tune WORKLOAD (a spec like conv2d_nchw:1,64,56,56,64,3,3,1,1, or a named task) with
     MetaSchedule and print the best measured latency, or, with --mode one-shot, the schedule
     the pre-trained model picks without measuring anything."""
@@ -87,8 +91,9 @@ def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_me
         _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed)
     else:
         _tune_one_shot(wl, verify=verify, measure_pick=not no_measure, weights=weights,
-                       population=population, generations=generations, target_json=target_json,
-                       work_dir=work_dir, seed=seed, started=started)  # fmt: skip
+                       library=library, population=population, generations=generations,
+                       target_json=target_json, work_dir=work_dir, seed=seed,
+                       started=started)  # fmt: skip
 
 
 def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed) -> None:
@@ -145,8 +150,8 @@ def _latency(wl, seconds: float) -> str:
     return f"{seconds * 1e6:.1f} us ({wl.flops / seconds / 1e9:.1f} GFLOP/s)"
 
 
-def _tune_one_shot(wl, *, verify, measure_pick, weights, population, generations, target_json,
-                   work_dir, seed, started) -> None:  # fmt: skip
+def _tune_one_shot(wl, *, verify, measure_pick, weights, library, population, generations,
+                   target_json, work_dir, seed, started) -> None:  # fmt: skip
     from ms_meta.one_shot import SearchSettings, run_tir
     from ms_meta.tuning.target import parse_target
 
@@ -164,8 +169,9 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, population, generations
                + " ...", err=True)  # fmt: skip
     imported = time.perf_counter()
     with _model_warning_shown_once():
-        result = run_tir(mod, target, work_dir, weights=_weights_arg(weights), verify=verify,
-                         seed=seed, settings=settings)  # fmt: skip
+        result = run_tir(mod, target, work_dir, weights=_weights_arg(weights),
+                         library=_weights_arg(library), verify=verify, seed=seed,
+                         settings=settings)  # fmt: skip
     if result.model_warning:
         click.secho(f"WARNING: {result.model_warning}", fg="red", bold=True, err=True)
     _print_pick(wl, result, startup=(imported - started) + result.startup_seconds)
@@ -181,6 +187,9 @@ def _print_pick(wl, result, *, startup: float) -> None:
     task = result.tasks[0]
     finalists = f"rank {task.predicted_rank} of {task.finalists} finalists"
     population_note = f"{task.scored} candidates scored"
+    if task.source == "library":
+        finalists = (f"rank {task.predicted_rank} of {task.finalists} library schedules "
+                     f"(from {task.origin}; neighbours {', '.join(task.neighbours)})")  # fmt: skip
     if task.score_median is not None:
         population_note += f", median score {task.score_median:.4g}"
     if task.measured:

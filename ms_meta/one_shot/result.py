@@ -82,6 +82,11 @@ class TaskOutcome:
     measured_seconds: float | None = None
     verified: list[Measurement] = field(default_factory=list)
     error: str | None = None
+    # "library": the finalists were library schedules replayed on the task (``neighbours``
+    # lent them; ``origin`` names the committed one); "search": the evolutionary search's
+    source: str = "search"
+    origin: str | None = None
+    neighbours: list[str] = field(default_factory=list)
 
     @property
     def measured(self) -> bool:
@@ -108,6 +113,9 @@ class TaskOutcome:
             "measured_seconds": self.measured_seconds,
             "verified": [m.to_dict() for m in self.verified],
             "error": self.error,
+            "source": self.source,
+            "origin": self.origin,
+            "neighbours": self.neighbours,
         }
 
 
@@ -131,6 +139,7 @@ class OneShotResult:
     settings: SearchSettings
     verify: int
     seed: int
+    library: str | None = None  # the schedule library's file, None when every task was searched
     summary_path: Path | None = None
 
     @property
@@ -163,6 +172,8 @@ class OneShotResult:
             "settings": self.settings.to_dict(),
             "verify": self.verify,
             "seed": self.seed,
+            "library": self.library,
+            "tasks_from_library": sum(t.source == "library" for t in self.tasks),
             "startup_seconds": round(self.startup_seconds, 4),
             "search_seconds": round(self.search_seconds, 4),
             "tasks": [t.to_dict() for t in self.tasks],

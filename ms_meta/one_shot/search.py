@@ -66,6 +66,8 @@ class Finalist:
     candidate: ms.MeasureCandidate
     score: float
     rank: int  # 1 = the best score
+    # "search", or where a library schedule came from: "<library task> #<its speed rank>"
+    origin: str = "search"
 
     @property
     def trace(self) -> tvm.s_tir.Trace:
@@ -93,6 +95,8 @@ class TaskSearch:
     score_median: float | None = None
     design_spaces: int = 0
     notes: list[str] = field(default_factory=list)
+    source: str = "search"  # or "library": the finalists are transferred library schedules
+    neighbours: list[str] = field(default_factory=list)  # the library tasks that lent them
 
     @property
     def best(self) -> Finalist | None:
@@ -140,16 +144,7 @@ def search_task(
         # no random picks among the returned candidates: only the best-scored ones
         eps_greedy=0.0,
     )
-    num_threads = settings.num_threads or int(target.attrs.get("num-cores", 1))
-    context = ms.TuneContext(
-        mod=mod,
-        target=target,
-        space_generator="post-order-apply",
-        search_strategy=strategy,
-        task_name=task_name,
-        rand_state=rand_state,
-        num_threads=num_threads,
-    )
+    context = _tune_context(mod, target, task_name, rand_state, settings, strategy)
     spaces = context.generate_design_space()
     notes: list[str] = []
     candidates: list[ms.MeasureCandidate] = []
@@ -193,4 +188,132 @@ def search_task(
         score_median=float(np.median(population_scores)) if len(population_scores) else None,
         design_spaces=len(spaces),
         notes=notes,
+    )
+
+
+def _tune_context(mod, target, task_name: str, rand_state: int, settings: SearchSettings,
+                  strategy=None) -> ms.TuneContext:  # fmt: skip
+    return ms.TuneContext(
+        mod=mod,
+        target=target,
+        space_generator="post-order-apply",
+        search_strategy=strategy,
+        task_name=task_name,
+        rand_state=rand_state,
+        num_threads=settings.num_threads or int(target.attrs.get("num-cores", 1)),
+    )
+
+
+def _standardized(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    spread = values.std()
+    return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+
+
+def transfer_schedule(trace_json, mod: tvm.IRModule, postprocs) -> tvm.s_tir.Schedule | None:
+    """Replay a library trace (without its postprocessors' part) on ``mod``, then run
+    ``postprocs``. ``None`` when the trace does not fit ``mod`` (other blocks or loops) or a
+    postprocessor rejects the result. Tile factors that do not divide the new extents are
+    repaired by ``SamplePerfectTile`` on replay."""
+    sch = tvm.s_tir.Schedule(mod)
+    try:
+        tvm.s_tir.Trace.apply_json_to_schedule(trace_json, sch)
+        for postproc in postprocs:
+            if not postproc.apply(sch):
+                return None
+    except Exception:  # a TVMError on a block or loop the trace names that mod lacks
+        return None
+    return sch
+
+
+def library_search(
+    mod: tvm.IRModule | tvm.tirx.PrimFunc,
+    target: tvm.target.Target,
+    cost_model,
+    library,
+    *,
+    task_name: str = "main",
+    rand_state: int = 1,
+    settings: SearchSettings | None = None,
+    neighbours: int = 4,
+    finalists: int | None = None,
+    prior_weight: float | None = None,
+) -> TaskSearch:
+    """Score the library schedules of the task's nearest library tasks, replayed on it.
+
+    When the library holds the task itself (same operator kind and signature), its fastest
+    measured schedule comes first whatever its score: a measurement beats a prediction. The
+    finalists are every distinct schedule that replayed (up to ``finalists``), ranked by the
+    model's score plus ``prior_weight`` (default
+    :data:`~ms_meta.one_shot.library.DEFAULT_PRIOR_WEIGHT`) times how fast each was on its own
+    task, both standardized over the task's candidates; none when the library has no task of
+    this operator kind or none of their schedules fits, so that the caller can fall back to
+    :func:`search_task`.
+    """
+    from ms_meta.feature.task import infer_operator_kind
+    from ms_meta.one_shot.library import DEFAULT_PRIOR_WEIGHT, task_signature
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    settings = settings or SearchSettings()
+    keep = finalists or settings.finalists
+    context = _tune_context(mod, target, task_name, rand_state, settings)
+    kind = infer_operator_kind(context.mod)
+    nearest = library.nearest(kind, task_signature(context.mod), k=neighbours)
+    postprocs = list(context.space_generator.postprocs)
+    prior_weight = DEFAULT_PRIOR_WEIGHT if prior_weight is None else prior_weight
+    candidates, origins, relative, seen = [], [], [], set()
+    failed = 0
+    own = 0  # schedules measured on this very task (a library task with the same signature)
+    for entry, distance in nearest:
+        for speed_rank, schedule in enumerate(entry.schedules, start=1):
+            sch = transfer_schedule(schedule.trace, context.mod, postprocs)
+            if sch is None:
+                failed += 1
+                continue
+            key = str(sch.trace.as_json())  # two library traces may repair to one schedule
+            if key in seen:
+                continue
+            seen.add(key)
+            # as MetaSchedule's own search does: a layout-rewritten weight is an argument in its
+            # new layout
+            args_info = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
+            candidates.append(ms.MeasureCandidate(sch, args_info))
+            origins.append(f"{entry.name} #{speed_rank}")
+            relative.append(schedule.relative)
+            own += distance == 0.0
+    notes = []
+    if not nearest:
+        notes.append(f"the library has no {kind} task")
+    elif not candidates:
+        notes.append(f"none of the {failed} schedules of {len(nearest)} library tasks fits")
+    ranked: list[Finalist] = []
+    probe = _ScoreProbe(cost_model)
+    if candidates:
+        scores = probe.predict(context, candidates)
+        # the model alone ranks its confident mistakes first now and then; a schedule's
+        # measured speed on its own task is evidence the model does not see
+        rank_key = _standardized(scores) + prior_weight * _standardized(-np.log(relative))
+        order = np.argsort(-rank_key, kind="stable")
+        if own:
+            # the task was measured already: its fastest measured schedule beats any prediction
+            # (the library lists a task's schedules fastest first, nearest task first)
+            order = np.concatenate([[0], order[order != 0]])
+        order = order[:keep]
+        ranked = [
+            Finalist(candidates[i], float(scores[i]), rank, origins[i])
+            for rank, i in enumerate(order.tolist(), start=1)
+        ]
+    scored = np.concatenate(probe.scores) if probe.scores else np.zeros(0)
+    return TaskSearch(
+        task_name=task_name,
+        mod=context.mod,
+        finalists=ranked,
+        scored=probe.scored,
+        search_seconds=time.perf_counter() - started,
+        predict_seconds=probe.seconds,
+        cpu_seconds=time.process_time() - cpu_started,
+        score_median=float(np.median(scored)) if len(scored) else None,
+        notes=notes,
+        source="library",
+        neighbours=[entry.name for entry, _ in nearest],
     )

@@ -25,8 +25,14 @@ from tvm.s_tir.meta_schedule.utils import fork_seed
 from ms_meta.data.records import cpu_label
 from ms_meta.errors import MsMetaError, TargetError
 from ms_meta.one_shot import store
+from ms_meta.one_shot.library import (
+    DEFAULT_NEIGHBOURS,
+    ScheduleLibrary,
+    default_library_path,
+    load_library,
+)
 from ms_meta.one_shot.result import Measurement, OneShotResult, TaskOutcome
-from ms_meta.one_shot.search import TaskSearch, search_task
+from ms_meta.one_shot.search import TaskSearch, library_search, search_task
 from ms_meta.one_shot.settings import PREDICTED_RUN_SECS, SearchSettings
 from ms_meta.run_secs import FAILED_RUN_SECS
 from ms_meta.tuning.intrin import import_tensor_intrinsics
@@ -41,6 +47,7 @@ from ms_meta.tuning.target import parse_target, target_summary
 logger = logging.getLogger(__name__)
 
 Weights = str | os.PathLike | Literal["default"] | None
+Library = ScheduleLibrary | str | os.PathLike | Literal["default"] | None
 
 # Set on the log record of the untrained-model warning.
 MODEL_WARNING_ATTR = "ms_meta_model_warning"
@@ -109,6 +116,22 @@ def _load_model(weights: Weights, target: tvm.target.Target, seed: int, cost_mod
     return _Model(cost_model, pretrained, source, warning, time.perf_counter() - started)
 
 
+def _resolve_library(library: Library, target: tvm.target.Target, model: _Model):
+    """(library or None, what to report as its source)."""
+    if library is None or isinstance(library, ScheduleLibrary):
+        source = None if library is None else library.meta.get("path", "in memory")
+        return library, source
+    path = library
+    if isinstance(library, str) and library == "default":
+        path = default_library_path(target_summary(target), model.weights)
+        if path is None:
+            logger.info("no shipped schedule library for this target: every task is searched")
+            return None, None
+    loaded = load_library(path)
+    loaded.meta["path"] = str(path)
+    return loaded, str(path)
+
+
 def _check_target(target) -> tvm.target.Target:
     target = parse_target(target)
     if target.kind.name in ("llvm", "c") and int(target.attrs.get("num-cores", 0) or 0) < 1:
@@ -144,7 +167,7 @@ class _Run:
 
     def __init__(
         self, *, target, work_dir, weights, verify, seed, settings, cost_model, builder, runner,
-        measure_settings,
+        measure_settings, library="default", neighbours=DEFAULT_NEIGHBOURS,
     ) -> None:  # fmt: skip
         if verify < 0:
             raise OneShotError(f"verify must be >= 0, got {verify}")
@@ -154,6 +177,8 @@ class _Run:
         self.seed = int(seed)
         self.settings = settings or SearchSettings()
         self.model = _load_model(weights, self.target, self.seed, cost_model)
+        self.library, self.library_source = _resolve_library(library, self.target, self.model)
+        self.neighbours = int(neighbours)
         self.predicted_db = store.fresh_predicted_database(self.work_dir)
         self.measured_db = store.measured_database(self.work_dir) if self.verify else None
         self._builder, self._runner = builder, runner
@@ -191,6 +216,7 @@ class _Run:
             settings=self.settings,
             verify=self.verify,
             seed=self.seed,
+            library=self.library_source,
         )
         summary = result.to_dict()
         summary.update(
@@ -213,13 +239,29 @@ class _Run:
             raise OneShotError(f"one-shot tuning found no schedule for any task ({details})")
         return result
 
-    def _tune_task(self, task: _Task, rand_state: int) -> TaskOutcome:
+    def _search(self, task: _Task, rand_state: int) -> TaskSearch:
+        """The library's schedules when it has some that fit the task, else the search."""
         finalists = max(self.settings.finalists, self.verify)
-        try:
-            found = search_task(
-                task.mod, self.target, self.model.cost_model, task_name=task.name,
-                rand_state=rand_state, settings=self.settings, finalists=finalists,
+        library_notes: list[str] = []
+        if self.library is not None:
+            found = library_search(
+                task.mod, self.target, self.model.cost_model, self.library, task_name=task.name,
+                rand_state=rand_state, settings=self.settings, neighbours=self.neighbours,
+                finalists=finalists,
             )  # fmt: skip
+            if found.finalists:
+                return found
+            library_notes = [f"library: {note}; searched instead" for note in found.notes]
+        found = search_task(
+            task.mod, self.target, self.model.cost_model, task_name=task.name,
+            rand_state=rand_state, settings=self.settings, finalists=finalists,
+        )  # fmt: skip
+        found.notes[:0] = library_notes
+        return found
+
+    def _tune_task(self, task: _Task, rand_state: int) -> TaskOutcome:
+        try:
+            found = self._search(task, rand_state)
         except Exception as err:  # one broken task must not cost the whole model its tuning
             logger.warning("one-shot search of %s failed: %s", task.name, _first_line(err))
             return TaskOutcome(task.name, "failed", weight=task.weight, error=_first_line(err))
@@ -234,6 +276,8 @@ class _Run:
             predict_seconds=found.predict_seconds,
             cpu_seconds=found.cpu_seconds,
             error="; ".join(found.notes) or None,
+            source=found.source,
+            neighbours=found.neighbours,
         )
         best = found.best
         if best is None:
@@ -245,6 +289,7 @@ class _Run:
             )
         )
         outcome.status, outcome.score, outcome.predicted_rank = "predicted", best.score, 1
+        outcome.origin = best.origin
         if self.verify:
             self._verify(found, outcome)
         logger.info(
@@ -290,6 +335,7 @@ class _Run:
         fastest = min(valid, key=lambda m: m.mean_seconds)
         outcome.status = "measured"
         outcome.score, outcome.predicted_rank = fastest.score, fastest.rank
+        outcome.origin = found.finalists[fastest.rank - 1].origin
         outcome.measured_seconds = fastest.median_seconds
 
 
@@ -320,6 +366,8 @@ def run_tir(
     work_dir: str | os.PathLike | None = None,
     *,
     weights: Weights = "default",
+    library: Library = "default",
+    neighbours: int = DEFAULT_NEIGHBOURS,
     verify: int = 0,
     seed: int = 0,
     settings: SearchSettings | None = None,
@@ -332,7 +380,8 @@ def run_tir(
     (per-task scores and timings) instead of the database only."""
     tasks = _tir_tasks(mod)  # bad input fails before the model loads
     return _Run(
-        target=target, work_dir=work_dir, weights=weights, verify=verify, seed=seed,
+        target=target, work_dir=work_dir, weights=weights, library=library,
+        neighbours=neighbours, verify=verify, seed=seed,
         settings=settings, cost_model=cost_model, builder=builder, runner=runner,
         measure_settings=measure_settings,
     ).run(tasks, "tir")  # fmt: skip
@@ -344,6 +393,8 @@ def tune_tir(
     work_dir: str | os.PathLike | None = None,
     *,
     weights: Weights = "default",
+    library: Library = "default",
+    neighbours: int = DEFAULT_NEIGHBOURS,
     verify: int = 0,
     seed: int = 0,
     settings: SearchSettings | None = None,
@@ -371,6 +422,15 @@ def tune_tir(
         the target's CPU; for a CPU without its own, another CPU's shipped weights with a
         warning (kept in the result); with none at all, an untrained model with a loud
         warning (one-shot picks of an untrained model are no better than random).
+    library : "default", path, ScheduleLibrary or None
+        Measured schedules of other tasks (:mod:`ms_meta.one_shot.library`, built with
+        ``ms-meta library build``). For a task of an operator kind the library holds, the
+        schedules of its ``neighbours`` nearest library tasks are replayed on it and the model
+        picks among them; other tasks, and tasks none of those schedules fits, are searched.
+        ``"default"``: the library shipped for the target's CPU (or beside the weights used),
+        if any. ``None``: search every task.
+    neighbours : int
+        How many library tasks lend their schedules to a task.
     verify : int
         Measure the ``verify`` best-scored schedules of each task (``make_builder`` and
         ``make_local_runner``) and keep the fastest: its record is then a real measurement.
@@ -403,7 +463,8 @@ def tune_tir(
         No task got a schedule.
     """
     return run_tir(
-        mod, target, work_dir, weights=weights, verify=verify, seed=seed, settings=settings,
+        mod, target, work_dir, weights=weights, library=library, neighbours=neighbours,
+        verify=verify, seed=seed, settings=settings,
         cost_model=cost_model, builder=builder, runner=runner, measure_settings=measure_settings,
     ).database  # fmt: skip
 
@@ -470,6 +531,8 @@ def run_relax(
     work_dir: str | os.PathLike | None = None,
     *,
     weights: Weights = "default",
+    library: Library = "default",
+    neighbours: int = DEFAULT_NEIGHBOURS,
     verify: int = 0,
     seed: int = 0,
     settings: SearchSettings | None = None,
@@ -484,7 +547,8 @@ def run_relax(
     target = _check_target(target)
     tasks = relax_tasks(mod, params, target, op_names)
     return _Run(
-        target=target, work_dir=work_dir, weights=weights, verify=verify, seed=seed,
+        target=target, work_dir=work_dir, weights=weights, library=library,
+        neighbours=neighbours, verify=verify, seed=seed,
         settings=settings, cost_model=cost_model, builder=builder, runner=runner,
         measure_settings=measure_settings,
     ).run(tasks, "relax")  # fmt: skip
@@ -497,6 +561,8 @@ def tune_relax(
     work_dir: str | os.PathLike | None = None,
     *,
     weights: Weights = "default",
+    library: Library = "default",
+    neighbours: int = DEFAULT_NEIGHBOURS,
     verify: int = 0,
     seed: int = 0,
     settings: SearchSettings | None = None,
@@ -528,7 +594,8 @@ def tune_relax(
     left untuned (``compile_relax`` then compiles it with its default schedule).
     """
     return run_relax(
-        mod, params, target, work_dir, weights=weights, verify=verify, seed=seed,
+        mod, params, target, work_dir, weights=weights, library=library,
+        neighbours=neighbours, verify=verify, seed=seed,
         settings=settings, cost_model=cost_model, builder=builder, runner=runner,
         measure_settings=measure_settings, op_names=op_names,
     ).database  # fmt: skip

@@ -86,7 +86,7 @@ def _run_untuned_and_tuned(mod, sch, target, inputs):
 def test_never_builds_runs_or_updates(target, tmp_path, no_build_or_run):
     mod = resolve_one("dense:32,32,32").build()
     model = MetaCostModel(weights=None, target=target)
-    result = run_tir(mod, target, tmp_path, cost_model=model, settings=TINY,
+    result = run_tir(mod, target, tmp_path, cost_model=model, settings=TINY, library=None,
                      builder=RaisingBuilder(), runner=RaisingRunner())  # fmt: skip
     assert model.summary.updates == 0 and model.summary.predicted > 0
     (task,) = result.tasks
@@ -117,7 +117,7 @@ def test_never_builds_runs_or_updates(target, tmp_path, no_build_or_run):
 )
 def test_pick_applies_through_compile_tir_and_is_correct(target, tmp_path, spec, inputs):
     mod = resolve_one(spec).build()
-    database = tune_tir(mod, target, tmp_path, weights=None, settings=TINY, seed=3)
+    database = tune_tir(mod, target, tmp_path, weights=None, settings=TINY, library=None, seed=3)
     sch = ms.tir_integration.compile_tir(database, mod, target)
     assert sch is not None
     assert not tvm_ffi.structural_equal(sch.mod, mod)  # a schedule was really applied
@@ -158,7 +158,7 @@ def test_relax_model_compiles_with_the_one_shot_database(target, tmp_path, no_bu
     from tvm import relax
 
     mod, params, weight = _tiny_relax_model()
-    database = tune_relax(mod, params, target, tmp_path, weights=None, settings=TINY)
+    database = tune_relax(mod, params, target, tmp_path, weights=None, settings=TINY, library=None)
     summary = read_summary(tmp_path)
     assert summary["kind"] == "relax"
     (task,) = summary["tasks"]
@@ -180,7 +180,7 @@ def test_relax_model_compiles_with_the_one_shot_database(target, tmp_path, no_bu
 
 def test_relax_result_reports_every_task(target, tmp_path):
     mod, params, _ = _tiny_relax_model()
-    result = run_relax(mod, params, target, tmp_path, weights=None, settings=TINY)
+    result = run_relax(mod, params, target, tmp_path, weights=None, settings=TINY, library=None)
     assert [t.task_name for t in result.tasks] == ["fused_matmul_relu"]
     assert result.search_seconds == pytest.approx(result.tasks[0].search_seconds)
     assert result.tasks[0].weight == 1.0
@@ -218,7 +218,7 @@ class InProcessRunner(PyRunner):
 
 def test_verify_records_the_fastest_measured_finalist(target, tmp_path):
     mod = resolve_one("dense:16,16,16").build()
-    result = run_tir(mod, target, tmp_path, weights=None, verify=3, settings=TINY,
+    result = run_tir(mod, target, tmp_path, weights=None, verify=3, settings=TINY, library=None,
                      builder=InProcessBuilder(), runner=InProcessRunner())  # fmt: skip
     (task,) = result.tasks
     assert task.status == "measured" and len(task.verified) == 3
@@ -236,7 +236,7 @@ def test_verify_records_the_fastest_measured_finalist(target, tmp_path):
 @pytest.mark.slow
 def test_verify_records_a_measured_record(target, tmp_path):
     mod = resolve_one("dense:16,16,16").build()
-    result = run_tir(mod, target, tmp_path, weights=None, verify=1, settings=TINY)
+    result = run_tir(mod, target, tmp_path, weights=None, verify=1, settings=TINY, library=None)
     (task,) = result.tasks
     assert task.status == "measured" and task.measured and result.measured
     assert task.predicted_rank == 1 and len(task.verified) == 1
@@ -293,7 +293,7 @@ def test_saved_weights_load_as_pretrained_without_warning(target, tmp_path, capl
     MetaCostModel(weights=None, target=target, seed=1).save(str(weights))
     mod = resolve_one("dense:8,8,8").build()
     with caplog.at_level(logging.WARNING, logger="ms_meta.one_shot"):
-        result = run_tir(mod, target, tmp_path / "run", weights=weights, settings=TINY)
+        result = run_tir(mod, target, tmp_path / "run", weights=weights, settings=TINY, library=None)
     assert result.pretrained and result.model_warning is None
     assert result.weights == str(weights)
     assert "UNTRAINED" not in caplog.text
@@ -303,7 +303,7 @@ def test_saved_weights_load_as_pretrained_without_warning(target, tmp_path, capl
 def test_untrained_model_warns_loudly(target, tmp_path, caplog):
     mod = resolve_one("dense:8,8,8").build()
     with caplog.at_level(logging.WARNING, logger="ms_meta.one_shot"):
-        result = run_tir(mod, target, tmp_path, weights=None, settings=TINY)
+        result = run_tir(mod, target, tmp_path, weights=None, settings=TINY, library=None)
     assert result.model_warning == untrained_warning(None)
     assert "UNTRAINED" in caplog.text
     assert read_summary(tmp_path)["model"]["warning"] == result.model_warning
@@ -313,7 +313,7 @@ def test_untrained_model_warns_loudly(target, tmp_path, caplog):
 def test_default_weights_of_another_cpu_come_with_a_warning(cpu, tmp_path):
     mod = resolve_one("dense:8,8,8").build()
     target = tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 2})
-    result = run_tir(mod, target, tmp_path, settings=TINY)  # no measurement: any CPU works
+    result = run_tir(mod, target, tmp_path, settings=TINY, library=None)  # no measurement: any CPU works
     assert result.pretrained and result.weights.endswith("llvm-rocketlake.pt")
     if default_weights_path(target_summary(target)) is not None:
         assert result.model_warning is None
@@ -325,7 +325,7 @@ def test_default_weights_of_another_cpu_come_with_a_warning(cpu, tmp_path):
 def test_a_new_run_replaces_the_previous_predictions(target, tmp_path):
     mod = resolve_one("dense:8,8,8").build()
     for seed in (1, 2):
-        tune_tir(mod, target, tmp_path, weights=None, settings=TINY, seed=seed)
+        tune_tir(mod, target, tmp_path, weights=None, settings=TINY, library=None, seed=seed)
     assert len(_records(tmp_path / PREDICTED_RECORD_FILE)) == 1
 
 

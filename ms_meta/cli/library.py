@@ -1,0 +1,87 @@
+"""``ms-meta library``: build and inspect One-Shot's schedule libraries."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from ms_meta.cli.options import library_errors
+
+
+@click.group("library")
+def library() -> None:
+    """Build and inspect schedule libraries: the best measured schedules of many tasks, which
+    One-Shot replays on a new task's nearest neighbours and lets the model choose among."""
+
+
+@library.command(
+    "build",
+    epilog="""\b
+Examples:
+  ms-meta library build tuning_records/llvm-znver4-noavx512-2c \\
+      --out ms_meta/weights/llvm-znver4-noavx512.library.json.gz
+  ms-meta library build tuning_records/llvm-znver4-noavx512-2c \\
+      --split tuning_records/llvm-rocketlake-2c/split.json --out split.library.json.gz
+  ms-meta library build my_tuning_runs/ --out mine.library.json.gz
+""",
+)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path),
+                metavar="PATH...")  # fmt: skip
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The library file to write (gzip JSON; replaced atomically).")  # fmt: skip
+@click.option("--split", "split_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Keep only the split's training tasks (for evaluating One-Shot "
+              "on its held-out tasks).")  # fmt: skip
+@click.option("--per-task", type=click.IntRange(1), default=8, show_default=True,
+              help="The fastest measured schedules kept per task.")  # fmt: skip
+@library_errors
+def build(paths, out, split_path, per_task) -> None:
+    """Build a library from tuning databases: tuning_records/<cpu>/, a database directory, or
+    any directory holding MetaSchedule JSON databases (such as your own ms.tune_tir work
+    directories). Inputs are only read."""
+    from ms_meta.cli.progress import Progress
+    from ms_meta.data.split import read_split
+    from ms_meta.one_shot.library import build_library
+
+    tasks, meta = None, {}
+    if split_path is not None:
+        tasks = read_split(split_path)["train"]
+        meta["split"] = {"path": str(split_path), "kept": "train", "tasks": len(tasks)}
+    bar = Progress(0, "tasks")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(1)
+
+    try:
+        built = build_library(paths, tasks=tasks, per_task=per_task, meta=meta, progress=progress)
+    finally:
+        bar.close()
+    built.save(out)
+    kinds = Counter(t.kind for t in built.tasks)
+    click.echo(f"{out}: {len(built.tasks)} tasks, {built.num_schedules} schedules "
+               f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")  # fmt: skip
+
+
+@library.command("show")
+@click.argument("path", type=click.Path(path_type=Path))
+@library_errors
+def show(path) -> None:
+    """Print what a library holds and where it came from."""
+    from ms_meta.one_shot.library import load_library
+
+    loaded = load_library(path)
+    meta = loaded.meta
+    click.echo(f"{path}: {len(loaded.tasks)} tasks, {loaded.num_schedules} schedules")
+    click.echo(f"  built {meta.get('created', '?')} from {', '.join(meta.get('sources', []))}")
+    split = meta.get("split")
+    if split:
+        where = split.get("path", split) if isinstance(split, dict) else split
+        click.echo(f"  only the training tasks of {where}")
+    target = meta.get("target") or {}
+    click.echo(f"  measured on: {target.get('kind', '?')} mcpu={target.get('mcpu', '?')}")
+    kinds = Counter(t.kind for t in loaded.tasks)
+    for kind, count in sorted(kinds.items()):
+        click.echo(f"  {kind}: {count} tasks")

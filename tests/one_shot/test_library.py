@@ -1,0 +1,188 @@
+"""Schedule libraries: built from real tuning databases, replayed on real tasks, picked from."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import tvm_ffi
+from click.testing import CliRunner
+from tvm.s_tir import meta_schedule as ms
+
+from ms_meta import MetaCostModel
+from ms_meta.cli.main import cli
+from ms_meta.feature.schema import FEATURE_VERSION
+from ms_meta.one_shot import SearchSettings, read_summary, run_tir, tune_tir
+from ms_meta.one_shot.library import (
+    LibraryError,
+    build_library,
+    load_library,
+    without_postprocs,
+)
+from ms_meta.one_shot.search import library_search
+from tests.conftest import SEED_RECORDS, tree_hash
+from tests.one_shot.test_one_shot import _run_untuned_and_tuned
+
+TINY = SearchSettings(population_size=16, genetic_num_iters=1, finalists=4, init_min_unmeasured=4)
+DENSE_TASKS = ["mm_512", "mm_1024", "bert_qkv"]  # dense 512^3, 1024^3, 128x768x768
+
+
+@pytest.fixture(scope="module")
+def dense_library():
+    return build_library([SEED_RECORDS], tasks=DENSE_TASKS, per_task=3)
+
+
+def test_build_keeps_the_fastest_valid_schedules_without_postprocs(dense_library):
+    assert sorted(t.name for t in dense_library.tasks) == sorted(DENSE_TASKS)
+    for task in dense_library.tasks:
+        assert task.kind == "dense" and len(task.schedules) == 3
+        relative = [s.relative for s in task.schedules]
+        assert relative[0] == pytest.approx(1.0) and relative == sorted(relative)
+        for schedule in task.schedules:
+            insts, decisions = schedule.trace
+            assert insts and all(inst[0] != "EnterPostproc" for inst in insts)
+            assert all(index < len(insts) for index, _ in decisions)
+    assert dense_library.meta["per_task"] == 3
+    assert dense_library.meta["target"]["mcpu"] == "rocketlake"
+
+
+def test_without_postprocs_cuts_at_enter_postproc():
+    trace = [[["A", [], [], []], ["EnterPostproc", [], [], []], ["B", [], [], []]],
+             [[0, 4], [2, 7]]]  # fmt: skip
+    assert without_postprocs(trace) == [[["A", [], [], []]], [[0, 4]]]
+
+
+def test_save_and_load_round_trip(dense_library, tmp_path):
+    path = dense_library.save(tmp_path / "lib.library.json.gz")
+    loaded = load_library(path)
+    assert [t.name for t in loaded.tasks] == [t.name for t in dense_library.tasks]
+    assert loaded.tasks[0].schedules[0].trace == dense_library.tasks[0].schedules[0].trace
+    assert loaded.num_schedules == dense_library.num_schedules
+    assert [p.name for p in tmp_path.iterdir()] == ["lib.library.json.gz"]  # no temporary left
+
+
+def test_bad_library_files_are_clear_errors(dense_library, tmp_path):
+    with pytest.raises(LibraryError, match="does not exist"):
+        load_library(tmp_path / "missing.library.json.gz")
+    garbage = tmp_path / "garbage.library.json.gz"
+    garbage.write_bytes(b"not gzip")
+    with pytest.raises(LibraryError, match="not a readable"):
+        load_library(garbage)
+    stale = tmp_path / "stale.library.json.gz"
+    raw = dense_library.to_dict()
+    raw["feature_version"] = FEATURE_VERSION - 1
+    stale.write_bytes(gzip.compress(json.dumps(raw).encode()))
+    with pytest.raises(LibraryError, match="rebuild it"):
+        load_library(stale)
+    with pytest.raises(LibraryError, match="no task with a valid measured record"):
+        build_library([SEED_RECORDS], tasks=["no_such_task"])
+
+
+def test_nearest_keeps_to_the_operator_kind(dense_library):
+    features = dense_library.tasks[0].features
+    found = dense_library.nearest("dense", features, k=2)
+    assert len(found) == 2 and found[0][1] == 0.0  # the task itself first
+    assert dense_library.nearest("softmax", features) == []
+    assert all(t.name != found[0][0].name
+               for t, _ in dense_library.nearest("dense", features, exclude=[found[0][0].name]))  # fmt: skip
+
+
+def test_library_schedules_replay_on_a_new_shape_and_compute_correctly(
+    target, dense_library, tmp_path
+):
+    # dense 256x512x512: a shape no library task has
+    from ms_meta.workloads import resolve_one
+
+    mod = resolve_one("dense:256,512,512").build()
+    model = MetaCostModel(weights=None, target=target)
+    found = library_search(mod, target, model, dense_library, finalists=20)
+    assert found.source == "library" and not found.notes
+    assert set(found.neighbours) == set(DENSE_TASKS)
+    assert 1 <= len(found.finalists) <= 9
+    assert [f.rank for f in found.finalists] == list(range(1, len(found.finalists) + 1))
+    assert all(f.origin.split(" #")[0] in DENSE_TASKS for f in found.finalists)
+    # with no weight on the library's measured speeds, the model's score alone ranks
+    by_score = library_search(mod, target, model, dense_library, finalists=20, prior_weight=0.0)
+    scores = [f.score for f in by_score.finalists]
+    assert scores == sorted(scores, reverse=True)
+    assert sorted(scores) == sorted(f.score for f in found.finalists)
+    # the committed pick applies through compile_tir and computes what the untuned function does
+    result = run_tir(mod, target, tmp_path, cost_model=model, library=dense_library,
+                     settings=TINY)  # fmt: skip
+    (task,) = result.tasks
+    assert task.status == "predicted" and task.source == "library"
+    assert task.origin == found.finalists[0].origin
+    assert model.summary.updates == 0
+    sch = ms.tir_integration.compile_tir(result.database, mod, target)
+    assert not tvm_ffi.structural_equal(sch.mod, mod)
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype("float32") for s in ((256, 512), (512, 512))]
+    untuned, tuned = _run_untuned_and_tuned(mod, sch, target, arrays)
+    np.testing.assert_allclose(tuned, untuned, rtol=1e-4, atol=1e-4)
+    summary = read_summary(tmp_path)
+    assert summary["tasks_from_library"] == 1 and summary["tasks"][0]["source"] == "library"
+
+
+def test_a_task_the_library_cannot_serve_is_searched(target, dense_library, tmp_path):
+    from ms_meta.workloads import resolve_one
+
+    # no softmax in the library: the search takes over, and says why
+    mod = resolve_one("softmax:2,16,16").build()
+    result = run_tir(mod, target, tmp_path, weights=None, library=dense_library, settings=TINY)
+    (task,) = result.tasks
+    assert task.status == "predicted" and task.source == "search"
+    assert "library: the library has no softmax task; searched instead" in task.error
+
+
+def test_schedules_that_do_not_fit_fall_back_to_the_search(target, dense_library, tmp_path):
+    from ms_meta.workloads import resolve_one
+
+    broken = load_library(dense_library.save(tmp_path / "lib.library.json.gz"))
+    for task in broken.tasks:
+        for schedule in task.schedules:
+            for inst in schedule.trace[0]:
+                if inst[0] == "GetSBlock" or inst[0] == "GetBlock":
+                    inst[2][0] = "no_such_block"
+    mod = resolve_one("dense:16,32,24").build()
+    result = run_tir(mod, target, tmp_path / "run", weights=None, library=broken, settings=TINY)
+    (task,) = result.tasks
+    assert task.status == "predicted" and task.source == "search"
+    assert "none of the 9 schedules of 3 library tasks fits" in task.error
+
+
+def test_cli_builds_and_shows_a_library_without_touching_the_records(tmp_path):
+    before = tree_hash(SEED_RECORDS)
+    out = tmp_path / "lib.library.json.gz"
+    runner = CliRunner()
+    built = runner.invoke(cli, ["library", "build", str(SEED_RECORDS), "--out", str(out),
+                                "--per-task", "2"])  # fmt: skip
+    assert built.exit_code == 0, built.output
+    assert "12 tasks" in built.output and out.is_file()
+    shown = runner.invoke(cli, ["library", "show", str(out)])
+    assert shown.exit_code == 0 and "12 tasks, 24 schedules" in shown.output
+    assert "dense: " in shown.output
+    assert tree_hash(SEED_RECORDS) == before
+    bad = runner.invoke(cli, ["library", "show", str(tmp_path / "missing.gz")])
+    assert bad.exit_code == 1 and "does not exist" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_tune_tir_takes_a_library_path(target, dense_library, tmp_path):
+    from ms_meta.workloads import resolve_one
+
+    path = dense_library.save(tmp_path / "lib.library.json.gz")
+    mod = resolve_one("dense:64,128,128").build()
+    database = tune_tir(mod, target, tmp_path / "run", weights=None, library=path)
+    assert len(database.get_all_tuning_records()) == 1
+    assert read_summary(tmp_path / "run")["library"] == str(path)
+
+
+def test_a_task_the_library_holds_gets_its_fastest_measured_schedule(target, dense_library):
+    from ms_meta.workloads import resolve_one
+
+    model = MetaCostModel(weights=None, target=target)
+    found = library_search(resolve_one("mm_512").build(), target, model, dense_library)
+    assert found.neighbours[0] == "mm_512"
+    assert found.finalists[0].origin == "mm_512 #1"
