@@ -293,7 +293,9 @@ def test_saved_weights_load_as_pretrained_without_warning(target, tmp_path, capl
     MetaCostModel(weights=None, target=target, seed=1).save(str(weights))
     mod = resolve_one("dense:8,8,8").build()
     with caplog.at_level(logging.WARNING, logger="ms_meta.one_shot"):
-        result = run_tir(mod, target, tmp_path / "run", weights=weights, settings=TINY, library=None)
+        result = run_tir(
+            mod, target, tmp_path / "run", weights=weights, settings=TINY, library=None
+        )
     assert result.pretrained and result.model_warning is None
     assert result.weights == str(weights)
     assert "UNTRAINED" not in caplog.text
@@ -313,7 +315,9 @@ def test_untrained_model_warns_loudly(target, tmp_path, caplog):
 def test_default_weights_of_another_cpu_come_with_a_warning(cpu, tmp_path):
     mod = resolve_one("dense:8,8,8").build()
     target = tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 2})
-    result = run_tir(mod, target, tmp_path, settings=TINY, library=None)  # no measurement: any CPU works
+    result = run_tir(
+        mod, target, tmp_path, settings=TINY, library=None
+    )  # no measurement: any CPU works
     assert result.pretrained and result.weights.endswith("llvm-rocketlake.pt")
     if default_weights_path(target_summary(target)) is not None:
         assert result.model_warning is None
