@@ -163,8 +163,11 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, library, population, ge
         genetic_num_iters=defaults.genetic_num_iters if generations is None else generations,
     )
     mod = wl.build()
-    click.echo(f"one-shot {wl.spec} ({wl.flops / 1e9:.3f} GFLOP) on {target}: population "
-               f"{settings.population_size}, {settings.genetic_num_iters} generations"
+    source = ("the schedule library, else a search" if library != "none"
+              else "a search")  # fmt: skip
+    click.echo(f"one-shot {wl.spec} ({wl.flops / 1e9:.3f} GFLOP) on {target}: from {source} "
+               f"(population {settings.population_size}, {settings.genetic_num_iters} "
+               "generations)"
                + (f", verifying the top {verify}" if verify else ", no measurement")
                + " ...", err=True)  # fmt: skip
     imported = time.perf_counter()

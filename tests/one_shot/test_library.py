@@ -23,7 +23,7 @@ from ms_meta.one_shot.library import (
 )
 from ms_meta.one_shot.search import library_search
 from tests.conftest import SEED_RECORDS, tree_hash
-from tests.one_shot.test_one_shot import _run_untuned_and_tuned
+from tests.one_shot.test_one_shot import RaisingBuilder, RaisingRunner, _run_untuned_and_tuned
 
 TINY = SearchSettings(population_size=16, genetic_num_iters=1, finalists=4, init_min_unmeasured=4)
 DENSE_TASKS = ["mm_512", "mm_1024", "bert_qkv"]  # dense 512^3, 1024^3, 128x768x768
@@ -90,7 +90,7 @@ def test_nearest_keeps_to_the_operator_kind(dense_library):
 
 
 def test_library_schedules_replay_on_a_new_shape_and_compute_correctly(
-    target, dense_library, tmp_path
+    target, dense_library, tmp_path, no_build_or_run
 ):
     # dense 256x512x512: a shape no library task has
     from ms_meta.workloads import resolve_one
@@ -110,7 +110,7 @@ def test_library_schedules_replay_on_a_new_shape_and_compute_correctly(
     assert sorted(scores) == sorted(f.score for f in found.finalists)
     # the committed pick applies through compile_tir and computes what the untuned function does
     result = run_tir(mod, target, tmp_path, cost_model=model, library=dense_library,
-                     settings=TINY)  # fmt: skip
+                     settings=TINY, builder=RaisingBuilder(), runner=RaisingRunner())  # fmt: skip
     (task,) = result.tasks
     assert task.status == "predicted" and task.source == "library"
     assert task.origin == found.finalists[0].origin

@@ -53,19 +53,6 @@ class RaisingRunner(PyRunner):
         raise AssertionError("one-shot mode called the runner")
 
 
-@pytest.fixture
-def no_build_or_run(monkeypatch):
-    """Any builder, runner or measurement made anywhere fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("one-shot mode made a builder or runner")
-
-    monkeypatch.setattr(ms.builder.LocalBuilder, "__init__", refuse)
-    monkeypatch.setattr(ms.runner.LocalRunner, "__init__", refuse)
-    monkeypatch.setattr("ms_meta.one_shot.tune.measure", refuse)
-    monkeypatch.setattr("ms_meta.one_shot.tune.make_local_runner", refuse)
-
-
 def _records(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
