@@ -1,8 +1,10 @@
 """One-shot tuning: tuned kernels from the pre-trained cost model, with no hardware measurement.
 
-MetaSchedule's own design space is searched by its evolutionary search, scored by
-:class:`~ms_meta.MetaCostModel` alone (see :mod:`ms_meta.one_shot.search`); the best-scored
-schedule of every task is committed to a database that ``compile_tir``/``compile_relax`` apply.
+Each task's candidates are the measured schedules of its nearest tasks in a schedule library
+(:mod:`ms_meta.one_shot.library`), replayed on it, or, where the library has none that fit,
+those of MetaSchedule's evolutionary search; :class:`~ms_meta.MetaCostModel` alone scores them
+(see :mod:`ms_meta.one_shot.search`), and the best-ranked schedule of every task is committed to
+a database that ``compile_tir``/``compile_relax`` apply.
 Records are stored as described in :mod:`ms_meta.one_shot.store`: predicted ones apart from
 measured ones, under names nothing else reads as measurements.
 """
@@ -244,14 +246,20 @@ class _Run:
         finalists = max(self.settings.finalists, self.verify)
         library_notes: list[str] = []
         if self.library is not None:
-            found = library_search(
-                task.mod, self.target, self.model.cost_model, self.library, task_name=task.name,
-                rand_state=rand_state, settings=self.settings, neighbours=self.neighbours,
-                finalists=finalists,
-            )  # fmt: skip
-            if found.finalists:
-                return found
-            library_notes = [f"library: {note}; searched instead" for note in found.notes]
+            try:
+                found = library_search(
+                    task.mod, self.target, self.model.cost_model, self.library,
+                    task_name=task.name, rand_state=rand_state, settings=self.settings,
+                    neighbours=self.neighbours, finalists=finalists,
+                )  # fmt: skip
+            except Exception as err:  # the library is an aid: the search can still serve
+                logger.warning("library schedules for %s failed: %s; searching instead",
+                               task.name, _first_line(err))  # fmt: skip
+                library_notes = [f"library: failed ({_first_line(err)}); searched instead"]
+            else:
+                if found.finalists:
+                    return found
+                library_notes = [f"library: {note}; searched instead" for note in found.notes]
         found = search_task(
             task.mod, self.target, self.model.cost_model, task_name=task.name,
             rand_state=rand_state, settings=self.settings, finalists=finalists,

@@ -190,3 +190,19 @@ def test_a_task_the_library_holds_gets_its_fastest_measured_schedule(
         found = library_search(resolve_one("mm_512").build(), target, model, library)
         assert found.neighbours[0] == "mm_512"
         assert found.finalists[0].origin == "mm_512 #1"
+
+
+def test_a_library_that_raises_costs_the_task_nothing_but_the_library(
+    target, dense_library, tmp_path, monkeypatch
+):
+    from ms_meta.workloads import resolve_one
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr("ms_meta.one_shot.tune.library_search", broken)
+    mod = resolve_one("dense:16,32,24").build()
+    result = run_tir(mod, target, tmp_path, weights=None, library=dense_library, settings=TINY)
+    (task,) = result.tasks
+    assert task.status == "predicted" and task.source == "search"
+    assert "library: failed (RuntimeError: unexpected); searched instead" in task.error
