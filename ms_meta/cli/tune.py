@@ -203,10 +203,10 @@ def _print_pick(wl, result, *, startup: float) -> None:
             f"score {task.score:.4g} ({population_note})"
         )
     else:
-        click.echo(
-            f"{wl.spec}: picked by the model, predicted, not measured: score {task.score:.4g}, "
-            f"{finalists} ({population_note})"
-        )
+        how = ("this task's fastest schedule in the library (measured earlier, not in this run)"
+               if "own measurement" in (task.origin or "")
+               else "picked by the model, predicted, not measured")  # fmt: skip
+        click.echo(f"{wl.spec}: {how}: score {task.score:.4g}, {finalists} ({population_note})")
     click.echo(
         f"  search + featurize + predict: {task.search_seconds:.2f} s "
         f"(featurize + predict {task.predict_seconds:.2f} s, CPU {task.cpu_seconds:.2f} s)"

@@ -303,6 +303,7 @@ def library_search(
             # the task was measured already: its fastest measured schedule beats any prediction
             # (the library lists a task's schedules fastest first, nearest task first)
             order = np.concatenate([[0], order[order != 0]])
+            origins[0] += " (this task's own measurement)"
         order = order[:keep]
         ranked = [
             Finalist(candidates[i], float(scores[i]), rank, origins[i])

@@ -189,7 +189,7 @@ def test_a_task_the_library_holds_gets_its_fastest_measured_schedule(
     for library in (dense_library, saved):
         found = library_search(resolve_one("mm_512").build(), target, model, library)
         assert found.neighbours[0] == "mm_512"
-        assert found.finalists[0].origin == "mm_512 #1"
+        assert found.finalists[0].origin == "mm_512 #1 (this task's own measurement)"
 
 
 def test_a_library_that_raises_costs_the_task_nothing_but_the_library(
