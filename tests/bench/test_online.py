@@ -736,3 +736,26 @@ def test_named_meta_run_builds_its_cost_model_from_the_plan_weights():
     model, facts = _make_cost_model(plan, target, config)
     assert model.pretrained and model.checkpoint_meta["other_cpu"] == "rocketlake"
     assert facts["pretrained"] is True
+
+
+def test_a_one_shot_library_enters_only_one_shot_fingerprints(tmp_path, target):
+    from ms_meta.bench.online import _fingerprint
+    from ms_meta.one_shot.library import build_library
+    from tests.conftest import SEED_RECORDS
+
+    garbage = tmp_path / "bad.library.json.gz"
+    garbage.write_bytes(b"not a library")
+    with pytest.raises(MsMetaError, match="not a readable schedule library"):
+        OnlineConfig(tasks=(TINY,), one_shot_library=garbage).checked()
+    library = build_library([SEED_RECORDS], tasks=["mm_512"], per_task=1)
+    path = library.save(tmp_path / "lib.library.json.gz")
+    plain = OnlineConfig(tasks=(TINY,)).checked()
+    with_library = OnlineConfig(tasks=(TINY,), one_shot_library=path).checked()
+    for plan, same in zip(plan_runs(plain)[0], plan_runs(with_library)[0], strict=True):
+        before = _fingerprint(TINY, plan, plain, target)
+        after = _fingerprint(TINY, same, with_library, target)
+        if plan.model == "one-shot":  # a changed library re-runs One-Shot ...
+            assert after == {**before, "library": after["library"]}
+            assert after["library"]["path"] == str(path.resolve())
+        else:  # ... and nothing else: the stock XGB@256 runs stay reusable
+            assert after == before
