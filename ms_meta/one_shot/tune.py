@@ -131,6 +131,15 @@ def _resolve_library(library: Library, target: tvm.target.Target, model: _Model)
             return None, None
     loaded = load_library(path)
     loaded.meta["path"] = str(path)
+    measured_on = cpu_label(loaded.meta.get("target") or {})
+    wanted = cpu_label(target_summary(target))
+    if measured_on and wanted and measured_on != wanted:
+        # tile sizes tuned for one CPU's vector width and caches carry over to another in part
+        logger.warning(
+            "the schedule library %s was measured on %s, the target is %s: its schedules are "
+            "fast there; use --verify K, or build a library from this CPU's records",
+            path, measured_on, wanted,
+        )  # fmt: skip
     return loaded, str(path)
 
 

@@ -206,3 +206,23 @@ def test_a_library_that_raises_costs_the_task_nothing_but_the_library(
     (task,) = result.tasks
     assert task.status == "predicted" and task.source == "search"
     assert "library: failed (RuntimeError: unexpected); searched instead" in task.error
+
+
+def test_a_library_of_another_cpu_comes_with_a_warning(dense_library, tmp_path, caplog):
+    import logging
+
+    import tvm
+
+    from ms_meta.workloads import resolve_one
+
+    path = dense_library.save(tmp_path / "lib.library.json.gz")  # measured on rocketlake
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "icelake-server", "num-cores": 2})
+    mod = resolve_one("dense:16,32,24").build()
+    with caplog.at_level(logging.WARNING, logger="ms_meta.one_shot"):
+        run_tir(mod, target, tmp_path / "run", weights=None, library=path, settings=TINY)
+    assert "was measured on rocketlake, the target is icelake-server" in caplog.text
+    caplog.clear()
+    rocketlake = tvm.target.Target({"kind": "llvm", "mcpu": "rocketlake", "num-cores": 2})
+    with caplog.at_level(logging.WARNING, logger="ms_meta.one_shot"):
+        run_tir(mod, rocketlake, tmp_path / "run2", weights=None, library=path, settings=TINY)
+    assert "was measured on" not in caplog.text
