@@ -210,7 +210,7 @@ def _compile_from_database(mod, target, work_dir: Path, say):
     }
 
 
-def _compile_one_shot(mod, target, work_dir: Path, weights, say):
+def _compile_one_shot(mod, target, work_dir: Path, weights, library, say):
     """ms-meta's One-Shot tuning: the cost model's predictions instead of measurements.
 
     ``run_relax`` is ``ms_meta.one_shot.tune_relax`` returning per-task outcomes as well as
@@ -218,14 +218,18 @@ def _compile_one_shot(mod, target, work_dir: Path, weights, say):
     """
     from ms_meta.one_shot import run_relax
 
-    say(f"one-shot: searching with predicted latencies (weights={weights}) in {work_dir}")
+    say(f"one-shot: predicted latencies only (weights={weights}, library={library}) in {work_dir}")
     _quiet_meta_schedule()
     start = time.perf_counter()
     with meta_schedule_logging_compat():
-        outcome = run_relax(mod, None, target, work_dir, weights=weights)
+        outcome = run_relax(mod, None, target, work_dir, weights=weights, library=library)
     searched = time.perf_counter()
     tasks = outcome.tasks
-    say(f"one-shot: searched {len(tasks)} tasks in {searched - start:.0f} s; compiling")
+    from_library = sum(t.source == "library" for t in tasks)
+    say(
+        f"one-shot: {len(tasks)} tasks ({from_library} from the schedule library, the others "
+        f"searched) in {searched - start:.0f} s; compiling"
+    )
     executable = ms.relax_integration.compile_relax(outcome.database, mod, target, params=None)
     done = time.perf_counter()
     return executable, {
@@ -237,6 +241,8 @@ def _compile_one_shot(mod, target, work_dir: Path, weights, say):
         "tasks_with_schedule": sum(t.status in ("predicted", "measured") for t in tasks),
         "pretrained": outcome.pretrained,
         "weights_used": outcome.weights,
+        "library_used": outcome.library,
+        "tasks_from_library": from_library,
         "model_warning": outcome.model_warning,
         "work_dir": str(work_dir),
         "note": PREDICTED_NOTE,
@@ -320,6 +326,10 @@ def format_table(result: dict[str, Any]) -> str:
     if "skipped" not in one_shot and one_shot:
         trained = "pre-trained" if one_shot.get("pretrained") else "UNTRAINED (no weights)"
         lines.append(f"one-shot: {PREDICTED_NOTE} during its search; cost model {trained}")
+        if one_shot.get("library_used"):
+            lines.append(f"one-shot: {one_shot.get('tasks_from_library')} of "
+                         f"{one_shot.get('tasks')} tasks from the schedule library "
+                         f"{one_shot['library_used']}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -416,6 +426,7 @@ def run_model_benchmark(
     repeat: int = 50,
     progress: bool = True,
     xgb_database_dir: Path | None = None,
+    library="default",
 ) -> dict:
     """Compile model ``name`` several ways, check numerics against PyTorch, time inference.
 
@@ -436,6 +447,9 @@ def run_model_benchmark(
         Receives ``<name>.json``, ``<name>.png`` and the tuning work directories.
     weights
         MetaCostModel weights for One-Shot tuning (``"default"``, a path or None).
+    library
+        One-Shot's schedule library (``"default"``: the shipped one, a path, or None to search
+        every task); see :func:`ms_meta.one_shot.tune_tir`.
     progress
         Print progress lines on stderr and the result table on stdout.
     xgb_database_dir
@@ -512,7 +526,7 @@ def run_model_benchmark(
                 executable, info = _compile_xgb(mod, target, work, xgb_trials_per_task, say)
             else:
                 work = Path(tempfile.mkdtemp(prefix=f"{name}-one-shot-", dir=out_dir))
-                executable, info = _compile_one_shot(mod, target, work, weights, say)
+                executable, info = _compile_one_shot(mod, target, work, weights, library, say)
             run = _vm_runner(executable, example_inputs)
             info["max_abs_diff"] = _max_abs_diff(_as_numpy(run()), reference)
             say(f"{mode}: compiled in {info['build_seconds']:.1f} s, "

@@ -160,11 +160,12 @@ Examples:
 )
 @click.option(
     "--one-shot-library",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="--online: One-Shot picks among this schedule library's transferred schedules "
-    "(`ms-meta library build --split ...`: training tasks only) instead of searching; "
-    "default: it searches. Use distinct --weights names for runs with and without it.",
+    metavar="PATH|default|none",
+    help="One-Shot's schedule library. --online: default none (it searches; never give it the "
+    "shipped library, which holds the held-out tasks: build one with `ms-meta library build "
+    "--split ...`); use distinct --weights names for runs with and without one. --model: "
+    "default the shipped library; none searches every task.",
 )
 @click.option(
     "--rounds",
@@ -255,7 +256,7 @@ def bench(
             population_size=population_size,
             seed=seed,
             one_shot_searches=one_shot_searches,
-            one_shot_library=one_shot_library,
+            one_shot_library=_online_library(one_shot_library),
             rounds=rounds,
         )
         _online(config, work_dir, json_path, plot_path, target_json)
@@ -263,7 +264,7 @@ def bench(
     if model_name:
         _model(
             model_name, work_dir, json_path, xgb_trials_per_task, weights[0][1], target_json,
-            xgb_database,
+            xgb_database, _model_library(one_shot_library),
         )  # fmt: skip
         return
     from ms_meta.bench.overhead import as_dict, measure_throughput, measure_tuning
@@ -344,6 +345,23 @@ def _online(
         click.echo(f"wrote {json_path}")
 
 
+def _online_library(value: str | None) -> Path | None:
+    if value is None or value.lower() == "none":
+        return None
+    if value == "default":
+        raise click.UsageError(
+            "--online cannot use the shipped library: it holds the held-out tasks' own "
+            "schedules; build one from the training tasks (ms-meta library build --split ...)"
+        )
+    return Path(value)
+
+
+def _model_library(value: str | None):
+    if value is None or value == "default":
+        return "default"
+    return None if value.lower() == "none" else Path(value)
+
+
 def _model(
     name: str,
     work_dir: Path | None,
@@ -352,6 +370,7 @@ def _model(
     weights: str,
     target_json,
     xgb_database: Path | None = None,
+    library="default",
 ) -> None:
     try:
         from ms_meta.bench.e2e import run_model_benchmark
@@ -373,6 +392,7 @@ def _model(
         xgb_trials_per_task=xgb_trials_per_task,
         weights=weights,
         xgb_database_dir=xgb_database,
+        library=library,
     )
     # run_model_benchmark prints its own progress and table, and writes out_dir/<name>.json
     click.echo(f"\nresults in {out_dir}")

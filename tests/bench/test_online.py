@@ -759,3 +759,24 @@ def test_a_one_shot_library_enters_only_one_shot_fingerprints(tmp_path, target):
             assert after["library"]["path"] == str(path.resolve())
         else:  # ... and nothing else: the stock XGB@256 runs stay reusable
             assert after == before
+
+
+def test_cli_one_shot_library_defaults_differ_by_benchmark(monkeypatch, tmp_path):
+    online, model = [], []
+    monkeypatch.setattr("ms_meta.cli.bench._online", lambda config, *rest: online.append(config))
+    monkeypatch.setattr("ms_meta.cli.bench._model", lambda *args: model.append(args[7]))
+    # --online: no library unless one is named, and never the shipped one (it holds the
+    # held-out tasks)
+    assert CliRunner().invoke(cli, ["bench", "--online"]).exit_code == 0
+    assert online.pop().one_shot_library is None
+    refused = CliRunner().invoke(cli, ["bench", "--online", "--one-shot-library", "default"])
+    assert refused.exit_code == 2 and "holds the held-out tasks" in refused.output
+    given = tmp_path / "split.library.json.gz"  # checked by OnlineConfig.checked (tested above)
+    named = CliRunner().invoke(cli, ["bench", "--online", "--one-shot-library", str(given)])
+    assert named.exit_code == 0 and online.pop().one_shot_library == given
+    # --model: the shipped library unless told otherwise
+    for args, expected in (([], "default"), (["--one-shot-library", "none"], None),
+                           (["--one-shot-library", "x.gz"], Path("x.gz"))):  # fmt: skip
+        result = CliRunner().invoke(cli, ["bench", "--model", "resnet18", *args])
+        assert result.exit_code == 0, result.output
+        assert model.pop() == expected
