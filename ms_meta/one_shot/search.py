@@ -288,7 +288,8 @@ def library_search(
             own += distance <= SAME_TASK_DISTANCE
     notes = []
     if not nearest:
-        notes.append(f"the library has no {kind} task")
+        # nearest() pairs only tasks whose main blocks have as many loops as this one's
+        notes.append(f"the library has no {kind} task with this task's main-block loop count")
     elif not candidates:
         notes.append(f"none of the {failed} schedules of {len(nearest)} library tasks fits")
     ranked: list[Finalist] = []
