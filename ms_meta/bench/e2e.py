@@ -225,7 +225,7 @@ def _compile_one_shot(mod, target, work_dir: Path, weights, library, say):
         outcome = run_relax(mod, None, target, work_dir, weights=weights, library=library)
     searched = time.perf_counter()
     tasks = outcome.tasks
-    from_library = sum(t.source == "library" for t in tasks)
+    from_library = outcome.tasks_from_library
     say(
         f"one-shot: {len(tasks)} tasks ({from_library} from the schedule library, the others "
         f"searched) in {searched - start:.0f} s; compiling"

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import click
 
-from ms_meta.cli.options import library_errors, quiet_meta_schedule, seed_option, target_option
+from ms_meta.cli.options import (
+    library_errors,
+    none_or,
+    quiet_meta_schedule,
+    seed_option,
+    target_option,
+)
 
 
 def _int_list(ctx, param, value: str) -> tuple[int, ...]:
@@ -346,7 +352,8 @@ def _online(
 
 
 def _online_library(value: str | None) -> Path | None:
-    if value is None or value.lower() == "none":
+    value = none_or(value)
+    if value is None:
         return None
     if value == "default":
         raise click.UsageError(
@@ -359,7 +366,8 @@ def _online_library(value: str | None) -> Path | None:
 def _model_library(value: str | None):
     if value is None or value == "default":
         return "default"
-    return None if value.lower() == "none" else Path(value)
+    path = none_or(value)
+    return None if path is None else Path(path)
 
 
 def _model(

@@ -31,6 +31,12 @@ work_dir_option = click.option(
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 
 
+def none_or(value: str | None) -> str | None:
+    """``None`` for the word ``none`` (any case) or no value, else the value: how the
+    PATH|default|none options (``--weights``, ``--library``, ``--one-shot-library``) say "none"."""
+    return None if value is None or value.lower() == "none" else value
+
+
 def library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn ms-meta's own errors into a one-line message and exit code 1 (no traceback)."""
 

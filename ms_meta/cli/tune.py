@@ -11,6 +11,7 @@ import click
 
 from ms_meta.cli.options import (
     library_errors,
+    none_or,
     quiet_meta_schedule,
     seed_option,
     target_option,
@@ -142,10 +143,6 @@ def _model_warning_shown_once():
         one_shot_logger.removeFilter(keep)
 
 
-def _weights_arg(value: str):
-    return None if value.lower() == "none" else value
-
-
 def _latency(wl, seconds: float) -> str:
     return f"{seconds * 1e6:.1f} us ({wl.flops / seconds / 1e9:.1f} GFLOP/s)"
 
@@ -163,8 +160,8 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, library, population, ge
         genetic_num_iters=defaults.genetic_num_iters if generations is None else generations,
     )
     mod = wl.build()
-    source = ("the schedule library, else a search" if library != "none"
-              else "a search")  # fmt: skip
+    library = none_or(library)
+    source = "the schedule library, else a search" if library is not None else "a search"
     click.echo(f"one-shot {wl.spec} ({wl.flops / 1e9:.3f} GFLOP) on {target}: from {source} "
                f"(population {settings.population_size}, {settings.genetic_num_iters} "
                "generations)"
@@ -172,8 +169,8 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, library, population, ge
                + " ...", err=True)  # fmt: skip
     imported = time.perf_counter()
     with _model_warning_shown_once():
-        result = run_tir(mod, target, work_dir, weights=_weights_arg(weights),
-                         library=_weights_arg(library), verify=verify, seed=seed,
+        result = run_tir(mod, target, work_dir, weights=none_or(weights),
+                         library=library, verify=verify, seed=seed,
                          settings=settings)  # fmt: skip
     if result.model_warning:
         click.secho(f"WARNING: {result.model_warning}", fg="red", bold=True, err=True)
@@ -204,7 +201,7 @@ def _print_pick(wl, result, *, startup: float) -> None:
         )
     else:
         how = ("this task's fastest schedule in the library (measured earlier, not in this run)"
-               if "own measurement" in (task.origin or "")
+               if task.own_measurement
                else "picked by the model, predicted, not measured")  # fmt: skip
         click.echo(f"{wl.spec}: {how}: score {task.score:.4g}, {finalists} ({population_note})")
     click.echo(

@@ -86,6 +86,7 @@ class TaskOutcome:
     # lent them; ``origin`` names the committed one); "search": the evolutionary search's
     source: str = "search"
     origin: str | None = None
+    own_measurement: bool = False  # the pick is the library's measurement of this very task
     neighbours: list[str] = field(default_factory=list)
 
     @property
@@ -115,6 +116,7 @@ class TaskOutcome:
             "error": self.error,
             "source": self.source,
             "origin": self.origin,
+            "own_measurement": self.own_measurement,
             "neighbours": self.neighbours,
         }
 
@@ -148,6 +150,11 @@ class OneShotResult:
         return sum(t.search_seconds for t in self.tasks)
 
     @property
+    def tasks_from_library(self) -> int:
+        """Tasks whose finalists were library schedules (the others were searched)."""
+        return sum(t.source == "library" for t in self.tasks)
+
+    @property
     def measured(self) -> bool:
         """Whether every committed record is a real measurement."""
         committed = [t for t in self.tasks if t.status in ("predicted", "measured")]
@@ -173,7 +180,7 @@ class OneShotResult:
             "verify": self.verify,
             "seed": self.seed,
             "library": self.library,
-            "tasks_from_library": sum(t.source == "library" for t in self.tasks),
+            "tasks_from_library": self.tasks_from_library,
             "startup_seconds": round(self.startup_seconds, 4),
             "search_seconds": round(self.search_seconds, 4),
             "tasks": [t.to_dict() for t in self.tasks],

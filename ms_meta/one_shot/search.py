@@ -73,6 +73,8 @@ class Finalist:
     rank: int  # 1 = the best score
     # "search", or where a library schedule came from: "<library task> #<its speed rank>"
     origin: str = "search"
+    # a library schedule measured on this very task (the library holds the task itself)
+    own_measurement: bool = False
 
     @property
     def trace(self) -> tvm.s_tir.Trace:
@@ -268,7 +270,7 @@ def library_search(
     prior_weight = DEFAULT_PRIOR_WEIGHT if prior_weight is None else prior_weight
     candidates, origins, relative, seen = [], [], [], set()
     failed = 0
-    own = 0  # schedules measured on this very task (a library task with the same signature)
+    own = False  # a schedule measured on this very task fits (a library task, same signature)
     for entry, distance in nearest:
         for speed_rank, schedule in enumerate(entry.schedules, start=1):
             sch = transfer_schedule(schedule.trace, context.mod, postprocs)
@@ -285,7 +287,7 @@ def library_search(
             candidates.append(ms.MeasureCandidate(sch, args_info))
             origins.append(f"{entry.name} #{speed_rank}")
             relative.append(schedule.relative)
-            own += distance <= SAME_TASK_DISTANCE
+            own = own or distance <= SAME_TASK_DISTANCE
     notes = []
     if not nearest:
         # nearest() pairs only tasks whose main blocks have as many loops as this one's
@@ -307,7 +309,7 @@ def library_search(
             origins[0] += " (this task's own measurement)"
         order = order[:keep]
         ranked = [
-            Finalist(candidates[i], float(scores[i]), rank, origins[i])
+            Finalist(candidates[i], float(scores[i]), rank, origins[i], own and i == 0)
             for rank, i in enumerate(order.tolist(), start=1)
         ]
     scored = np.concatenate(probe.scores) if probe.scores else np.zeros(0)

@@ -123,16 +123,17 @@ def _resolve_library(library: Library, target: tvm.target.Target, model: _Model)
     if library is None or isinstance(library, ScheduleLibrary):
         source = None if library is None else library.meta.get("path", "in memory")
         return library, source
+    summary = target_summary(target)
     path = library
     if isinstance(library, str) and library == "default":
-        path = default_library_path(target_summary(target), model.weights)
+        path = default_library_path(summary, model.weights)
         if path is None:
             logger.info("no shipped schedule library for this target: every task is searched")
             return None, None
     loaded = load_library(path)
     loaded.meta["path"] = str(path)
     measured_on = cpu_label(loaded.meta.get("target") or {})
-    wanted = cpu_label(target_summary(target))
+    wanted = cpu_label(summary)
     if measured_on and wanted and measured_on != wanted:
         # tile sizes tuned for one CPU's vector width and caches carry over to another in part
         logger.warning(
@@ -306,7 +307,7 @@ class _Run:
             )
         )
         outcome.status, outcome.score, outcome.predicted_rank = "predicted", best.score, 1
-        outcome.origin = best.origin
+        outcome.origin, outcome.own_measurement = best.origin, best.own_measurement
         if self.verify:
             self._verify(found, outcome)
         logger.info(
@@ -352,7 +353,8 @@ class _Run:
         fastest = min(valid, key=lambda m: m.mean_seconds)
         outcome.status = "measured"
         outcome.score, outcome.predicted_rank = fastest.score, fastest.rank
-        outcome.origin = found.finalists[fastest.rank - 1].origin
+        picked = found.finalists[fastest.rank - 1]
+        outcome.origin, outcome.own_measurement = picked.origin, picked.own_measurement
         outcome.measured_seconds = fastest.median_seconds
 
 

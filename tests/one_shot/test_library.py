@@ -191,6 +191,8 @@ def test_a_task_the_library_holds_gets_its_fastest_measured_schedule(
         found = library_search(resolve_one("mm_512").build(), target, model, library)
         assert found.neighbours[0] == "mm_512"
         assert found.finalists[0].origin == "mm_512 #1 (this task's own measurement)"
+        assert found.finalists[0].own_measurement
+        assert not any(f.own_measurement for f in found.finalists[1:])
 
 
 def test_a_library_that_raises_costs_the_task_nothing_but_the_library(
