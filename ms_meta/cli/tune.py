@@ -130,8 +130,8 @@ def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_di
 @contextlib.contextmanager
 def _model_warning_shown_once():
     """The command prints the untrained-model warning itself (in red): drop its log line."""
-    from ms_meta.one_shot.tune import MODEL_WARNING_ATTR
-    from ms_meta.one_shot.tune import logger as one_shot_logger
+    from ms_meta.one_shot.run import MODEL_WARNING_ATTR
+    from ms_meta.one_shot.run import logger as one_shot_logger
 
     def keep(record: logging.LogRecord) -> bool:
         return not getattr(record, MODEL_WARNING_ATTR, False)

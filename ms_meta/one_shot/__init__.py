@@ -1,4 +1,10 @@
-"""One-shot tuning: kernels tuned by the pre-trained cost model with no hardware measurement."""
+"""One-shot tuning: kernels tuned by the pre-trained cost model with no hardware measurement.
+
+Modules: :mod:`~ms_meta.one_shot.tir` (PrimFuncs) and :mod:`~ms_meta.one_shot.relax` (Relax
+models) are the front ends; :mod:`~ms_meta.one_shot.run` the run they share;
+:mod:`~ms_meta.one_shot.search` the per-task search; :mod:`~ms_meta.one_shot.library` the schedule
+library; :mod:`~ms_meta.one_shot.store` the files a run writes.
+"""
 
 from ms_meta.one_shot.library import (
     LibraryError,
@@ -6,7 +12,15 @@ from ms_meta.one_shot.library import (
     build_library,
     load_library,
 )
+from ms_meta.one_shot.relax import prepare_relax, relax_tasks, run_relax, tune_relax
 from ms_meta.one_shot.result import Measurement, OneShotResult, TaskOutcome
+from ms_meta.one_shot.run import (
+    MODEL_WARNING_ATTR,
+    NothingToTuneError,
+    OneShotError,
+    other_cpu_warning,
+    untrained_warning,
+)
 from ms_meta.one_shot.search import TaskSearch, library_search, search_task
 from ms_meta.one_shot.settings import PREDICTED_RUN_SECS, SearchSettings
 from ms_meta.one_shot.store import (
@@ -16,16 +30,10 @@ from ms_meta.one_shot.store import (
     predicted_database,
     read_summary,
 )
-from ms_meta.one_shot.tune import (
-    NothingToTuneError,
-    OneShotError,
-    run_relax,
-    run_tir,
-    tune_relax,
-    tune_tir,
-)
+from ms_meta.one_shot.tir import run_tir, tune_tir
 
 __all__ = [
+    "MODEL_WARNING_ATTR",
     "PREDICTED_RECORD_FILE",
     "PREDICTED_RUN_SECS",
     "PREDICTED_WORKLOAD_FILE",
@@ -42,11 +50,15 @@ __all__ = [
     "build_library",
     "library_search",
     "load_library",
+    "other_cpu_warning",
     "predicted_database",
+    "prepare_relax",
     "read_summary",
+    "relax_tasks",
     "run_relax",
     "run_tir",
     "search_task",
     "tune_relax",
     "tune_tir",
+    "untrained_warning",
 ]

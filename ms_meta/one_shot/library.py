@@ -150,7 +150,7 @@ def default_library_path(target: dict[str, Any], weights_path: str | None = None
     """The shipped library for ``target`` (``<kind>-<cpu label>.library.json.gz`` beside the
     shipped weights); else the one beside ``weights_path`` (the weights the model loaded, e.g.
     another CPU's shipped weights, whose schedules were measured on that CPU); else ``None``."""
-    from ms_meta.data.records import cpu_label
+    from ms_meta.labels import cpu_label
     from ms_meta.model.weights import DEFAULT_WEIGHTS_DIR
 
     name = cpu_label(target) or str(target.get("kind"))

@@ -15,5 +15,5 @@ def no_build_or_run(monkeypatch):
 
     monkeypatch.setattr(ms.builder.LocalBuilder, "__init__", refuse)
     monkeypatch.setattr(ms.runner.LocalRunner, "__init__", refuse)
-    monkeypatch.setattr("ms_meta.one_shot.tune.measure", refuse)
-    monkeypatch.setattr("ms_meta.one_shot.tune.make_local_runner", refuse)
+    monkeypatch.setattr("ms_meta.one_shot.run.measure", refuse)
+    monkeypatch.setattr("ms_meta.one_shot.run.make_local_runner", refuse)

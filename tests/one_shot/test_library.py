@@ -203,7 +203,7 @@ def test_a_library_that_raises_costs_the_task_nothing_but_the_library(
     def broken(*args, **kwargs):
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr("ms_meta.one_shot.tune.library_search", broken)
+    monkeypatch.setattr("ms_meta.one_shot.run.library_search", broken)
     mod = resolve_one("dense:16,32,24").build()
     result = run_tir(mod, target, tmp_path, weights=None, library=dense_library, settings=TINY)
     (task,) = result.tasks

@@ -32,7 +32,8 @@ from ms_meta.one_shot import (
     tune_relax,
     tune_tir,
 )
-from ms_meta.one_shot.tune import other_cpu_warning, prepare_relax, untrained_warning
+from ms_meta.one_shot.relax import prepare_relax
+from ms_meta.one_shot.run import other_cpu_warning, untrained_warning
 from ms_meta.tuning.builder import fast_build, fast_export
 from ms_meta.tuning.target import target_summary
 from ms_meta.workloads import resolve_one

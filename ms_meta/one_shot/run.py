@@ -1,12 +1,13 @@
-"""One-shot tuning: tuned kernels from the pre-trained cost model, with no hardware measurement.
+"""The machinery of one One-Shot run, shared by the TIR and Relax front ends.
 
-Each task's candidates are the measured schedules of its nearest tasks in a schedule library
-(:mod:`ms_meta.one_shot.library`), replayed on it, or, where the library has none that fit,
-those of MetaSchedule's evolutionary search; :class:`~ms_meta.MetaCostModel` alone scores them
-(see :mod:`ms_meta.one_shot.search`), and the best-ranked schedule of every task is committed to
-a database that ``compile_tir``/``compile_relax`` apply.
-Records are stored as described in :mod:`ms_meta.one_shot.store`: predicted ones apart from
-measured ones, under names nothing else reads as measurements.
+A run loads the cost model (warning when it is untrained or trained on another CPU), resolves the
+schedule library, searches each task (library schedules first, MetaSchedule's evolutionary search
+where the library has none that fit; see :mod:`ms_meta.one_shot.search`), commits the
+best-ranked schedule of every task to the predicted database, optionally measures the top
+finalists (``verify``), and writes the summary. Records are stored as described in
+:mod:`ms_meta.one_shot.store`: predicted ones apart from measured ones, under names nothing else
+reads as measurements. The front ends are :mod:`ms_meta.one_shot.tir` (PrimFuncs) and
+:mod:`ms_meta.one_shot.relax` (Relax models).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.utils import fork_seed
 
-from ms_meta.data.records import cpu_label
 from ms_meta.errors import MsMetaError, TargetError
+from ms_meta.labels import cpu_label
 from ms_meta.one_shot import store
 from ms_meta.one_shot.library import (
     DEFAULT_NEIGHBOURS,
@@ -47,6 +48,20 @@ from ms_meta.tuning.measure import (
 from ms_meta.tuning.target import parse_target, target_summary
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MODEL_WARNING_ATTR",
+    "Library",
+    "NothingToTuneError",
+    "OneShotError",
+    "OneShotRun",
+    "Task",
+    "Weights",
+    "check_target",
+    "first_line",
+    "other_cpu_warning",
+    "untrained_warning",
+]
 
 Weights = str | os.PathLike | Literal["default"] | None
 Library = ScheduleLibrary | str | os.PathLike | Literal["default"] | None
@@ -144,7 +159,7 @@ def _resolve_library(library: Library, target: tvm.target.Target, model: _Model)
     return loaded, str(path)
 
 
-def _check_target(target) -> tvm.target.Target:
+def check_target(target) -> tvm.target.Target:
     target = parse_target(target)
     if target.kind.name in ("llvm", "c") and int(target.attrs.get("num-cores", 0) or 0) < 1:
         raise TargetError(
@@ -162,19 +177,19 @@ def _work_dir(work_dir: str | os.PathLike | None) -> Path:
     return path
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     return f"{type(err).__name__}: {lines[-1] if lines else ''}".strip()
 
 
 @dataclass
-class _Task:
+class Task:
     name: str
     mod: tvm.IRModule | tvm.tirx.PrimFunc
     weight: float = 1.0
 
 
-class _Run:
+class OneShotRun:
     """One run: searches each task, commits its pick, optionally verifies, writes the summary."""
 
     def __init__(
@@ -183,7 +198,7 @@ class _Run:
     ) -> None:  # fmt: skip
         if verify < 0:
             raise OneShotError(f"verify must be >= 0, got {verify}")
-        self.target = _check_target(target)
+        self.target = check_target(target)
         self.work_dir = _work_dir(work_dir)
         self.verify = int(verify)
         self.seed = int(seed)
@@ -207,7 +222,7 @@ class _Run:
             self._runner = make_local_runner(self.measure_settings)
         return self._builder, self._runner
 
-    def run(self, tasks: list[_Task], kind: str) -> OneShotResult:
+    def run(self, tasks: list[Task], kind: str) -> OneShotResult:
         rand_states = fork_seed(self.seed, n=len(tasks))
         outcomes = []
         for task, rand_state in zip(tasks, rand_states, strict=True):
@@ -251,7 +266,7 @@ class _Run:
             raise OneShotError(f"one-shot tuning found no schedule for any task ({details})")
         return result
 
-    def _search(self, task: _Task, rand_state: int) -> TaskSearch:
+    def _search(self, task: Task, rand_state: int) -> TaskSearch:
         """The library's schedules when it has some that fit the task, else the search."""
         finalists = max(self.settings.finalists, self.verify)
         library_notes: list[str] = []
@@ -264,8 +279,8 @@ class _Run:
                 )  # fmt: skip
             except Exception as err:  # the library is an aid: the search can still serve
                 logger.warning("library schedules for %s failed: %s; searching instead",
-                               task.name, _first_line(err))  # fmt: skip
-                library_notes = [f"library: failed ({_first_line(err)}); searched instead"]
+                               task.name, first_line(err))  # fmt: skip
+                library_notes = [f"library: failed ({first_line(err)}); searched instead"]
             else:
                 if found.finalists:
                     return found
@@ -277,12 +292,12 @@ class _Run:
         found.notes[:0] = library_notes
         return found
 
-    def _tune_task(self, task: _Task, rand_state: int) -> TaskOutcome:
+    def _tune_task(self, task: Task, rand_state: int) -> TaskOutcome:
         try:
             found = self._search(task, rand_state)
         except Exception as err:  # one broken task must not cost the whole model its tuning
-            logger.warning("one-shot search of %s failed: %s", task.name, _first_line(err))
-            return TaskOutcome(task.name, "failed", weight=task.weight, error=_first_line(err))
+            logger.warning("one-shot search of %s failed: %s", task.name, first_line(err))
+            return TaskOutcome(task.name, "failed", weight=task.weight, error=first_line(err))
         outcome = TaskOutcome(
             task_name=task.name,
             status="no-schedule",
@@ -356,265 +371,3 @@ class _Run:
         picked = found.finalists[fastest.rank - 1]
         outcome.origin, outcome.own_measurement = picked.origin, picked.own_measurement
         outcome.measured_seconds = fastest.median_seconds
-
-
-def _tir_tasks(mod) -> list[_Task]:
-    if isinstance(mod, tvm.tirx.PrimFunc):
-        return [_Task("main", mod)]
-    if not isinstance(mod, tvm.IRModule):
-        raise NothingToTuneError(
-            f"expected a TIR PrimFunc or an IRModule of PrimFuncs, got {type(mod).__name__}"
-        )
-    tasks = [
-        _Task(gv.name_hint, func)
-        for gv, func in mod.functions_items()
-        if isinstance(func, tvm.tirx.PrimFunc)
-    ]
-    if not tasks:
-        held = ", ".join(f"{type(f).__name__} {gv.name_hint}" for gv, f in mod.functions_items())
-        raise NothingToTuneError(
-            f"the module has no TIR PrimFunc to tune (it holds: {held or 'nothing'}); "
-            "for a Relax model use ms_meta.one_shot.tune_relax"
-        )
-    return sorted(tasks, key=lambda t: t.name)  # the order ms.tune_tir uses
-
-
-def run_tir(
-    mod: tvm.IRModule | tvm.tirx.PrimFunc,
-    target=None,
-    work_dir: str | os.PathLike | None = None,
-    *,
-    weights: Weights = "default",
-    library: Library = "default",
-    neighbours: int = DEFAULT_NEIGHBOURS,
-    verify: int = 0,
-    seed: int = 0,
-    settings: SearchSettings | None = None,
-    cost_model=None,
-    builder: ms.builder.Builder | None = None,
-    runner: ms.runner.Runner | None = None,
-    measure_settings: MeasureSettings | None = None,
-) -> OneShotResult:
-    """:func:`tune_tir`, returning the full :class:`~ms_meta.one_shot.result.OneShotResult`
-    (per-task scores and timings) instead of the database only."""
-    tasks = _tir_tasks(mod)  # bad input fails before the model loads
-    return _Run(
-        target=target, work_dir=work_dir, weights=weights, library=library,
-        neighbours=neighbours, verify=verify, seed=seed,
-        settings=settings, cost_model=cost_model, builder=builder, runner=runner,
-        measure_settings=measure_settings,
-    ).run(tasks, "tir")  # fmt: skip
-
-
-def tune_tir(
-    mod: tvm.IRModule | tvm.tirx.PrimFunc,
-    target=None,
-    work_dir: str | os.PathLike | None = None,
-    *,
-    weights: Weights = "default",
-    library: Library = "default",
-    neighbours: int = DEFAULT_NEIGHBOURS,
-    verify: int = 0,
-    seed: int = 0,
-    settings: SearchSettings | None = None,
-    cost_model=None,
-    builder: ms.builder.Builder | None = None,
-    runner: ms.runner.Runner | None = None,
-    measure_settings: MeasureSettings | None = None,
-) -> ms.database.Database:
-    """Tune TIR with the cost model alone: no builder, no runner, no model update.
-
-    Each PrimFunc of ``mod`` is a task (as in ``ms.tune_tir``). Apply the result with
-    ``ms.tir_integration.compile_tir(database, mod, target)``.
-
-    Parameters
-    ----------
-    mod : IRModule or PrimFunc
-        The TIR to tune.
-    target : Target, dict, JSON string or None
-        Default: this machine's CPU. A CPU target needs ``num-cores``.
-    work_dir : path, optional
-        Where the records and ``one_shot_summary.json`` go (see :mod:`ms_meta.one_shot.store`);
-        default: a new temporary directory.
-    weights : "default", path or None
-        The :class:`~ms_meta.MetaCostModel` weights. ``"default"`` takes the weights shipped for
-        the target's CPU; for a CPU without its own, another CPU's shipped weights with a
-        warning (kept in the result); with none at all, an untrained model with a loud
-        warning (one-shot picks of an untrained model are no better than random).
-    library : "default", path, ScheduleLibrary or None
-        Measured schedules of other tasks (:mod:`ms_meta.one_shot.library`, built with
-        ``ms-meta library build``). For a task of an operator kind the library holds, the
-        schedules of its ``neighbours`` nearest library tasks are replayed on it and the model
-        picks among them; other tasks, and tasks none of those schedules fits, are searched.
-        ``"default"``: the library shipped for the target's CPU (or beside the weights used),
-        if any. ``None``: search every task.
-    neighbours : int
-        How many library tasks lend their schedules to a task.
-    verify : int
-        Measure the ``verify`` best-scored schedules of each task (``make_builder`` and
-        ``make_local_runner``) and keep the fastest: its record is then a real measurement.
-        0 (default) measures nothing.
-    seed : int
-        Seeds the search (and an untrained model's initialization).
-    settings : SearchSettings, optional
-        Population, generations and number of finalists of the search.
-    cost_model : CostModel, optional
-        A ready cost model (e.g. a loaded MetaCostModel reused across calls); ``weights`` is
-        then ignored. Only its ``predict`` is called.
-    builder, runner : optional
-        Used by ``verify`` only (default: ``make_builder()``, ``make_local_runner()``).
-    measure_settings : MeasureSettings, optional
-        How ``verify`` times candidates.
-
-    Returns
-    -------
-    Database
-        One record per task: predicted (``run_secs`` = ``PREDICTED_RUN_SECS``) or, with
-        ``verify``, measured.
-
-    Raises
-    ------
-    NothingToTuneError
-        ``mod`` holds no PrimFunc.
-    WeightsError
-        Missing, corrupt or mismatched weights.
-    OneShotError
-        No task got a schedule.
-    """
-    return run_tir(
-        mod, target, work_dir, weights=weights, library=library, neighbours=neighbours,
-        verify=verify, seed=seed, settings=settings,
-        cost_model=cost_model, builder=builder, runner=runner, measure_settings=measure_settings,
-    ).database  # fmt: skip
-
-
-def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
-    """Bind ``params`` and legalize + fuse ``mod`` exactly as ``compile_relax`` does before it
-    applies a database, so that the tasks found here are the functions it looks up."""
-    from tvm import relax
-    from tvm.relax import pipeline as relax_pipeline
-
-    if isinstance(mod, relax.Function):
-        mod = tvm.IRModule({"main": mod})
-    if not isinstance(mod, tvm.IRModule):
-        raise NothingToTuneError(
-            f"expected a Relax IRModule or relax.Function, got {type(mod).__name__}"
-        )
-    if params and "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
-        raise NothingToTuneError("params are given, but the module has no 'main' function")
-    try:
-        if params:
-            mod = relax.transform.BindParams("main", params)(mod)
-        try:
-            dispatch = list(relax_pipeline.library_dispatch_passes(target))
-        except (ValueError, AttributeError):  # targets without a registered pipeline
-            dispatch = []
-        return tvm.transform.Sequential([
-            *dispatch,
-            relax.transform.LegalizeOps(),
-            relax.transform.AnnotateTIROpPattern(),
-            relax.transform.FoldConstant(),
-            relax.transform.FuseOps(),
-            relax.transform.FuseTIR(),
-        ])(mod)  # fmt: skip
-    except MsMetaError:
-        raise
-    except Exception as err:  # TVM's errors carry a C++ backtrace; keep the message
-        raise OneShotError(
-            f"could not legalize and fuse the Relax module: {_first_line(err)}"
-        ) from None
-
-
-def relax_tasks(mod, params, target, op_names: list[str] | None = None) -> list[_Task]:
-    fused = prepare_relax(mod, params, target)
-    extracted = ms.relax_integration.extract_tasks(fused, target)
-    tasks = []
-    for task in extracted:
-        if op_names and not any(op in task.task_name for op in op_names):
-            continue
-        if task.mod.attrs and task.mod.attrs.get("tirx.is_scheduled", False):
-            continue  # scheduled already (e.g. by a library dispatch): nothing to search
-        tasks.append(_Task(task.task_name, task.dispatched[0], float(task.weight)))
-    if not tasks:
-        which = f" matching {op_names}" if op_names else ""
-        raise NothingToTuneError(
-            f"the Relax module has no TIR task to tune{which} (found {len(extracted)} tasks)"
-        )
-    return tasks
-
-
-def run_relax(
-    mod,
-    params,
-    target=None,
-    work_dir: str | os.PathLike | None = None,
-    *,
-    weights: Weights = "default",
-    library: Library = "default",
-    neighbours: int = DEFAULT_NEIGHBOURS,
-    verify: int = 0,
-    seed: int = 0,
-    settings: SearchSettings | None = None,
-    cost_model=None,
-    builder: ms.builder.Builder | None = None,
-    runner: ms.runner.Runner | None = None,
-    measure_settings: MeasureSettings | None = None,
-    op_names: list[str] | None = None,
-) -> OneShotResult:
-    """:func:`tune_relax`, returning the full :class:`~ms_meta.one_shot.result.OneShotResult`
-    (per-task scores and timings) instead of the database only."""
-    target = _check_target(target)
-    tasks = relax_tasks(mod, params, target, op_names)
-    return _Run(
-        target=target, work_dir=work_dir, weights=weights, library=library,
-        neighbours=neighbours, verify=verify, seed=seed,
-        settings=settings, cost_model=cost_model, builder=builder, runner=runner,
-        measure_settings=measure_settings,
-    ).run(tasks, "relax")  # fmt: skip
-
-
-def tune_relax(
-    mod,
-    params,
-    target=None,
-    work_dir: str | os.PathLike | None = None,
-    *,
-    weights: Weights = "default",
-    library: Library = "default",
-    neighbours: int = DEFAULT_NEIGHBOURS,
-    verify: int = 0,
-    seed: int = 0,
-    settings: SearchSettings | None = None,
-    cost_model=None,
-    builder: ms.builder.Builder | None = None,
-    runner: ms.runner.Runner | None = None,
-    measure_settings: MeasureSettings | None = None,
-    op_names: list[str] | None = None,
-) -> ms.database.Database:
-    """One-shot tuning of every TIR task of a Relax model.
-
-    Tasks are extracted with ``ms.relax_integration.extract_tasks`` after the same
-    legalization and fusion ``compile_relax`` applies, searched one by one as in
-    :func:`tune_tir`, and committed to one database. Apply it with
-    ``ms.relax_integration.compile_relax(database, mod, target, params)`` (the *un-fused*
-    ``mod``). Per-task scores and timings: :func:`run_relax`, or ``one_shot_summary.json`` in
-    ``work_dir`` (:func:`~ms_meta.one_shot.store.read_summary`).
-
-    Parameters
-    ----------
-    mod : IRModule or relax.Function
-        The Relax model, as imported (not yet legalized or fused).
-    params : dict of name to Tensor, or None
-        Weights to bind to ``main``'s parameters (as ``compile_relax`` does).
-    op_names : list of str, optional
-        Tune only tasks whose name contains one of these.
-
-    Other parameters are those of :func:`tune_tir`. A task whose search fails is logged and
-    left untuned (``compile_relax`` then compiles it with its default schedule).
-    """
-    return run_relax(
-        mod, params, target, work_dir, weights=weights, library=library,
-        neighbours=neighbours, verify=verify, seed=seed,
-        settings=settings, cost_model=cost_model, builder=builder, runner=runner,
-        measure_settings=measure_settings, op_names=op_names,
-    ).database  # fmt: skip

@@ -1,0 +1,164 @@
+"""One-Shot tuning of a Relax model: every TIR task it holds, tuned by the cost model alone.
+
+:func:`prepare_relax` legalizes and fuses the model exactly as ``compile_relax`` does before it
+applies a database, :func:`relax_tasks` extracts the TIR tasks of the result, and
+:func:`run_relax` / :func:`tune_relax` search them one by one as :mod:`ms_meta.one_shot.tir` does
+and commit every pick to one database.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+from ms_meta.errors import MsMetaError
+from ms_meta.one_shot.library import DEFAULT_NEIGHBOURS
+from ms_meta.one_shot.result import OneShotResult
+from ms_meta.one_shot.run import (
+    Library,
+    NothingToTuneError,
+    OneShotError,
+    OneShotRun,
+    Task,
+    Weights,
+    check_target,
+    first_line,
+)
+from ms_meta.one_shot.settings import SearchSettings
+from ms_meta.tuning.measure import MeasureSettings
+
+__all__ = ["prepare_relax", "relax_tasks", "run_relax", "tune_relax"]
+
+
+def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
+    """Bind ``params`` and legalize + fuse ``mod`` exactly as ``compile_relax`` does before it
+    applies a database, so that the tasks found here are the functions it looks up."""
+    from tvm import relax
+    from tvm.relax import pipeline as relax_pipeline
+
+    if isinstance(mod, relax.Function):
+        mod = tvm.IRModule({"main": mod})
+    if not isinstance(mod, tvm.IRModule):
+        raise NothingToTuneError(
+            f"expected a Relax IRModule or relax.Function, got {type(mod).__name__}"
+        )
+    if params and "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
+        raise NothingToTuneError("params are given, but the module has no 'main' function")
+    try:
+        if params:
+            mod = relax.transform.BindParams("main", params)(mod)
+        try:
+            dispatch = list(relax_pipeline.library_dispatch_passes(target))
+        except (ValueError, AttributeError):  # targets without a registered pipeline
+            dispatch = []
+        return tvm.transform.Sequential([
+            *dispatch,
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ])(mod)  # fmt: skip
+    except MsMetaError:
+        raise
+    except Exception as err:  # TVM's errors carry a C++ backtrace; keep the message
+        raise OneShotError(
+            f"could not legalize and fuse the Relax module: {first_line(err)}"
+        ) from None
+
+
+def relax_tasks(mod, params, target, op_names: list[str] | None = None) -> list[Task]:
+    fused = prepare_relax(mod, params, target)
+    extracted = ms.relax_integration.extract_tasks(fused, target)
+    tasks = []
+    for task in extracted:
+        if op_names and not any(op in task.task_name for op in op_names):
+            continue
+        if task.mod.attrs and task.mod.attrs.get("tirx.is_scheduled", False):
+            continue  # scheduled already (e.g. by a library dispatch): nothing to search
+        tasks.append(Task(task.task_name, task.dispatched[0], float(task.weight)))
+    if not tasks:
+        which = f" matching {op_names}" if op_names else ""
+        raise NothingToTuneError(
+            f"the Relax module has no TIR task to tune{which} (found {len(extracted)} tasks)"
+        )
+    return tasks
+
+
+def run_relax(
+    mod,
+    params,
+    target=None,
+    work_dir: str | os.PathLike | None = None,
+    *,
+    weights: Weights = "default",
+    library: Library = "default",
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    verify: int = 0,
+    seed: int = 0,
+    settings: SearchSettings | None = None,
+    cost_model=None,
+    builder: ms.builder.Builder | None = None,
+    runner: ms.runner.Runner | None = None,
+    measure_settings: MeasureSettings | None = None,
+    op_names: list[str] | None = None,
+) -> OneShotResult:
+    """:func:`tune_relax`, returning the full :class:`~ms_meta.one_shot.result.OneShotResult`
+    (per-task scores and timings) instead of the database only."""
+    target = check_target(target)
+    tasks = relax_tasks(mod, params, target, op_names)
+    return OneShotRun(
+        target=target, work_dir=work_dir, weights=weights, library=library,
+        neighbours=neighbours, verify=verify, seed=seed,
+        settings=settings, cost_model=cost_model, builder=builder, runner=runner,
+        measure_settings=measure_settings,
+    ).run(tasks, "relax")  # fmt: skip
+
+
+def tune_relax(
+    mod,
+    params,
+    target=None,
+    work_dir: str | os.PathLike | None = None,
+    *,
+    weights: Weights = "default",
+    library: Library = "default",
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    verify: int = 0,
+    seed: int = 0,
+    settings: SearchSettings | None = None,
+    cost_model=None,
+    builder: ms.builder.Builder | None = None,
+    runner: ms.runner.Runner | None = None,
+    measure_settings: MeasureSettings | None = None,
+    op_names: list[str] | None = None,
+) -> ms.database.Database:
+    """One-shot tuning of every TIR task of a Relax model.
+
+    Tasks are extracted with ``ms.relax_integration.extract_tasks`` after the same
+    legalization and fusion ``compile_relax`` applies, searched one by one as in
+    :func:`tune_tir`, and committed to one database. Apply it with
+    ``ms.relax_integration.compile_relax(database, mod, target, params)`` (the *un-fused*
+    ``mod``). Per-task scores and timings: :func:`run_relax`, or ``one_shot_summary.json`` in
+    ``work_dir`` (:func:`~ms_meta.one_shot.store.read_summary`).
+
+    Parameters
+    ----------
+    mod : IRModule or relax.Function
+        The Relax model, as imported (not yet legalized or fused).
+    params : dict of name to Tensor, or None
+        Weights to bind to ``main``'s parameters (as ``compile_relax`` does).
+    op_names : list of str, optional
+        Tune only tasks whose name contains one of these.
+
+    Other parameters are those of :func:`tune_tir`. A task whose search fails is logged and
+    left untuned (``compile_relax`` then compiles it with its default schedule).
+    """
+    return run_relax(
+        mod, params, target, work_dir, weights=weights, library=library,
+        neighbours=neighbours, verify=verify, seed=seed,
+        settings=settings, cost_model=cost_model, builder=builder, runner=runner,
+        measure_settings=measure_settings, op_names=op_names,
+    ).database  # fmt: skip
