@@ -24,13 +24,13 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.builder import PyBuilder
 
 from ms_meta.errors import MsMetaError
-from ms_meta.models import bind_for_inference, fuse_for_tuning, import_model, model_spec
+from ms_meta.networks import bind_for_inference, fuse_for_tuning, import_model, model_spec
 from ms_meta.run_secs import is_failed
 from ms_meta.tuning.builder import make_builder
 from ms_meta.tuning.intrin import import_tensor_intrinsics
 from ms_meta.tuning.measure import make_local_runner
+from ms_meta.tuning.measured_tuning import meta_schedule_logging_compat
 from ms_meta.tuning.target import host_cpu, parse_target, physical_cores, target_summary
-from ms_meta.tuning.tune import meta_schedule_logging_compat
 
 logger = logging.getLogger(__name__)
 
@@ -440,7 +440,7 @@ def run_model_benchmark(
     Parameters
     ----------
     name
-        A key of :data:`ms_meta.models.MODELS`.
+        A key of :data:`ms_meta.networks.MODELS`.
     target
         A :class:`~tvm.target.Target`, a JSON target dict (string or dict) or None (the host).
     out_dir

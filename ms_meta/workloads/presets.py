@@ -107,7 +107,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "layer_norm:128,768",
     ),
     # BERT-base's matmuls in the layout TVM's Relax PyTorch frontend produces: weights [K, N]
-    # with the bias add fused, attention as [B, M, K] x [B, K, N] (see ms_meta.models.bert).
+    # with the bias add fused, attention as [B, M, K] x [B, K, N] (see ms_meta.networks.bert).
     "bert-relax": (
         "matmul_bias:128,768,768",
         "matmul_bias:128,3072,768",

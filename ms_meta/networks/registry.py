@@ -1,4 +1,4 @@
-"""The models of the end-to-end benchmark, by name."""
+"""The networks of the end-to-end benchmark, by name."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from ms_meta.errors import MsMetaError
-from ms_meta.models.bert import bert_layer, bert_layer_inputs
-from ms_meta.models.resnet import resnet18, resnet18_inputs
+from ms_meta.networks.bert import bert_layer, bert_layer_inputs
+from ms_meta.networks.resnet import resnet18, resnet18_inputs, resnet50, resnet50_inputs
+from ms_meta.networks.small import small_convnet, small_convnet_inputs
 
 
 class UnknownModelError(MsMetaError, ValueError):
@@ -34,11 +35,24 @@ MODELS: dict[str, ModelSpec] = {
         resnet18,
         resnet18_inputs,
     ),
+    "resnet50": ModelSpec(
+        "resnet50",
+        "ResNet-50 (torchvision layout), batch 1, 3x224x224 image, random weights",
+        resnet50,
+        resnet50_inputs,
+    ),
     "bert-layer": ModelSpec(
         "bert-layer",
         "one BERT-base encoder layer (hidden 768, 12 heads, FFN 3072), batch 1, 128 tokens",
         bert_layer,
         bert_layer_inputs,
+    ),
+    "small-convnet": ModelSpec(
+        "small-convnet",
+        "a small conv net (two 3x3 convolutions, batch norm, pooling, linear), batch 1, "
+        "3x32x32 image; compiles in seconds, for checks of the benchmark itself",
+        small_convnet,
+        small_convnet_inputs,
     ),
 }
 

@@ -8,7 +8,7 @@ import torch
 import tvm
 from tvm import relax
 
-from ms_meta.models import (
+from ms_meta.networks import (
     ModelImportError,
     UnknownModelError,
     bert_layer,
@@ -94,7 +94,7 @@ def test_import_model_unknown_name():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "bert-layer"])
 def test_full_size_import_and_untuned_build_match_torch(name, target):
-    from ms_meta.models import load_model
+    from ms_meta.networks import load_model
 
     mod, params, inputs = import_model(name)
     model, _ = load_model(name)

@@ -13,7 +13,7 @@ from tvm.relax.frontend import detach_params
 from tvm.relax.frontend.torch import from_exported_program
 
 from ms_meta.errors import MsMetaError
-from ms_meta.models.registry import load_model
+from ms_meta.networks.registry import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def import_model(name: str) -> tuple[tvm.IRModule, Params, tuple[torch.Tensor, .
     """The benchmark model ``name`` as a Relax module, its weights and its example inputs.
 
     See :func:`import_torch_module` for the form of the module and weights; unknown names raise
-    :class:`~ms_meta.models.registry.UnknownModelError`.
+    :class:`~ms_meta.networks.registry.UnknownModelError`.
     """
     module, example_inputs = load_model(name)
     mod, params = import_torch_module(module, example_inputs)

@@ -1,4 +1,4 @@
-"""The benchmark models in plain torch: architecture, seeding, registry."""
+"""The benchmark networks in plain torch: architecture, seeding, registry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from ms_meta.errors import MsMetaError
-from ms_meta.models import (
+from ms_meta.networks import (
     MODELS,
     UnknownModelError,
     bert_layer,
@@ -15,11 +15,14 @@ from ms_meta.models import (
     load_model,
     resnet18,
     resnet18_inputs,
+    resnet50,
+    resnet50_inputs,
 )
 
 # Parameter counts of the reference architectures (torchvision resnet18; one layer of
 # Hugging Face bert-base-uncased), which a layer-for-layer copy must reproduce.
 TORCHVISION_RESNET18_PARAMETERS = 11_689_512
+TORCHVISION_RESNET50_PARAMETERS = 25_557_032
 BERT_BASE_LAYER_PARAMETERS = 7_087_872
 
 
@@ -36,6 +39,22 @@ def test_resnet18_has_torchvision_parameter_count_and_runs_small_images():
     assert logits.shape == (1, 1000)
     assert torch.isfinite(logits).all()
     assert not model.training
+
+
+def test_resnet50_has_torchvision_parameter_count_and_bottleneck_layout():
+    model = resnet50()
+    assert parameter_count(model) == TORCHVISION_RESNET50_PARAMETERS
+    first = model.layer2[0]
+    # torchvision's v1.5 layout: the stride sits on the 3x3 convolution, not the first 1x1
+    assert first.conv1.stride == (1, 1) and first.conv2.stride == (2, 2)
+    assert first.downsample[0].out_channels == 512
+    (image,) = resnet50_inputs(image_size=32)
+    with torch.inference_mode():
+        logits = model(image)
+    assert logits.shape == (1, 1000)
+    assert torch.isfinite(logits).all()
+    bn = model.layer3[1].bn3
+    assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
 
 
 def test_resnet18_batch_norms_are_not_the_identity():
@@ -99,7 +118,7 @@ def test_load_model_gives_eval_model_and_matching_inputs(name):
 
 
 def test_unknown_model_name_lists_the_choices():
-    with pytest.raises(UnknownModelError, match="resnet18, bert-layer") as info:
+    with pytest.raises(UnknownModelError, match="resnet18, resnet50, bert-layer") as info:
         load_model("resnet19")
     assert isinstance(info.value, MsMetaError)
     assert "'resnet19'" in str(info.value)

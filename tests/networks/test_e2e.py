@@ -13,7 +13,7 @@ import torch
 
 from ms_meta.bench.e2e import MODES, NumericsError, format_table, run_model_benchmark
 from ms_meta.errors import MsMetaError
-from ms_meta.models import MODELS, ModelSpec, UnknownModelError, bert_layer, bert_layer_inputs
+from ms_meta.networks import MODELS, ModelSpec, UnknownModelError, bert_layer, bert_layer_inputs
 
 TINY = "tiny-bert"
 tiny_layer = functools.partial(bert_layer, hidden=32, heads=4, ffn=64)
