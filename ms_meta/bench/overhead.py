@@ -13,7 +13,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 
 from ms_meta.tuning.intrin import import_tensor_intrinsics
-from ms_meta.tuning.tune import make_cost_model, tune_workload
+from ms_meta.tuning.measured_tuning import make_cost_model, tune_workload
 from ms_meta.workloads import resolve_one
 
 logger = logging.getLogger(__name__)

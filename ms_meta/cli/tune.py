@@ -98,8 +98,8 @@ def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_me
 
 
 def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed) -> None:
+    from ms_meta.tuning.measured_tuning import tune_workload
     from ms_meta.tuning.target import parse_target
-    from ms_meta.tuning.tune import tune_workload
 
     quiet_meta_schedule()
     target = parse_target(target_json)

@@ -10,7 +10,7 @@ from tvm.s_tir import meta_schedule as ms
 from ms_meta import MetaCostModel
 from ms_meta.tuning.builder import make_builder
 from ms_meta.tuning.measure import make_local_runner
-from ms_meta.tuning.tune import meta_schedule_logging_compat, tune_workload
+from ms_meta.tuning.measured_tuning import meta_schedule_logging_compat, tune_workload
 from ms_meta.workloads import resolve_one
 
 

@@ -1,4 +1,5 @@
-"""Tuning helpers: ``ms.tune_tir`` with a builder and runner that work on small machines."""
+"""Measured tuning of one workload: ``ms.tune_tir`` with a builder and runner that work on small
+machines, and the cost model picked by name (``ms-meta tune --mode measured``)."""
 
 from __future__ import annotations
 
