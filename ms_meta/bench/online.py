@@ -461,7 +461,7 @@ def _tune_run(workload, plan: RunPlan, run_dir: Path, target, config: OnlineConf
     from ms_meta.tuning.builder import make_builder
     from ms_meta.tuning.intrin import import_tensor_intrinsics
     from ms_meta.tuning.measure import MeasureSettings, make_local_runner
-    from ms_meta.tuning.tune import meta_schedule_logging_compat
+    from ms_meta.tuning.measured_tuning import meta_schedule_logging_compat
 
     import_tensor_intrinsics(target.kind.name)
     mod = workload.build()
