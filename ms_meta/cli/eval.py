@@ -8,12 +8,15 @@ from pathlib import Path
 
 import click
 
-from ms_meta.cli.options import library_errors, seed_option
-from ms_meta.cli.pretrain import (
+from ms_meta.cli.options import (
+    any_cpu_weights_option,
     default_record_paths,
     find_split,
+    library_errors,
     load_parts,
     records_argument,
+    records_target,
+    seed_option,
     split_option,
 )
 from ms_meta.eval.protocol import ORDERS
@@ -21,14 +24,34 @@ from ms_meta.eval.protocol import ORDERS
 BASELINES = ("xgb-stock", "xgb-kshot", "xgb-pretrained", "mlp-pretrained")
 
 
-def gnn_scorer(path: Path, name: str | None = None):
+def gnn_scorer(
+    path: Path,
+    name: str | None = None,
+    *,
+    target: dict | None = None,
+    allow_other_cpu: bool = False,
+):
     """An :class:`~ms_meta.model.meta.AdaptingScorer` for a weights file, adapting with the
-    inner loop the weights were trained with (as MetaCostModel does)."""
+    inner loop the weights were trained with (as MetaCostModel does).
+
+    With ``target`` (the records' target), weights trained for another CPU are refused unless
+    ``allow_other_cpu`` (then a note says so), as :class:`~ms_meta.MetaCostModel` does.
+    """
     from ms_meta.model.meta import AdaptConfig, AdaptingScorer
     from ms_meta.model.train import init_model
-    from ms_meta.model.weights import load_checkpoint
+    from ms_meta.model.weights import check_target, load_checkpoint
 
     checkpoint = load_checkpoint(path)
+    if target is not None:
+        other_cpu = check_target(
+            checkpoint.target, target, f"weights {path}", allow_other_cpu=allow_other_cpu
+        )
+        if other_cpu is not None:
+            click.echo(
+                f"note: weights {path} were trained for {other_cpu}, the records are of "
+                f"{target.get('mcpu')} (--any-cpu-weights)",
+                err=True,
+            )
     model = init_model(checkpoint.gnn_config)
     model.load_state_dict(checkpoint.state_dict)
     model.eval()
@@ -65,11 +88,14 @@ def print_evaluation(
     markdown_path: Path | None = None,
     after_line: int = 0,
     order: str = "random",
+    target: dict | None = None,
+    allow_other_cpu: bool = False,
 ):
     """Evaluate weights files and baselines on ``held_out`` tasks; print one table.
 
     ``after_line`` and ``order`` select the records and their order (see
-    :func:`ms_meta.eval.make_episodes`)."""
+    :func:`ms_meta.eval.make_episodes`); ``target`` and ``allow_other_cpu`` check the weights
+    against the records' CPU (:func:`gnn_scorer`)."""
     from ms_meta.eval import evaluate, make_episodes, markdown_table, results_to_json, text_table
 
     # Before any model is loaded or baseline pretrained: is there anything to evaluate?
@@ -81,7 +107,10 @@ def print_evaluation(
         )
     if isinstance(weights, Path):
         weights = [(None, weights)]
-    scorers = [gnn_scorer(path, name) for name, path in weights]
+    scorers = [
+        gnn_scorer(path, name, target=target, allow_other_cpu=allow_other_cpu)
+        for name, path in weights
+    ]
     if baselines:
         scorers += _baseline_scorers(baselines, train_tasks, xgb_pretrained, baseline_dir, seed)
     results = []
@@ -174,8 +203,10 @@ Examples:
     "weights",
     multiple=True,
     metavar="[NAME=]PATH",
-    help="GNN weights to evaluate (repeatable); default: the shipped weights.",
+    help="GNN weights to evaluate (repeatable); default: the shipped weights. Weights "
+    "trained for another CPU than the records' need --any-cpu-weights.",
 )
+@any_cpu_weights_option
 @click.option(
     "--baselines",
     default="all",
@@ -234,6 +265,7 @@ def eval_command(
     paths,
     split_path,
     weights,
+    any_cpu_weights,
     baselines,
     xgb_pretrained,
     baseline_dir,
@@ -281,7 +313,7 @@ def eval_command(
     split_file = find_split(paths, split_path)
     if split_file is None:
         raise click.UsageError("evaluation needs a split with held-out tasks (--split)")
-    _, parts, _ = load_parts(paths, split_file)
+    dataset, parts, _ = load_parts(paths, split_file)
     held_out = parts["held_out"].tasks
     if not held_out:
         raise click.ClickException("the split's held-out tasks have no records here")
@@ -299,4 +331,6 @@ def eval_command(
         markdown_path=markdown_path,
         after_line=after_line,
         order=order,
+        target=records_target(dataset),
+        allow_other_cpu=any_cpu_weights,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,30 @@ from typing import Any
 
 import click
 
+from ms_meta.data.layout import META_FILE, RECORD_FILE, RECORDS_DIR, SPLIT_FILE
 from ms_meta.errors import MsMetaError
+
+__all__ = [
+    "ANY_CPU_WEIGHTS_FLAG",
+    "DEFAULT_RECORDS",
+    "any_cpu_weights_option",
+    "default_record_paths",
+    "find_split",
+    "library_errors",
+    "load_parts",
+    "none_or",
+    "quiet_meta_schedule",
+    "records_argument",
+    "records_target",
+    "seed_option",
+    "split_option",
+    "target_option",
+    "work_dir_option",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RECORDS = Path(RECORDS_DIR)
 
 target_option = click.option(
     "--target",
@@ -29,6 +53,36 @@ work_dir_option = click.option(
 )
 
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+
+ANY_CPU_WEIGHTS_FLAG = "--any-cpu-weights"
+
+
+def any_cpu_weights_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--any-cpu-weights`` to a command that takes weights: the command receives
+    ``any_cpu_weights: bool`` and passes it on as ``allow_other_cpu`` (``MetaCostModel``,
+    :func:`ms_meta.model.weights.check_target`).
+
+    Weights trained for another CPU of the same target kind are refused without it (their
+    ranking carries over only in part); with it they are used, with a warning.
+
+    Examples
+    --------
+    ::
+
+        @click.command()
+        @click.option("--weights", ...)
+        @any_cpu_weights_option
+        def tune(weights, any_cpu_weights):
+            MetaCostModel(weights=weights, allow_other_cpu=any_cpu_weights)
+    """
+    return click.option(
+        ANY_CPU_WEIGHTS_FLAG,
+        "any_cpu_weights",
+        is_flag=True,
+        default=False,
+        help="Accept weights trained for another CPU of the same target kind (with a warning); "
+        "without it they are refused.",
+    )(func)
 
 
 def none_or(value: str | None) -> str | None:
@@ -53,3 +107,108 @@ def library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def quiet_meta_schedule() -> None:
     """MetaSchedule prints INFO tables to stdout; keep the terminal for our own output."""
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+
+
+# ---- tuning records as input (``pretrain`` and ``eval``) -----------------------------------
+
+
+def default_record_paths() -> list[Path]:
+    """``tuning_records/`` when it holds the records of one target; a clear error otherwise.
+
+    Latencies of different CPUs do not mix in one model, so with several target directories
+    the user names the one to use.
+    """
+    root = DEFAULT_RECORDS
+    targets = (
+        sorted(
+            child.name
+            for child in root.iterdir()
+            if child.is_dir() and next(child.glob(f"*/{RECORD_FILE}"), None)
+        )
+        if root.is_dir()
+        else []
+    )
+    if len(targets) > 1:
+        raise click.UsageError(
+            f"{root}/ holds records of {len(targets)} targets ({', '.join(targets)}); "
+            f"name the one to use, e.g. {root / targets[0]}"
+        )
+    return [root]
+
+
+def records_argument(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``[RECORDS]...`` argument (``paths``): record trees or database directories."""
+    return click.argument(
+        "paths", nargs=-1, type=click.Path(path_type=Path), metavar="[RECORDS]..."
+    )(func)
+
+
+split_option = click.option(
+    "--split",
+    "split_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Task split (JSON from `ms-meta db split`). Default: {SPLIT_FILE} inside the records "
+    "tree if there is exactly one; `--split none` trains on every task.",
+)
+
+
+def find_split(paths: list[Path], split_path: Path | None) -> Path | None:
+    """The split to use: the given one, ``None`` for ``none``, else the tree's only split file."""
+    if split_path is not None:
+        return None if str(split_path).lower() == "none" else split_path
+    found = sorted({p for root in paths if root.is_dir() for p in root.rglob(SPLIT_FILE)})
+    if len(found) > 1:
+        raise click.UsageError(
+            f"several {SPLIT_FILE} files under the records: pick one with --split "
+            + ", ".join(map(str, found))
+        )
+    return found[0] if found else None
+
+
+def load_parts(paths: list[Path], split_path: Path | None, *, quiet: bool = False):
+    """Build the data set (cached) and split it: ``(dataset, parts or None, split)``."""
+    from ms_meta.cli.progress import Progress
+    from ms_meta.data.dataset import build_dataset
+    from ms_meta.data.split import read_split
+
+    bar = None if quiet else Progress(0, "records")
+
+    def progress(done: int, total: int, note: str) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.done, note)
+
+    dataset = build_dataset(paths, progress=progress)
+    if bar is not None:
+        bar.close()
+    if not dataset.tasks:
+        raise click.ClickException(
+            "no usable tuning records in "
+            + ", ".join(map(str, paths))
+            + f" ({dataset.skips.summary()})"
+        )
+    split = read_split(split_path) if split_path is not None else None
+    parts = dataset.split(split) if split is not None else None
+    return dataset, parts, split
+
+
+def records_target(dataset) -> dict | None:
+    """The target named by the records' ``meta.json`` files, when they all agree."""
+    targets = set()
+    for task in dataset.tasks:
+        meta = Path(task.source) / META_FILE
+        try:
+            target = json.loads(meta.read_text()).get("target")
+        except (OSError, ValueError, AttributeError):
+            target = None
+        if target:
+            kept = {k: target.get(k) for k in ("kind", "mcpu", "num-cores")}
+            if target.get("mattr"):  # e.g. AVX-512 turned off: other kernels than the bare mcpu
+                kept["mattr"] = target["mattr"]
+            targets.add(json.dumps(kept, sort_keys=True))
+    if len(targets) == 1:
+        return json.loads(targets.pop())
+    if len(targets) > 1:
+        logger.warning("records of several targets: %s", ", ".join(sorted(targets)))
+    return None

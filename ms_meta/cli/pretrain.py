@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import shlex
 import sys
 import time
@@ -11,113 +9,18 @@ from pathlib import Path
 
 import click
 
-from ms_meta.cli.options import library_errors, seed_option
-
-logger = logging.getLogger(__name__)
-
-DEFAULT_RECORDS = Path("tuning_records")
-VAL_SHOTS = 16  # support size of the per-epoch few-shot validation score
-
-
-def default_record_paths() -> list[Path]:
-    """``tuning_records/`` when it holds the records of one target; a clear error otherwise.
-
-    Latencies of different CPUs do not mix in one model, so with several target directories
-    the user names the one to use.
-    """
-    root = DEFAULT_RECORDS
-    targets = (
-        sorted(
-            child.name
-            for child in root.iterdir()
-            if child.is_dir() and next(child.glob("*/database_tuning_record.json"), None)
-        )
-        if root.is_dir()
-        else []
-    )
-    if len(targets) > 1:
-        raise click.UsageError(
-            f"{root}/ holds records of {len(targets)} targets ({', '.join(targets)}); "
-            f"name the one to use, e.g. {root / targets[0]}"
-        )
-    return [root]
-
-
-def records_argument(func):
-    return click.argument(
-        "paths", nargs=-1, type=click.Path(path_type=Path), metavar="[RECORDS]..."
-    )(func)
-
-
-split_option = click.option(
-    "--split",
-    "split_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Task split (JSON from `ms-meta db split`). Default: split.json inside the records "
-    "tree if there is exactly one; `--split none` trains on every task.",
+from ms_meta.cli.options import (
+    default_record_paths,
+    find_split,
+    library_errors,
+    load_parts,
+    records_argument,
+    records_target,
+    seed_option,
+    split_option,
 )
 
-
-def find_split(paths: list[Path], split_path: Path | None) -> Path | None:
-    """The split to use: the given one, ``None`` for ``none``, else the tree's only split.json."""
-    if split_path is not None:
-        return None if str(split_path).lower() == "none" else split_path
-    found = sorted({p for root in paths if root.is_dir() for p in root.rglob("split.json")})
-    if len(found) > 1:
-        raise click.UsageError(
-            "several split.json files under the records: pick one with --split "
-            + ", ".join(map(str, found))
-        )
-    return found[0] if found else None
-
-
-def load_parts(paths: list[Path], split_path: Path | None, *, quiet: bool = False):
-    """Build the data set (cached) and split it: ``(dataset, parts or None, split)``."""
-    from ms_meta.cli.progress import Progress
-    from ms_meta.data.dataset import build_dataset
-    from ms_meta.data.split import read_split
-
-    bar = None if quiet else Progress(0, "records")
-
-    def progress(done: int, total: int, note: str) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.update(done - bar.done, note)
-
-    dataset = build_dataset(paths, progress=progress)
-    if bar is not None:
-        bar.close()
-    if not dataset.tasks:
-        raise click.ClickException(
-            "no usable tuning records in "
-            + ", ".join(map(str, paths))
-            + f" ({dataset.skips.summary()})"
-        )
-    split = read_split(split_path) if split_path is not None else None
-    parts = dataset.split(split) if split is not None else None
-    return dataset, parts, split
-
-
-def records_target(dataset) -> dict | None:
-    """The target named by the records' meta.json files, when they all agree."""
-    targets = set()
-    for task in dataset.tasks:
-        meta = Path(task.source) / "meta.json"
-        try:
-            target = json.loads(meta.read_text()).get("target")
-        except (OSError, ValueError):
-            target = None
-        if target:
-            kept = {k: target.get(k) for k in ("kind", "mcpu", "num-cores")}
-            if target.get("mattr"):  # e.g. AVX-512 turned off: other kernels than the bare mcpu
-                kept["mattr"] = target["mattr"]
-            targets.add(json.dumps(kept, sort_keys=True))
-    if len(targets) == 1:
-        return json.loads(targets.pop())
-    if len(targets) > 1:
-        logger.warning("records of several targets: %s", ", ".join(sorted(targets)))
-    return None
+VAL_SHOTS = 16  # support size of the per-epoch few-shot validation score
 
 
 @click.command(

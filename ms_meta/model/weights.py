@@ -8,17 +8,30 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ms_meta.data.records import cpu_label
+from ms_meta.atomic import atomic_write
 from ms_meta.errors import WeightsError
 from ms_meta.feature.schema import FEATURE_VERSION
+from ms_meta.labels import cpu_label
 from ms_meta.model.gnn import GNNConfig
+
+__all__ = [
+    "DEFAULT_WEIGHTS_DIR",
+    "WEIGHTS_FORMAT",
+    "WEIGHTS_FORMAT_VERSION",
+    "Checkpoint",
+    "check_target",
+    "default_weights_path",
+    "load_checkpoint",
+    "other_cpu_weights_path",
+    "save_atomically",
+    "save_checkpoint",
+]
 
 WEIGHTS_FORMAT = "ms-meta-weights"
 WEIGHTS_FORMAT_VERSION = 1
@@ -50,9 +63,8 @@ class Checkpoint:
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
-    """Write atomically: a temporary file in the same directory, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (:func:`ms_meta.atomic.atomic_write`): a reader or a crash never sees
+    a half-written file."""
     checkpoint.meta.setdefault(
         "saved", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
@@ -60,20 +72,20 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
 
 
 def save_atomically(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same directory, then ``os.replace``: a reader
-    or a crash never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; these are ordinary data files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """``torch.save`` ``obj`` to ``path`` atomically (also the pretraining run state)."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _non_finite_tensors(tensors: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a (nested) dict that hold NaN or infinity."""
+    bad = []
+    if isinstance(tensors, dict):
+        for key, value in tensors.items():
+            bad += _non_finite_tensors(value, f"{prefix}{key}.")
+    elif isinstance(tensors, torch.Tensor) and tensors.is_floating_point():
+        if not bool(torch.isfinite(tensors).all()):
+            bad.append(prefix.rstrip("."))
+    return bad
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -102,6 +114,17 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         config = GNNConfig.from_dict(raw["gnn_config"])
     except (KeyError, TypeError, ValueError) as err:
         raise WeightsError(f"{path}: bad model configuration ({err})") from None
+    if not isinstance(raw.get("state_dict"), dict):
+        raise WeightsError(f"{path} holds no model parameters (state_dict)")
+    bad = _non_finite_tensors(raw["state_dict"]) + _non_finite_tensors(
+        raw.get("adapted") or {}, "adapted."
+    )
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise WeightsError(
+            f"{path} holds non-finite parameters (NaN or infinity) in {', '.join(bad[:3])}{more}; "
+            "the training that wrote it diverged: retrain, or use other weights"
+        )
     return Checkpoint(
         gnn_config=config,
         state_dict=raw["state_dict"],
@@ -121,7 +144,7 @@ def check_target(
 ) -> str | None:
     """Refuse weights trained for another kind of device or CPU (clear error, no guessing).
 
-    CPUs are compared by :func:`~ms_meta.data.records.cpu_label`: ``mcpu`` and, when AVX-512
+    CPUs are compared by :func:`~ms_meta.labels.cpu_label`: ``mcpu`` and, when AVX-512
     is turned off, the vector width. With ``allow_other_cpu``, weights of another CPU of the
     same kind pass; the CPU they were trained for is returned so that the caller can say so.
     Another kind or GPU ``arch`` is always refused.
@@ -139,7 +162,13 @@ def check_target(
         return None
     if allow_other_cpu:
         return have
-    raise _mismatch(source, "mcpu", have, want, " (or allow_other_cpu=True / --any-cpu-weights)")
+    raise _mismatch(
+        source,
+        "mcpu",
+        have,
+        want,
+        ", accept them anyway with allow_other_cpu=True (on the command line: --any-cpu-weights)",
+    )
 
 
 def _mismatch(source: str, key: str, have: Any, want: Any, hint: str) -> WeightsError:
