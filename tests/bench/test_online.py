@@ -36,7 +36,7 @@ from ms_meta.errors import MsMetaError
 from ..conftest import RECORDS_ROOT
 
 # Written by the harness: `ms-meta bench --online --tasks dense_128_3072_768 --budgets 8,16
-# --xgb-budget 32` on the development machine (see the lead's report for the full output).
+# --xgb-budget 32` on a 2-core rocketlake machine, 2026-11-22.
 RECORDED = Path(__file__).parent / "data" / "online_smoke.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -192,7 +192,7 @@ def test_plan_runs_meta_and_one_shot_once_per_named_weights(tmp_path):
 
 @pytest.mark.skipif(not one_shot_available()[0], reason="ms_meta.one_shot does not import")
 def test_repeated_one_shot_searches_get_own_labels_folders_and_seeds(tmp_path, target):
-    from ms_meta.bench.online import _fingerprint
+    from ms_meta.bench.online.run import _fingerprint
 
     ft = tmp_path / "ft.pt"
     ft.write_bytes(b"ft")
@@ -217,7 +217,7 @@ def test_repeated_one_shot_searches_get_own_labels_folders_and_seeds(tmp_path, t
 
 
 def test_unnamed_fingerprint_is_unchanged_and_names_do_not_enter_it(tmp_path, target):
-    from ms_meta.bench.online import _fingerprint
+    from ms_meta.bench.online.run import _fingerprint
     from ms_meta.tuning.target import target_summary
 
     weights = tmp_path / "w.pt"
@@ -713,7 +713,8 @@ def test_cli_online_reuses_the_runs_and_writes_json_and_plot(tiny_run, tmp_path)
 def test_weights_of_another_cpu_only_with_any_cpu_weights(tmp_path):
     import tvm
 
-    from ms_meta.bench.online import OnlineConfig, _meta_cost_model
+    from ms_meta.bench.online import OnlineConfig
+    from ms_meta.bench.online.run import _meta_cost_model
     from ms_meta.errors import WeightsError
 
     shipped = Path(__file__).resolve().parents[2] / "ms_meta" / "weights" / "llvm-rocketlake.pt"
@@ -727,7 +728,7 @@ def test_weights_of_another_cpu_only_with_any_cpu_weights(tmp_path):
 def test_named_meta_run_builds_its_cost_model_from_the_plan_weights():
     import tvm
 
-    from ms_meta.bench.online import _make_cost_model
+    from ms_meta.bench.online.run import _make_cost_model
 
     shipped = Path(__file__).resolve().parents[2] / "ms_meta" / "weights" / "llvm-rocketlake.pt"
     target = tvm.target.Target({"kind": "llvm", "mcpu": "icelake-server", "num-cores": 2})
@@ -739,7 +740,7 @@ def test_named_meta_run_builds_its_cost_model_from_the_plan_weights():
 
 
 def test_a_one_shot_library_enters_only_one_shot_fingerprints(tmp_path, target):
-    from ms_meta.bench.online import _fingerprint
+    from ms_meta.bench.online.run import _fingerprint
     from ms_meta.one_shot.library import build_library
     from tests.conftest import SEED_RECORDS
 
