@@ -1,8 +1,16 @@
-"""Benchmarks of the cost model's overhead: extraction, prediction and whole tuning runs."""
+"""Benchmarks of the cost model's overhead: extraction, prediction and whole tuning runs.
+
+``ms-meta bench`` times MetaCostModel against MetaSchedule's stock XGBModel on the same sampled
+candidates, every model with the same warm-up and the same timed repeats, so that the
+throughput ratio compares like with like; and it runs ``ms.tune_tir`` with each model at the
+same trial count to show what the model's time weighs in a whole search.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -15,6 +23,22 @@ from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 from ms_meta.tuning.intrin import import_tensor_intrinsics
 from ms_meta.tuning.measured_tuning import make_cost_model, tune_workload
 from ms_meta.workloads import resolve_one
+
+__all__ = [
+    "THROUGHPUT_REPEATS",
+    "THROUGHPUT_ROWS",
+    "THROUGHPUT_WARMUP",
+    "CpuStealMeter",
+    "Rate",
+    "ThroughputResult",
+    "TimedCostModel",
+    "TuneTiming",
+    "as_dict",
+    "load_average",
+    "measure_throughput",
+    "measure_tuning",
+    "sample_candidates",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -102,31 +126,96 @@ class CpuStealMeter:
         self.fraction = (end[1] - self._start[1]) / (end[0] - self._start[0])
 
 
-def _rate(fn, count: int, repeats: int = 3) -> float:
-    """Best-of-``repeats`` items per second (best, because other processes only slow it)."""
-    best = float("inf")
+#: Every model's throughput: one untimed warm-up call, then this many timed calls.
+THROUGHPUT_WARMUP = 1
+THROUGHPUT_REPEATS = 3
+
+
+@dataclass
+class Rate:
+    """Items per second over timed repeats of one call: the median, and the best (min time).
+
+    The best is the least disturbed run (other processes only slow a call down); the median
+    shows what a typical call got. Both come from the same ``repeats`` calls.
+    """
+
+    median_per_s: float
+    best_per_s: float
+    repeats: int
+    warmup: int
+
+
+def _rate(
+    fn, count: int, repeats: int = THROUGHPUT_REPEATS, warmup: int = THROUGHPUT_WARMUP
+) -> Rate:
+    """``count`` items per call of ``fn``: ``warmup`` untimed calls, then ``repeats`` timed."""
+    for _ in range(warmup):
+        fn()
+    seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return count / best
+        seconds.append(time.perf_counter() - start)
+    return Rate(
+        median_per_s=count / statistics.median(seconds),
+        best_per_s=count / min(seconds),
+        repeats=repeats,
+        warmup=warmup,
+    )
+
+
+#: The throughput rows, in table order: (field of ThroughputResult, row name).
+THROUGHPUT_ROWS = (
+    ("graph_extract", "GraphFeatureExtractor (extract)"),
+    ("meta_predict", "MetaCostModel.predict (extract + GNN)"),
+    ("per_store_extract", "PerStoreFeature (extract)"),
+    ("xgb_predict", "XGBModel.predict (extract + booster)"),
+)
 
 
 @dataclass
 class ThroughputResult:
+    """Candidates per second of each model on the same candidates, each timed the same way
+    (``THROUGHPUT_WARMUP`` untimed calls, then ``THROUGHPUT_REPEATS`` timed ones)."""
+
     workload: str
     candidates: int
-    graph_extract_per_s: float
-    meta_predict_per_s: float
-    per_store_extract_per_s: float
-    xgb_predict_per_s: float
+    graph_extract: Rate
+    meta_predict: Rate
+    per_store_extract: Rate
+    xgb_predict: Rate
     cpu_steal_fraction: float | None = None  # see CpuStealMeter
     gnn_in_child_process: bool = False  # MetaCostModel scored in a child process
+    load_average: tuple[float, float, float] | None = None  # 1/5/15 min, before the timing
+
+    def speedup(self, statistic: str = "median") -> float:
+        """MetaCostModel.predict over XGBModel.predict, by ``statistic`` (median or best)."""
+        meta, xgb = self.meta_predict, self.xgb_predict
+        if statistic == "best":
+            return meta.best_per_s / xgb.best_per_s
+        return meta.median_per_s / xgb.median_per_s
 
 
-def measure_throughput(spec: str, count: int, target, seed: int = 1) -> ThroughputResult:
+def load_average() -> tuple[float, float, float] | None:
+    """The 1, 5 and 15-minute load averages, where the OS has them (other processes slow every
+    rate measured here)."""
+    try:
+        return tuple(round(v, 2) for v in os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
+def measure_throughput(
+    spec: str,
+    count: int,
+    target,
+    seed: int = 1,
+    repeats: int = THROUGHPUT_REPEATS,
+    warmup: int = THROUGHPUT_WARMUP,
+) -> ThroughputResult:
     """Candidates per second: graph extraction, MetaCostModel.predict (extraction + GNN),
-    PerStoreFeature extraction and XGBModel.predict (extraction + booster), same candidates."""
+    PerStoreFeature extraction and XGBModel.predict (extraction + booster), same candidates,
+    each model with ``warmup`` untimed calls and ``repeats`` timed ones."""
     from ms_meta.feature.extractor import GraphFeatureExtractor
     from ms_meta.model.cost_model import SCORING_PROCESS_MIN_CANDIDATES, MetaCostModel
 
@@ -148,20 +237,23 @@ def measure_throughput(spec: str, count: int, target, seed: int = 1) -> Throughp
         [ms.runner.RunnerResult([float(v)], None) for v in rng.uniform(1e-3, 2e-3, len(fit_cands))],
     )
     count = len(candidates)
+    calls = {
+        "graph_extract": lambda: extractor.encode(context, candidates),
+        "meta_predict": lambda: meta.predict(context, candidates),
+        "per_store_extract": lambda: per_store.extract_from(context, candidates),
+        "xgb_predict": lambda: xgb.predict(context, candidates),
+    }
+    load = load_average()
     with CpuStealMeter() as steal:
-        result = ThroughputResult(
-            workload=spec,
-            candidates=count,
-            graph_extract_per_s=_rate(lambda: extractor.encode(context, candidates), count),
-            meta_predict_per_s=_rate(lambda: meta.predict(context, candidates), count),
-            per_store_extract_per_s=_rate(
-                lambda: per_store.extract_from(context, candidates), count, repeats=1
-            ),
-            xgb_predict_per_s=_rate(lambda: xgb.predict(context, candidates), count, repeats=1),
-        )
-    result.cpu_steal_fraction = steal.fraction
-    result.gnn_in_child_process = meta_child and count >= SCORING_PROCESS_MIN_CANDIDATES
-    return result
+        rates = {name: _rate(fn, count, repeats, warmup) for name, fn in calls.items()}
+    return ThroughputResult(
+        workload=spec,
+        candidates=count,
+        **rates,
+        cpu_steal_fraction=steal.fraction,
+        gnn_in_child_process=meta_child and count >= SCORING_PROCESS_MIN_CANDIDATES,
+        load_average=load,
+    )
 
 
 @dataclass

@@ -5,12 +5,14 @@ end-to-end model benchmark (``--model``)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
 
 import click
 
+from ms_meta.atomic import atomic_write_text
 from ms_meta.cli.options import (
     library_errors,
     none_or,
@@ -77,7 +79,7 @@ Examples:
     "--online",
     is_flag=True,
     help="Best latency per trial budget with each cost model on held-out tasks, "
-    "re-measured side by side (issues 4 and 5).",
+    "re-measured side by side.",
 )
 @click.option(
     "--tasks",
@@ -282,27 +284,7 @@ def bench(
     target = parse_target(target_json)
     click.echo(f"target {target}\nworkload {workload}\n")
     tp = measure_throughput(workload, candidates, target, seed=seed + 1)
-    click.echo(f"throughput over {tp.candidates} sampled candidates (candidates/s, best of 3):")
-    rows = [
-        ("GraphFeatureExtractor (extract)", tp.graph_extract_per_s),
-        (
-            "MetaCostModel.predict (extract + GNN)" + (" *" if tp.gnn_in_child_process else ""),
-            tp.meta_predict_per_s,
-        ),
-        ("PerStoreFeature (extract)", tp.per_store_extract_per_s),
-        ("XGBModel.predict (extract + booster)", tp.xgb_predict_per_s),
-    ]
-    for name, rate in rows:
-        click.echo(f"  {name:40s} {rate:10.0f}")
-    click.echo(f"  {'predict speed-up, MetaCostModel / XGBModel':40s} "
-               f"{tp.meta_predict_per_s / tp.xgb_predict_per_s:9.1f}x")  # fmt: skip
-    if tp.gnn_in_child_process:
-        click.echo("  * the GNN ran in MetaCostModel's scoring process, beside the encoder")
-    if tp.cpu_steal_fraction is not None and tp.cpu_steal_fraction >= STEAL_WARNING:
-        click.echo(
-            f"  note: the hypervisor took {tp.cpu_steal_fraction:.0%} of this machine's CPU "
-            "time during the measurement; absolute rates are depressed, ratios hold"
-        )
+    click.echo(_throughput_table(tp))
     report = {"throughput": as_dict([tp])[0], "tuning": []}
     if trials:
         click.echo(f"\nms.tune_tir, {trials} trials each, same builder and runner:")
@@ -322,8 +304,47 @@ def bench(
             )
         report["tuning"] = as_dict(timings)
     if json_path:
-        json_path.write_text(json.dumps(report, indent=1) + "\n")
+        atomic_write_text(json_path, json.dumps(report, indent=1) + "\n")
         click.echo(f"\nwrote {json_path}")
+
+
+def _throughput_table(tp) -> str:
+    """The throughput figures as printed: median and best of the same timed runs per model."""
+    from ms_meta.bench.overhead import THROUGHPUT_ROWS
+
+    lines = [
+        f"throughput over {tp.candidates} sampled candidates (candidates/s; every model: "
+        f"{tp.meta_predict.warmup} untimed warm-up run, then the median and the best of "
+        f"{tp.meta_predict.repeats} timed runs):",
+        f"  {'':40s} {'median':>10s} {'best':>10s}",
+    ]
+    for field, name in THROUGHPUT_ROWS:
+        rate = getattr(tp, field)
+        if field == "meta_predict" and tp.gnn_in_child_process:
+            name += " *"
+        lines.append(f"  {name:40s} {rate.median_per_s:10.0f} {rate.best_per_s:10.0f}")
+    lines.append(
+        f"  {'predict speed-up, MetaCostModel / XGBModel':40s} "
+        f"{tp.speedup('median'):9.1f}x {tp.speedup('best'):9.1f}x"
+    )
+    if tp.gnn_in_child_process:
+        lines.append("  * the GNN ran in MetaCostModel's scoring process, beside the encoder")
+    if tp.load_average is not None:
+        one, five, fifteen = tp.load_average
+        lines.append(
+            f"  load average before the timing: {one:.2f} / {five:.2f} / {fifteen:.2f} "
+            f"(1 / 5 / 15 min) on {os.cpu_count()} logical cores"
+        )
+    if tp.cpu_steal_fraction is not None:
+        note = (
+            "; absolute rates are depressed, ratios hold"
+            if tp.cpu_steal_fraction >= STEAL_WARNING
+            else ""
+        )
+        lines.append(
+            f"  hypervisor steal during the timing: {tp.cpu_steal_fraction:.0%} of CPU time{note}"
+        )
+    return "\n".join(lines)
 
 
 def _online(
@@ -347,7 +368,7 @@ def _online(
     plot = plot_convergence(result, plot_path or work_dir / PLOT_FILE)
     click.echo(f"\nplot {plot}\nresult {work_dir / RESULT_FILE}")
     if json_path:
-        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
         click.echo(f"wrote {json_path}")
 
 
