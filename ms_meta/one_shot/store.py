@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tvm.s_tir import meta_schedule as ms
 
+from ms_meta.atomic import atomic_write_text
+from ms_meta.data.layout import RECORD_FILE, WORKLOAD_FILE
 from ms_meta.errors import MsMetaError
 
 PREDICTED_WORKLOAD_FILE = "database_workload.predicted.json"
 PREDICTED_RECORD_FILE = "database_tuning_record.predicted.json"
-MEASURED_WORKLOAD_FILE = "database_workload.json"
-MEASURED_RECORD_FILE = "database_tuning_record.json"
+MEASURED_WORKLOAD_FILE = WORKLOAD_FILE  # MetaSchedule's standard names
+MEASURED_RECORD_FILE = RECORD_FILE
 SUMMARY_FILE = "one_shot_summary.json"
 SUMMARY_FORMAT = "ms-meta-one-shot"
 SUMMARY_FORMAT_VERSION = 1
@@ -59,18 +60,8 @@ def measured_database(work_dir: str | os.PathLike) -> ms.database.JSONDatabase:
 
 def write_summary(work_dir: Path, summary: dict[str, Any]) -> Path:
     """Write ``one_shot_summary.json`` atomically."""
-    path = work_dir / SUMMARY_FILE
     document = {"format": SUMMARY_FORMAT, "format_version": SUMMARY_FORMAT_VERSION, **summary}
-    fd, tmp = tempfile.mkstemp(dir=work_dir, prefix=SUMMARY_FILE + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(document, out, indent=2)
-            out.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_text(work_dir / SUMMARY_FILE, json.dumps(document, indent=2) + "\n")
 
 
 def read_summary(work_dir: str | os.PathLike) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""How much CPU other processes and the hypervisor took while we were timing kernels.
+"""How much CPU other processes and the hypervisor took while kernels were being timed.
 
 A timed run on this 2-core machine is slowed 2-4x when anything else runs beside it (a test, a
 benchmark, pretraining), and nothing in MetaSchedule's runner notices. :class:`ForeignLoadMeter`
@@ -107,7 +107,7 @@ class ForeignLoadMeter:
         seconds = time.perf_counter() - started
         if seconds <= 0:
             return
-        # Another process's ticks may be sampled a little before or after ours: clamp at zero.
+        # Another process's ticks may be sampled a little before or after this one's: clamp at zero.
         others = max(0, (machine[0] - busy0) - (own - own0))
         self.load = ForeignLoad(
             other_processes=others / _CLOCK_TICKS / seconds,

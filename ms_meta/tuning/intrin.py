@@ -3,7 +3,7 @@
 ``TuneContext.__init__`` and MetaSchedule's default build function run
 ``import tvm.s_tir.tensor_intrin``, which imports the intrinsics of *every* backend (CUDA, ROCm,
 Hexagon, ARM, ...). That costs 15-50 s on a small machine, once per process and once per builder
-worker. For a CPU target only the x86 intrinsics can ever be used, so we register the package
+worker. For a CPU target only the x86 intrinsics can ever be used, so the package is registered
 without running its ``__init__`` and import just the modules the target needs.
 """
 
@@ -30,7 +30,7 @@ def import_tensor_intrinsics(target_kind: str = "llvm") -> None:
     submodules = _MODULES_BY_TARGET_KIND.get(target_kind)
     if submodules is None:
         if _PACKAGE in sys.modules and getattr(sys.modules[_PACKAGE], "_ms_meta_partial", False):
-            # registered partially by us: run the package's own imports now
+            # registered partially here: run the package's own imports now
             for name in ("cuda", "arm_cpu", "x86", "rocm", "hexagon", "riscv_cpu"):
                 _import_submodule(name)
             return

@@ -78,7 +78,7 @@ def _conv2d_bias_relu_flops(n, c, h, w, k, r, s, stride, pad):
 
 def _dense(m, n, k):
     # Plain te.compute (not topi.nn.dense, which marks B layout-free): the same definition
-    # as the seed records, so their workloads hash identically to ours.
+    # as the seed records, so their workloads hash identically to these.
     a = te.placeholder((m, k), name="A")
     b = te.placeholder((n, k), name="B")
     r = te.reduce_axis((0, k), name="k")

@@ -1,4 +1,4 @@
-"""The contention guard: CPU taken by other processes is seen, our own children's is not."""
+"""The contention guard: CPU taken by other processes is seen, the own children's is not."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ _BUSY = "import time; end = time.time() + {secs}\nwhile time.time() < end: pass"
 
 
 def _start_foreign_busy_loop(secs: float) -> int:
-    """Start a busy loop that is not our descendant (a shell starts it in the background and
-    exits at once, so it is re-parented away from this process); returns its pid."""
+    """Start a busy loop that is not a descendant of this process (a shell starts it in the
+    background and exits at once, so it is re-parented away); returns its pid."""
     code = _BUSY.format(secs=secs)
     shell = subprocess.run(
         ["sh", "-c", 'python_code="$1"; "$0" -c "$python_code" >/dev/null 2>&1 & echo $!',

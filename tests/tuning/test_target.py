@@ -14,7 +14,7 @@ from ms_meta.tuning.target import (
 )
 from ms_meta.workloads import resolve_one
 
-# /proc/cpuinfo of a Zen 4 guest whose hypervisor hides AVX-512 (seen on this workplace's VMs).
+# /proc/cpuinfo of a Zen 4 guest whose hypervisor hides AVX-512 (seen on cloud VMs).
 ZEN4_GUEST_FLAGS = (
     "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse "
     "sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl pni pclmulqdq "
