@@ -21,10 +21,10 @@ import tvm_ffi
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 
-from ms_meta.data.records import cpu_label
 from ms_meta.errors import WeightsError
 from ms_meta.feature.extractor import GraphFeatureExtractor
 from ms_meta.feature.schema import LoopGraph
+from ms_meta.labels import cpu_label
 from ms_meta.model.batch import GraphBatch
 from ms_meta.model.gnn import GNNConfig
 from ms_meta.model.meta import (

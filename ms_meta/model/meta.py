@@ -14,27 +14,23 @@ import torch
 from torch.func import functional_call
 
 from ms_meta.feature.schema import LoopGraph
+from ms_meta.labels import normalized_throughput  # the per-task labels, re-exported
 from ms_meta.model.batch import GraphBatch
 from ms_meta.model.gnn import LoopGraphGNN
 from ms_meta.model.losses import pairwise_rank_loss, regression_loss
-from ms_meta.run_secs import FAILURE_THRESHOLD_SECS
+
+__all__ = [
+    "AdaptConfig",
+    "AdaptingScorer",
+    "Params",
+    "adapt",
+    "normalized_throughput",
+    "parameters_of",
+    "predict_batch",
+    "predict_with",
+]
 
 Params = dict[str, torch.Tensor]
-
-
-def normalized_throughput(latencies: Sequence[float | None] | np.ndarray) -> np.ndarray:
-    """Per-task labels: throughput / best throughput in [0, 1]; failed runs (None, inf,
-    >= 1e9 s) get 0.
-
-    Shapes: ``[n]`` -> ``[n]`` float32.
-    """
-    lat = np.array([np.inf if v is None else float(v) for v in latencies], np.float64)
-    ok = np.isfinite(lat) & (lat > 0) & (lat < FAILURE_THRESHOLD_SECS)
-    out = np.zeros(lat.shape, np.float32)
-    if ok.any():
-        throughput = 1.0 / lat[ok]
-        out[ok] = throughput / throughput.max()
-    return out
 
 
 @dataclass(frozen=True)
