@@ -26,6 +26,8 @@ from ms_meta.errors import DatabaseError
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 META_FILE = "meta.json"
+# Held (flock) by whoever appends to a task's record files: the collector and `db merge --append`.
+LOCK_FILE = ".lock"
 SPLIT_FILE = "split.json"  # a task split (``ms-meta db split``) inside a records tree
 RECORDS_DIR = "tuning_records"  # the records root, relative to the working directory
 GZIP_SUFFIX = ".gz"
