@@ -1,4 +1,9 @@
-"""Figures of the online benchmark: convergence of the best latency against trials."""
+"""Figures of the online benchmark: convergence of the best latency against trials.
+
+matplotlib is part of the optional ``bench`` extra (:mod:`ms_meta.bench.extras`): it is
+imported only when a figure is drawn, and the benchmark skips its figure with a note where it
+is not installed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ms_meta.atomic import atomic_write
+from ms_meta.bench.extras import PLOT_MODULES, skipped_note
 from ms_meta.bench.online import REFERENCE_MODEL, step_at
+from ms_meta.errors import MsMetaError
+
+__all__ = ["plot_convergence", "plot_skipped_note"]
 
 _COLORS = {
     "xgb": "tab:blue",
@@ -71,7 +81,15 @@ def plot_convergence(result: dict[str, Any], path: str | Path) -> Path:
     -------
     Path
         ``path``.
+
+    Raises
+    ------
+    MsMetaError
+        When matplotlib is not installed (see :func:`plot_skipped_note`).
     """
+    note = plot_skipped_note()
+    if note is not None:
+        raise MsMetaError(note)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,7 +174,13 @@ def plot_convergence(result: dict[str, Any], path: str | Path) -> Path:
         fontsize=10,
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return path
+
+
+def plot_skipped_note() -> str | None:
+    """Why figures cannot be drawn here (matplotlib missing), or ``None`` when they can."""
+    return skipped_note("plot", PLOT_MODULES)

@@ -351,7 +351,7 @@ def _online(
     config, work_dir: Path | None, json_path: Path | None, plot_path: Path | None, target_json
 ) -> None:
     from ms_meta.bench.online import PLOT_FILE, RESULT_FILE, format_tables, run_online_benchmark
-    from ms_meta.bench.plots import plot_convergence
+    from ms_meta.bench.plots import plot_convergence, plot_skipped_note
     from ms_meta.tuning.target import parse_target
 
     config = config.checked()  # bad options fail before anything is tuned
@@ -365,8 +365,12 @@ def _online(
         config, work_dir, target=target, progress=lambda m: click.echo(m, err=True)
     )
     click.echo(format_tables(result))
-    plot = plot_convergence(result, plot_path or work_dir / PLOT_FILE)
-    click.echo(f"\nplot {plot}\nresult {work_dir / RESULT_FILE}")
+    note = plot_skipped_note()
+    if note is None:
+        plot = plot_convergence(result, plot_path or work_dir / PLOT_FILE)
+        click.echo(f"\nplot {plot}\nresult {work_dir / RESULT_FILE}")
+    else:
+        click.echo(f"\n{note}\nresult {work_dir / RESULT_FILE}")
     if json_path:
         atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
         click.echo(f"wrote {json_path}")

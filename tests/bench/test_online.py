@@ -41,6 +41,12 @@ RECORDED = Path(__file__).parent / "data" / "online_smoke.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture()
+def plotting():
+    """The figures need matplotlib, of the optional bench extra (skipped without it)."""
+    return pytest.importorskip("matplotlib")
+
+
 # --------------------------------------------------------------------------------------------
 # Plan and prefix logic
 # --------------------------------------------------------------------------------------------
@@ -347,7 +353,7 @@ def test_tables_show_every_point_and_the_prefix_notes(recorded):
         assert item["reason"] in text
 
 
-def test_convergence_plot_is_a_png(recorded, tmp_path):
+def test_convergence_plot_is_a_png(recorded, tmp_path, plotting):
     import matplotlib.image
 
     path = plot_convergence(recorded, tmp_path / "sub" / "convergence.png")
@@ -416,7 +422,7 @@ def test_tables_show_named_weights_labels_in_full(named):
     )
 
 
-def test_convergence_plot_of_two_named_meta_runs(named, tmp_path):
+def test_convergence_plot_of_two_named_meta_runs(named, tmp_path, plotting):
     from ms_meta.bench.plots import _style
 
     assert plot_convergence(named, tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
@@ -469,7 +475,7 @@ def test_repeated_one_shot_searches_are_summarized_over_every_pick(recorded, rep
     assert "One-Shot over repeated searches" not in format_tables(recorded)
 
 
-def test_convergence_plot_of_repeated_searches(repeated, tmp_path):
+def test_convergence_plot_of_repeated_searches(repeated, tmp_path, plotting):
     from ms_meta.bench.plots import _style
 
     assert plot_convergence(repeated, tmp_path / "r.png").read_bytes()[:8] == PNG_MAGIC
@@ -660,7 +666,7 @@ def test_harness_ratios_use_remeasured_latencies(tiny_run):
 
 
 @pytest.mark.slow
-def test_harness_plot_and_tables(tiny_run, tmp_path):
+def test_harness_plot_and_tables(tiny_run, tmp_path, plotting):
     _, _, result, _ = tiny_run
     assert plot_convergence(result, tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
     assert "dense_16_16_16" in format_tables(result)
@@ -696,7 +702,7 @@ def test_resume_reuses_finished_runs_and_redoes_an_unfinished_one(tiny_run, targ
 
 
 @pytest.mark.slow
-def test_cli_online_reuses_the_runs_and_writes_json_and_plot(tiny_run, tmp_path):
+def test_cli_online_reuses_the_runs_and_writes_json_and_plot(tiny_run, tmp_path, plotting):
     config, work_dir, _, _ = tiny_run
     args = ["bench", "--online", "--tasks", TINY, "--budgets", "4,8", "--xgb-budget", "8",
             "--trials-per-iter", "4", "--population-size", "32", "--rounds", "2",
