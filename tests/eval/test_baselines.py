@@ -14,7 +14,7 @@ from ms_meta.data import layout
 from ms_meta.data.dataset import build_dataset, record_latency
 from ms_meta.data.records import load_files
 from ms_meta.errors import MsMetaError
-from ms_meta.eval import baselines
+from ms_meta.eval import per_store
 from ms_meta.eval.baselines import (
     MLP_COLUMNS,
     XGB_COLUMNS,
@@ -130,7 +130,7 @@ def test_cache_is_reused_without_extracting(data, features, feature_dir, monkeyp
     def no_extraction(*args, **kwargs):
         raise AssertionError("features were extracted again")
 
-    monkeypatch.setattr(baselines, "_extract", no_extraction)
+    monkeypatch.setattr(per_store, "_extract", no_extraction)
     again = PerStoreFeatures(feature_dir)
     for task in [*train, held]:
         np.testing.assert_array_equal(again(task).rows, features(task).rows)
