@@ -105,7 +105,7 @@ def library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def quiet_meta_schedule() -> None:
-    """MetaSchedule prints INFO tables to stdout; keep the terminal for our own output."""
+    """MetaSchedule prints INFO tables to stdout; keep the terminal for ms-meta's own output."""
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
 
 

@@ -422,7 +422,7 @@ class MetaCostModel(PyCostModel):
         neutral = np.concatenate(failed)
         self.summary.predicted += len(candidates)
         self.summary.unencodable = self.extractor.stats.unencodable
-        # Candidates we could not encode get the neutral score: the median of the others.
+        # Candidates that could not be encoded get the neutral score: the median of the others.
         if neutral.any() and (~neutral).any():
             scores[neutral] = np.median(scores[~neutral])
         return np.logaddexp(0.0, _SOFTPLUS_SHARPNESS * scores) / _SOFTPLUS_SHARPNESS
