@@ -9,6 +9,7 @@ and ``predict`` scores with the adapted parameters of that task.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import weakref
@@ -135,8 +136,45 @@ def _host_target_dict() -> dict:
     return target_summary(host_target())
 
 
+def _writing_predict(predict_func):
+    """MetaSchedule's ``f_predict`` callback: score ``candidates`` into the C++ result buffer.
+
+    As TVM's own (``_PyCostModel``), except that an empty list returns at once: there is
+    nothing to write, and the buffer of an empty result is a NULL pointer, which numpy refuses
+    (``ValueError: NULL pointer access``, TVM 0.27).
+    """
+
+    def f_predict(context, candidates, return_ptr) -> None:
+        n = len(candidates)
+        if n == 0:
+            return
+        pointer = ctypes.cast(return_ptr, ctypes.POINTER(ctypes.c_double))
+        np.ctypeslib.as_array(pointer, shape=(n,))[:] = predict_func(context, candidates)
+
+    return f_predict
+
+
+class _PyCostModelObject(PyCostModel._tvm_metadata["cls"]):
+    """MetaSchedule's ``PyCostModel`` object, with a predict callback that takes empty lists."""
+
+    def __init__(self, f_load=None, f_save=None, f_update=None, predict_func=None) -> None:
+        self.__init_handle_by_constructor__(
+            tvm_ffi.get_global_func("s_tir.meta_schedule.CostModelPyCostModel"),
+            f_load,
+            f_save,
+            f_update,
+            _writing_predict(predict_func),
+        )
+
+
+class _PyCostModel(PyCostModel):
+    """``PyCostModel`` whose TVM object is :class:`_PyCostModelObject`."""
+
+    _tvm_metadata = {**PyCostModel._tvm_metadata, "cls": _PyCostModelObject}  # noqa: RUF012
+
+
 @derived_object
-class MetaCostModel(PyCostModel):
+class MetaCostModel(_PyCostModel):
     """A GNN cost model that adapts to each task from a few measurements.
 
     Parameters
@@ -318,7 +356,7 @@ class MetaCostModel(PyCostModel):
         )
 
     def update(self, context, candidates, results) -> None:
-        if not candidates:
+        if len(candidates) == 0:
             return
         key = self._task_key(context, candidates)
         samples = self._samples.setdefault(key, _TaskSamples())
@@ -334,6 +372,7 @@ class MetaCostModel(PyCostModel):
             )
         self.summary.updates += 1
         self.summary.samples = sum(len(s.graphs) for s in self._samples.values())
+        self.summary.unencodable = self.extractor.stats.unencodable
 
     # -- scoring in a child process -------------------------------------------------------
     def _scorer_for(self, num_candidates: int) -> ScoringProcess | None:
@@ -399,7 +438,7 @@ class MetaCostModel(PyCostModel):
         self.scoring_process = False
 
     def predict(self, context, candidates) -> np.ndarray:
-        if not candidates:
+        if len(candidates) == 0:
             return np.zeros(0, np.float64)
         params = self._adapted.get(self._task_key(context, candidates))
         scores, failed = None, []
@@ -422,7 +461,15 @@ class MetaCostModel(PyCostModel):
         neutral = np.concatenate(failed)
         self.summary.predicted += len(candidates)
         self.summary.unencodable = self.extractor.stats.unencodable
-        # Candidates that could not be encoded get the neutral score: the median of the others.
+        unscored = ~np.isfinite(scores) & ~neutral
+        if unscored.any():  # e.g. features out of any trained range: never a NaN to the search
+            logger.warning("%d candidates scored non-finite; scoring them as neutral",
+                           int(unscored.sum()))  # fmt: skip
+            neutral = neutral | unscored
+        # Candidates without a usable score get the neutral score: the median of the others.
         if neutral.any() and (~neutral).any():
             scores[neutral] = np.median(scores[~neutral])
-        return np.logaddexp(0.0, _SOFTPLUS_SHARPNESS * scores) / _SOFTPLUS_SHARPNESS
+        elif unscored.any():  # no candidate has a usable score: all alike
+            scores[:] = 0.0
+        softplus = np.logaddexp(0.0, _SOFTPLUS_SHARPNESS * scores) / _SOFTPLUS_SHARPNESS
+        return softplus.astype(np.float64)  # what MetaSchedule's result buffer holds

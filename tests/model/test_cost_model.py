@@ -45,6 +45,40 @@ def test_is_a_metaschedule_cost_model(sample_candidates):
     assert (scores > 0).all()  # MetaSchedule samples parents in proportion to the scores
 
 
+def test_no_candidates_give_an_empty_prediction_and_no_update(sample_candidates):
+    """MetaSchedule calls the model with empty lists; the C++ result buffer is then NULL."""
+    context, candidates = sample_candidates("dense:64,64,64", count=8)
+    model = MetaCostModel(weights=None, scoring_process=False)
+    scores = model.predict(context, [])
+    assert scores.shape == (0,) and scores.dtype == np.float64
+    model.update(context, [], [])
+    assert model.summary.updates == 0 and model.summary.samples == 0
+    # the model still works on the same task after the empty calls
+    assert model.predict(context, candidates).shape == (8,)
+
+
+def test_unencodable_candidates_score_neutral_with_a_warning_and_a_count(sample_candidates, caplog):
+    import tvm
+
+    from ms_meta.workloads import resolve_one
+
+    context, candidates = sample_candidates("dense:64,64,64", count=8)
+    func = resolve_one("dense:64,64,64").build()["main"]
+    odd = ms.MeasureCandidate(Schedule(tvm.IRModule({"not_main": func})), candidates[0].args_info)
+    mixed = [*candidates[:3], odd, *candidates[3:], odd]
+    model = MetaCostModel(weights=None, scoring_process=False)
+    with caplog.at_level(logging.WARNING, logger="ms_meta.feature.extractor"):
+        scores = model.predict(context, mixed)
+    assert "could not encode a candidate" in caplog.text
+    assert model.summary.unencodable == 2 and model.summary.predicted == len(mixed)
+    usable = np.delete(scores, [3, 9])
+    assert np.isfinite(scores).all() and scores[3] == scores[9]
+    assert usable.min() <= scores[3] <= usable.max()  # the median of the others
+    # measuring them is no crash either: they are learned from as neutral graphs
+    model.update(context, mixed, _results([1e-3] * len(mixed)))
+    assert model.summary.samples == len(mixed) and model.summary.unencodable == 4
+
+
 def test_seeded_and_deterministic(sample_candidates):
     context, candidates = sample_candidates("dense:64,64,64", count=8)
     a = MetaCostModel(weights=None, seed=3)
