@@ -1,0 +1,273 @@
+"""``RecordStore``: the record store as a MetaSchedule database (a thin TVM adapter).
+
+``ms.tune_tir(..., database=RecordStore(target=target))`` tunes into the store, and
+``compile_tir`` / ``compile_relax`` compile from it; lookups return only records measured for
+the same target (kind, CPU, ``mattr`` features, core count: :mod:`ms_meta.store.targets`),
+never another CPU's. Storage, deduplication and queries live in :mod:`ms_meta.store.sql`;
+this module only converts between TVM objects and the MetaSchedule JSON text stored there.
+
+MetaSchedule's ``get_top_k(workload, k)`` carries no target. The store answers it for the
+target it was opened for (``target=``); without one, for the target of the last record
+committed or queried through it, and with nothing to go on it returns no records (a fresh
+search rather than another CPU's schedules).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import tvm_ffi
+from tvm.ir import IRModule
+from tvm.ir.utils import derived_object
+from tvm.s_tir import Schedule
+from tvm.s_tir.meta_schedule.database import Database, PyDatabase, TuningRecord, Workload
+from tvm.target import Target
+
+from ms_meta.store.jsondb import ImportReport, import_json_databases, scan_json_databases
+from ms_meta.store.msjson import RecordText, dumps
+from ms_meta.store.sql import DEFAULT_BUSY_TIMEOUT_S, SqlStore, StoredRecord
+from ms_meta.store.targets import target_key
+
+__all__ = ["RecordStore"]
+
+logger = logging.getLogger(__name__)
+
+_UINT64 = 1 << 64
+
+
+def _plain(obj: Any) -> Any:
+    """TVM FFI containers and scalars as plain Python (what ``Target.export()`` returns)."""
+    if obj is None or isinstance(obj, bool):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    if hasattr(obj, "items"):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if hasattr(obj, "value"):  # IntImm / FloatImm
+        return _plain(obj.value)
+    return [_plain(v) for v in obj]
+
+
+def key_of(target: Target | dict | None) -> str:
+    """The store's target key of a TVM target (or a target config dict)."""
+    if isinstance(target, Target):
+        return target_key(_plain(target.export()))
+    return target_key(target)
+
+
+def _shash(mod: IRModule) -> str:
+    """MetaSchedule's workload hash string (``database_workload.json``'s first field)."""
+    return str(tvm_ffi.structural_hash(mod) % _UINT64)
+
+
+def record_text(record: TuningRecord) -> RecordText:
+    """A TVM tuning record as the MetaSchedule JSON text of its parts."""
+    trace, run_secs, target, args_info = record.as_json()
+    return RecordText(
+        insts=dumps(trace[0]),
+        decisions=dumps(trace[1]),
+        run_secs=dumps(run_secs),
+        target=dumps(target),
+        args_info=dumps(args_info),
+        run_secs_value=run_secs,
+        target_value=target,
+    )
+
+
+@derived_object
+class RecordStore(PyDatabase):
+    """A target-aware MetaSchedule database kept in one SQLite file.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        The store file. Default: ``$MS_META_STORE``, else
+        ``$XDG_CACHE_HOME/ms-meta/records.sqlite`` (``~/.cache/ms-meta/records.sqlite``).
+    target : Target or dict, optional
+        The target that target-less calls (``get_top_k``, ``get_all_tuning_records``,
+        ``len``) answer for; queries with a target always use their own.
+    busy_timeout : float
+        Seconds a commit waits for another process's commit.
+
+    Examples
+    --------
+    ::
+
+        store = RecordStore(target=target)
+        ms.tune_tir(mod, target, work_dir, max_trials_global=64, database=store)
+        sch = ms.tir_integration.compile_tir(store, mod, target)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        target: Target | dict | None = None,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+    ) -> None:
+        super().__init__()
+        self._sql = SqlStore(path, busy_timeout=busy_timeout)
+        self._bound_key = key_of(target) if target is not None else None
+        self._last_key: str | None = None
+        self._workloads: dict[int, Workload] = {}
+        self._best: dict[tuple[tuple[int, ...], str], tuple[int, TuningRecord]] = {}
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The store file."""
+        return self._sql.path
+
+    @property
+    def sql(self) -> SqlStore:
+        """The TVM-free store underneath (raw text records, stats, gc)."""
+        return self._sql
+
+    def close(self) -> None:
+        """Close the store file."""
+        self._sql.close()
+
+    def _stored_workload(self, workload_id: int) -> Workload:
+        workload = self._workloads.get(workload_id)
+        if workload is None:
+            row = self._sql.workload(workload_id)
+            workload = self._workloads[workload_id] = Workload.from_json([row.shash, row.module])
+        return workload
+
+    def _ids(self, mod: IRModule) -> list[int]:
+        ids = self._sql.workload_ids(_shash(mod))
+        if len(ids) > 1:  # the same hash twice: keep the structurally equal modules
+            ids = [i for i in ids if tvm_ffi.structural_equal(self._stored_workload(i).mod, mod)]
+        return ids
+
+    def _key(self, target: Target | None = None) -> str | None:
+        if target is not None:
+            self._last_key = key_of(target)
+            return self._last_key
+        return self._bound_key or self._last_key
+
+    def _tvm_record(self, stored: StoredRecord, workload: Workload) -> TuningRecord:
+        text = stored.text
+        obj = json.loads(f"[{text.trace},{text.run_secs},{text.target},{text.args_info}]")
+        return TuningRecord.from_json(obj, workload)
+
+    # ---- MetaSchedule's Database interface ---------------------------------------------------
+
+    def has_workload(self, mod: IRModule) -> bool:
+        """Whether a structurally equal workload is stored."""
+        return bool(self._ids(mod))
+
+    def commit_workload(self, mod: IRModule) -> Workload:
+        """The stored workload of ``mod``, added when missing."""
+        ids = self._ids(mod)
+        if ids:
+            return self._workloads.get(ids[0]) or Workload(mod)
+        workload = Workload(mod)
+        shash, module = workload.as_json()
+        workload_id = self._sql.add_workload(str(shash), str(module))
+        self._workloads[workload_id] = workload
+        return workload
+
+    def commit_tuning_record(self, record: TuningRecord) -> None:
+        """Store one measured record (a repeat of a stored one is counted, not added)."""
+        self._commit([record])
+
+    def _commit(self, records: Sequence[TuningRecord]) -> None:
+        rows = []
+        ids: dict[str, int] = {}
+        for record in records:
+            mod = record.workload.mod
+            shash = _shash(mod)
+            if shash not in ids:
+                self.commit_workload(mod)
+                ids[shash] = self._ids(mod)[0]
+            text = record_text(record)
+            rows.append((ids[shash], text))
+            if record.target is not None:
+                self._last_key = target_key(text.target_value)
+        self._sql.add_records(rows)
+
+    def get_top_k(self, workload: Workload, top_k: int) -> list[TuningRecord]:
+        """The ``top_k`` fastest valid records of ``workload`` for the store's target."""
+        key = self._key()
+        if key is None:
+            logger.debug("get_top_k without a known target: no records (open with target=)")
+            return []
+        stored = self._sql.best(self._ids(workload.mod), key, int(top_k))
+        return [self._tvm_record(s, workload) for s in stored]
+
+    def get_all_tuning_records(self) -> list[TuningRecord]:
+        """All records (failed ones too) of the store's target, or of every target when the
+        store was opened without one."""
+        return [
+            self._tvm_record(s, self._stored_workload(s.workload_id))
+            for s in self._sql.records(key=self._bound_key)
+        ]
+
+    def query_tuning_record(
+        self, mod: IRModule, target: Target, workload_name: str | None = None
+    ) -> TuningRecord | None:
+        """The fastest valid record of ``mod`` measured for ``target``; None when there is none."""
+        key = self._key(target)
+        ids = tuple(self._ids(mod))
+        stored = self._sql.best(ids, key, 1)
+        if not stored:
+            return None
+        cached = self._best.get((ids, key))
+        if cached is not None and cached[0] == stored[0].id:
+            return cached[1]
+        record = self._tvm_record(stored[0], Workload(mod))
+        self._best[(ids, key)] = (stored[0].id, record)
+        return record
+
+    def query_schedule(
+        self, mod: IRModule, target: Target, workload_name: str | None = None
+    ) -> Schedule | None:
+        """The best record's schedule of ``mod`` for ``target`` (its trace replayed)."""
+        record = self.query_tuning_record(mod, target, workload_name)
+        if record is None:
+            return None
+        sch = Schedule(record.workload.mod, error_render_level="detail")
+        record.trace.apply_to_schedule(sch, remove_postproc=False)
+        return sch
+
+    def query_ir_module(
+        self, mod: IRModule, target: Target, workload_name: str | None = None
+    ) -> IRModule | None:
+        """The best record's scheduled module of ``mod`` for ``target``."""
+        sch = self.query_schedule(mod, target, workload_name)
+        return None if sch is None else sch.mod
+
+    def __len__(self) -> int:
+        """Records of the store's target, or of all targets when opened without one."""
+        return self._sql.count(self._bound_key)
+
+    # ---- feeding and reading the store -------------------------------------------------------
+
+    def record_database(self, database: Database) -> int:
+        """Copy every record of another MetaSchedule database (e.g. what ``tune_tir``
+        returns) into the store, in one transaction; returns the records read."""
+        records = list(database.get_all_tuning_records())
+        if records:
+            self._commit(records)
+        return len(records)
+
+    def import_json_database(self, *paths: str | os.PathLike) -> ImportReport:
+        """Import MetaSchedule JSON databases (directories or trees of them) into the store."""
+        return import_json_databases(self._sql, scan_json_databases(paths))
+
+    def schedule_records(self, target: Target | dict, top_k: int = 1) -> Iterator[TuningRecord]:
+        """The ``top_k`` fastest valid records of every workload measured for ``target``
+        (for a schedule library), workload by workload."""
+        for stored in self._sql.best_per_workload(key_of(target), top_k):
+            yield self._tvm_record(stored, self._stored_workload(stored.workload_id))

@@ -1,0 +1,203 @@
+"""MetaSchedule's JSON database text, read and written byte for byte (no TVM needed).
+
+A record line of ``database_tuning_record.json`` is
+``[workload_index,[[INSTS,DECISIONS],RUN_SECS,TARGET,ARGS_INFO]]``; a workload line is
+``["<structural hash>","<base64>"]``. The store keeps each part as the exact text MetaSchedule
+wrote (latencies are printed with 20 significant digits, so a parse and re-print through Python
+floats would change them) and joins the parts again on export; :func:`dumps` writes Python JSON
+values in MetaSchedule's own format for records that come in as TVM objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "RecordText",
+    "dumps",
+    "join_record_line",
+    "join_workload_line",
+    "mean_run_secs",
+    "split_record_line",
+    "split_workload_line",
+]
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = " \t\r\n"
+
+
+@dataclass(frozen=True)
+class RecordText:
+    """One tuning record as the texts of its parts (without the workload index).
+
+    Attributes
+    ----------
+    insts, decisions : str
+        The trace's instruction list and decision list (``trace = [insts, decisions]``).
+    run_secs, target, args_info : str
+        The measured latencies, the target's config dict and the argument info, as JSON text.
+    run_secs_value : list or None
+        ``run_secs`` parsed (floats), for ordering.
+    target_value : dict or None
+        ``target`` parsed, for the target key.
+    """
+
+    insts: str
+    decisions: str
+    run_secs: str
+    target: str
+    args_info: str
+    run_secs_value: list[float] | None
+    target_value: dict[str, Any] | None
+
+    @property
+    def trace(self) -> str:
+        """The trace JSON text ``[insts,decisions]``."""
+        return f"[{self.insts},{self.decisions}]"
+
+
+def _skip(text: str, pos: int, char: str) -> int:
+    """Position after ``char`` at ``pos`` (whitespace around it allowed)."""
+    while pos < len(text) and text[pos] in _WHITESPACE:
+        pos += 1
+    if pos >= len(text) or text[pos] != char:
+        raise ValueError(f"expected {char!r} at column {pos}")
+    pos += 1
+    while pos < len(text) and text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _value(text: str, pos: int) -> tuple[Any, str, int]:
+    value, end = _DECODER.raw_decode(text, pos)
+    return value, text[pos:end], end
+
+
+def split_record_line(line: str) -> tuple[int, RecordText]:
+    """Split one ``database_tuning_record.json`` line into its workload index and part texts.
+
+    Raises
+    ------
+    ValueError
+        When the line is not ``[int,[[insts,decisions],run_secs,target,args_info]]``.
+    """
+    pos = _skip(line, 0, "[")
+    index, _, pos = _value(line, pos)
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise ValueError("the workload index is not a non-negative integer")
+    pos = _skip(line, pos, ",")
+    pos = _skip(line, pos, "[")  # the record
+    pos = _skip(line, pos, "[")  # its trace
+    insts_value, insts, pos = _value(line, pos)
+    pos = _skip(line, pos, ",")
+    decisions_value, decisions, pos = _value(line, pos)
+    pos = _skip(line, pos, "]")
+    if not isinstance(insts_value, list) or not isinstance(decisions_value, list):
+        raise ValueError("the trace is not [instructions, decisions]")
+    pos = _skip(line, pos, ",")
+    run_secs_value, run_secs, pos = _value(line, pos)
+    pos = _skip(line, pos, ",")
+    target_value, target, pos = _value(line, pos)
+    pos = _skip(line, pos, ",")
+    _, args_info, pos = _value(line, pos)
+    pos = _skip(line, pos, "]")
+    pos = _skip(line, pos, "]")
+    if pos != len(line):
+        raise ValueError(f"unexpected text after the record at column {pos}")
+    if run_secs_value is not None and not isinstance(run_secs_value, list):
+        raise ValueError("run_secs is not a list")
+    if target_value is not None and not isinstance(target_value, dict):
+        raise ValueError("the target is not a JSON object")
+    return index, RecordText(
+        insts=insts,
+        decisions=decisions,
+        run_secs=run_secs,
+        target=target,
+        args_info=args_info,
+        run_secs_value=run_secs_value,
+        target_value=target_value,
+    )
+
+
+def join_record_line(index: int, record: RecordText | tuple[str, str, str, str, str]) -> str:
+    """The ``database_tuning_record.json`` line (no newline) of a record under ``index``."""
+    if isinstance(record, RecordText):
+        parts = (record.insts, record.decisions, record.run_secs, record.target, record.args_info)
+    else:
+        parts = record
+    insts, decisions, run_secs, target, args_info = parts
+    return f"[{index},[[{insts},{decisions}],{run_secs},{target},{args_info}]]"
+
+
+def split_workload_line(line: str) -> tuple[str, str]:
+    """``(structural hash, base64 module)`` of a ``database_workload.json`` line.
+
+    Raises
+    ------
+    ValueError
+        When the line is not a JSON pair of strings.
+    """
+    value = json.loads(line)
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(part, str) for part in value)
+    ):
+        raise ValueError('a workload line must be ["<hash>", "<base64>"]')
+    return value[0], value[1]
+
+
+def join_workload_line(shash: str, module: str) -> str:
+    """The ``database_workload.json`` line (no newline) of a workload."""
+    return dumps([shash, module])
+
+
+def mean_run_secs(run_secs: list[Any] | None, failed: float) -> float:
+    """Mean latency of a record, or ``failed`` for a failed or missing measurement (ms-meta's
+    convention, :mod:`ms_meta.run_secs`)."""
+    from ms_meta.run_secs import is_failed
+
+    try:
+        if is_failed(run_secs):
+            return failed
+        values = [float(v) for v in run_secs or []]
+    except (TypeError, ValueError):
+        return failed
+    return math.fsum(values) / len(values)
+
+
+def _escape(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a Python value in MetaSchedule's writer format.
+
+    No whitespace, object keys sorted, floats with 20 significant digits (C++
+    ``std::setprecision(20)``), booleans as ``1``/``0``.
+    """
+    if value is None:
+        return "null"
+    if value is True:  # MetaSchedule's writer prints boolean attributes as integers
+        return "1"
+    if value is False:
+        return "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.20g}"
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(dumps(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = sorted((str(key), item) for key, item in value.items())
+        return "{" + ",".join(f"{_escape(key)}:{dumps(item)}" for key, item in items) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as MetaSchedule JSON")
