@@ -1,0 +1,30 @@
+"""Program encoding: a scheduled TIR PrimFunc as a loop-nest graph (:class:`LoopGraph`).
+
+:mod:`ms_meta.feature.schema` (the graph's layout) is TVM-free; the encoder and
+:class:`GraphFeatureExtractor` need TVM. Names are imported on first use, so that importing
+the schema never imports TVM.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> module that defines it
+_EXPORTS = {
+    "FEATURE_VERSION": "schema",
+    "LoopGraph": "schema",
+    "BlockCache": "blocks",
+    "encode_primfunc": "graph",
+    "encode_primfuncs": "graph",
+    "GraphFeatureExtractor": "extractor",
+    "task_features": "task",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ms_meta.feature' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ms_meta.feature.{module}"), name)

@@ -44,3 +44,18 @@ def test_unknown_top_level_name_is_an_attribute_error():
         "try:\n    ms_meta.NoSuchThing\nexcept AttributeError as err:\n"
         "    assert 'NoSuchThing' in str(err)\nelse:\n    raise SystemExit('no error')"
     )
+
+
+def test_subpackages_re_export_their_public_names_without_importing_tvm():
+    run_python(
+        "import sys, ms_meta.model as model, ms_meta.feature as feature\n"
+        "tvm_free = [n for n in model.__all__ if n not in ('MetaCostModel', 'CostModelSummary')]\n"
+        "for name in tvm_free + ['normalized_throughput']:\n    getattr(model, name)\n"
+        "feature.LoopGraph, feature.FEATURE_VERSION\n"
+        "assert 'tvm' not in sys.modules, 'tvm imported'\n"
+        "from ms_meta.model.cost_model import MetaCostModel\n"
+        "from ms_meta.feature.extractor import GraphFeatureExtractor\n"
+        "assert model.MetaCostModel is MetaCostModel\n"
+        "assert feature.GraphFeatureExtractor is GraphFeatureExtractor\n"
+        "assert all(getattr(feature, name) is not None for name in feature.__all__)"
+    )
