@@ -103,6 +103,13 @@ def test_eval_refuses_nan_weights_in_one_line(tmp_path, shipped_weights, small_r
     assert_one_line_error(result, "non-finite parameters", str(weights))
 
 
+def test_one_shot_tuning_refuses_nan_weights_before_picking(tmp_path, shipped_weights):
+    weights = altered_weights(shipped_weights, tmp_path / "nan.pt", nan=True)
+    result = ms_meta("tune", "dense:16,16,16", "--mode", "one-shot", "--weights", str(weights),
+                     "--no-measure", "--library", "none", cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(result, "non-finite parameters")
+
+
 def test_eval_names_any_cpu_weights_for_weights_of_another_cpu(
     tmp_path, shipped_weights, small_records
 ):
