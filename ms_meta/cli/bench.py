@@ -64,7 +64,10 @@ Examples:
                                                  # meta:ft, meta:rl, ... re-measured together
   ms-meta bench --online --models xgb,one-shot --weights ft=a.pt --one-shot-searches 6 \\
       --work-dir runs/oneshot                    # six One-Shot picks per task, seeds 0-5
-  ms-meta bench --model resnet18 --work-dir runs/resnet18 --json resnet18.json
+  ms-meta bench --model resnet18 --work-dir runs/resnet18   # each contender in its own process
+  ms-meta bench --model resnet18 --contenders one-shot,torch,onnxruntime --rounds 1 --runs 10
+  ms-meta bench --model resnet18 --xgb-database runs/resnet18/resnet18-work/xgb/xgb
+  ms-meta bench --model resnet18 --gap --work-dir runs/resnet18-gap   # per-operator gap table
 """
 )
 @click.option("--workload", default="conv2d_nchw:1,64,56,56,64,3,3,1,1", show_default=True,
@@ -180,29 +183,72 @@ Examples:
     type=click.IntRange(1),
     default=5,
     show_default=True,
-    help="--online: interleaved re-measurement rounds.",
+    help="--online: interleaved re-measurement rounds. --model: rounds of timing processes "
+    "(one per contender each round, in the same order).",
 )
 @click.option(
     "--model",
     "model_name",
     default=None,
     metavar="NAME",
-    help="Benchmark a whole model end to end (ms_meta.bench.e2e).",
+    help="Benchmark a whole network end to end, each contender compiled and timed in its own "
+    "processes (resnet18, resnet50, bert-layer, small-convnet).",
+)
+@click.option(
+    "--contenders",
+    default=None,
+    metavar="NAMES",
+    help="--model: comma-separated, from one-shot, one-shot-verify, xgb, untuned, torch, "
+    "torch-compile, onnxruntime. Default: all but xgb (xgb too with --xgb-database).",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="--model: timed runs per timing process.",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="--model: warm-up runs per timing process (the first checks the outputs).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="--model: threads of every contender. Default: the target's num-cores, else the "
+    "physical cores.",
+)
+@click.option(
+    "--verify",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="--model: candidates measured per task by the one-shot-verify contender.",
+)
+@click.option(
+    "--gap",
+    is_flag=True,
+    help="--model: the per-operator gap table instead (share of the model's time and GFLOP/s "
+    "of each task: One-Shot, stock MetaSchedule with --xgb-database, PyTorch, the CPU's peak).",
 )
 @click.option(
     "--xgb-trials-per-task",
     type=click.IntRange(1),
-    default=16,
+    default=64,
     show_default=True,
-    help="--model: trials per task of the stock XGB tuning.",
+    help="--model: trials per task of the stock MetaSchedule (XGBModel) tuning.",
 )
 @click.option(
     "--xgb-database",
     "xgb_database",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="--model: compile the xgb row from the tuning database an earlier --model run left "
-    "in this directory (its <model>-xgb-* folder) instead of tuning again.",
+    help="--model: compile the xgb contender from this MetaSchedule tuning database (e.g. "
+    "<work-dir>/<model>-work/xgb/xgb of an earlier run) instead of tuning again.",
 )
 @target_option
 @seed_option
@@ -228,6 +274,12 @@ def bench(
     one_shot_library,
     rounds,
     model_name,
+    contenders,
+    runs,
+    warmup,
+    threads,
+    verify,
+    gap,
     xgb_trials_per_task,
     xgb_database,
     target_json,
@@ -242,7 +294,9 @@ def bench(
     print latency ratios to xgb, the trials each model needs to reach xgb@256, and tuning
     wall times.
 
-    With --model NAME: the end-to-end benchmark of a whole model.
+    With --model NAME: the end-to-end benchmark of a whole network (One-Shot, stock
+    MetaSchedule and untuned TVM against PyTorch eager, torch.compile and ONNX Runtime), each
+    contender compiled and timed in its own processes; with --gap, the per-operator gap table.
     """
     if online and model_name:
         raise click.UsageError("--online and --model are separate benchmarks; give one of them")
@@ -271,8 +325,10 @@ def bench(
         return
     if model_name:
         _model(
-            model_name, work_dir, json_path, xgb_trials_per_task, weights[0][1], target_json,
-            xgb_database, _model_library(one_shot_library),
+            model_name, work_dir, json_path, target_json, gap=gap,
+            contenders=contenders, runs=runs, warmup=warmup, rounds=rounds, threads=threads,
+            weights=weights[0][1], library=_model_library(one_shot_library), verify=verify,
+            xgb_trials_per_task=xgb_trials_per_task, xgb_database=xgb_database,
         )  # fmt: skip
         return
     from ms_meta.bench.overhead import as_dict, measure_throughput, measure_tuning
@@ -396,38 +452,24 @@ def _model_library(value: str | None):
 
 
 def _model(
-    name: str,
-    work_dir: Path | None,
-    json_path: Path | None,
-    xgb_trials_per_task: int,
-    weights: str,
-    target_json,
-    xgb_database: Path | None = None,
-    library="default",
+    name: str, work_dir: Path | None, json_path: Path | None, target_json, *, gap: bool, **options
 ) -> None:
-    try:
-        from ms_meta.bench.e2e import run_model_benchmark
-    except ImportError as err:
-        if err.name not in ("ms_meta.bench.e2e", None):
-            raise
-        raise click.ClickException(
-            "the end-to-end model benchmark (ms_meta.bench.e2e) is not part of this build"
-        ) from None
-    from ms_meta.tuning.target import parse_target
+    from ms_meta.bench.e2e import NumericsError, format_table, run_model_benchmark
 
-    quiet_meta_schedule()
-    target = parse_target(target_json)
     out_dir = work_dir or Path(tempfile.mkdtemp(prefix=f"ms-meta-e2e-{name}-"))
-    result = run_model_benchmark(
-        name,
-        target=target,
-        out_dir=out_dir,
-        xgb_trials_per_task=xgb_trials_per_task,
-        weights=weights,
-        xgb_database_dir=xgb_database,
-        library=library,
-    )
-    # run_model_benchmark prints its own progress and table, and writes out_dir/<name>.json
+    if gap:
+        from ms_meta.bench.gap import format_gap_table, run_gap_table
+
+        options.pop("contenders")
+        result = run_gap_table(name, out_dir=out_dir, target=target_json, **options)
+        click.echo(format_gap_table(result))
+    else:
+        try:
+            result = run_model_benchmark(name, out_dir=out_dir, target=target_json, **options)
+        except NumericsError as err:
+            click.echo(format_table(err.result))
+            raise
+        click.echo(format_table(result))
     click.echo(f"\nresults in {out_dir}")
     if json_path:
         json_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
