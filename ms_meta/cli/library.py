@@ -36,8 +36,12 @@ Examples:
               "on its held-out tasks).")  # fmt: skip
 @click.option("--per-task", type=click.IntRange(1), default=8, show_default=True,
               help="The fastest measured schedules kept per task.")  # fmt: skip
+@click.option("--skip-unreadable", is_flag=True,
+              help="Build from the readable sources when a folder or database file cannot be "
+                   "read (each is named in a warning); without it such sources are "
+                   "refused.")  # fmt: skip
 @library_errors
-def build(paths, out, split_path, per_task) -> None:
+def build(paths, out, split_path, per_task, skip_unreadable) -> None:
     """Build a library from tuning databases: tuning_records/<cpu>/, a database directory, or
     any directory holding MetaSchedule JSON databases (such as your own ms.tune_tir work
     directories). Inputs are only read."""
@@ -56,7 +60,8 @@ def build(paths, out, split_path, per_task) -> None:
         bar.update(1)
 
     try:
-        built = build_library(paths, tasks=tasks, per_task=per_task, meta=meta, progress=progress)
+        built = build_library(paths, tasks=tasks, per_task=per_task, meta=meta,
+                              progress=progress, skip_unreadable=skip_unreadable)  # fmt: skip
     finally:
         bar.close()
     built.save(out)
@@ -82,6 +87,9 @@ def show(path) -> None:
         click.echo(f"  only the training tasks of {where}")
     target = meta.get("target") or {}
     click.echo(f"  measured on: {target.get('kind', '?')} mcpu={target.get('mcpu', '?')}")
+    damaged = meta.get("damaged")
+    if damaged:
+        click.echo(f"  damaged: {damaged['tasks']} tasks left out (first: {damaged['first']})")
     kinds = Counter(t.kind for t in loaded.tasks)
     for kind, count in sorted(kinds.items()):
         click.echo(f"  {kind}: {count} tasks")

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ms_meta.cli.options import (
+    any_cpu_weights_option,
     library_errors,
     none_or,
     quiet_meta_schedule,
@@ -20,7 +21,9 @@ from ms_meta.cli.options import (
 
 # Options that only the one-shot mode reads. --population and --generations default to None
 # (SearchSettings' defaults), so that their help can name them without importing TVM.
-_ONE_SHOT_ONLY = ("verify", "no_measure", "weights", "library", "population", "generations")
+_ONE_SHOT_ONLY = (
+    "verify", "no_measure", "weights", "any_cpu_weights", "library", "population", "generations",
+)  # fmt: skip
 
 
 @click.command(
@@ -64,6 +67,7 @@ Examples:
               help="One-shot: the schedule library to pick from (`ms-meta library build`); "
                    "default: the one shipped for the target; none: search the design "
                    "space instead.")  # fmt: skip
+@any_cpu_weights_option
 @click.option("--population", type=click.IntRange(2), default=None,
               help="One-shot: search population [default: 128].")  # fmt: skip
 @click.option("--generations", type=click.IntRange(0), default=None,
@@ -74,7 +78,8 @@ Examples:
 @library_errors
 @click.pass_context
 def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_measure, weights,
-         library, population, generations, target_json, work_dir: Path | None, seed):  # fmt: skip
+         library, any_cpu_weights, population, generations, target_json, work_dir: Path | None,
+         seed):  # fmt: skip
     """Tune WORKLOAD (a spec like conv2d_nchw:1,64,56,56,64,3,3,1,1, or a named task) with
     MetaSchedule and print the best measured latency, or, with --mode one-shot, the schedule
     the pre-trained model picks without measuring anything."""
@@ -92,7 +97,8 @@ def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_me
         _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed)
     else:
         _tune_one_shot(wl, verify=verify, measure_pick=not no_measure, weights=weights,
-                       library=library, population=population, generations=generations,
+                       any_cpu_weights=any_cpu_weights, library=library,
+                       population=population, generations=generations,
                        target_json=target_json, work_dir=work_dir, seed=seed,
                        started=started)  # fmt: skip
 
@@ -147,8 +153,8 @@ def _latency(wl, seconds: float) -> str:
     return f"{seconds * 1e6:.1f} us ({wl.flops / seconds / 1e9:.1f} GFLOP/s)"
 
 
-def _tune_one_shot(wl, *, verify, measure_pick, weights, library, population, generations,
-                   target_json, work_dir, seed, started) -> None:  # fmt: skip
+def _tune_one_shot(wl, *, verify, measure_pick, weights, any_cpu_weights, library, population,
+                   generations, target_json, work_dir, seed, started) -> None:  # fmt: skip
     from ms_meta.one_shot import SearchSettings, run_tir
     from ms_meta.tuning.target import parse_target
 
@@ -170,8 +176,8 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, library, population, ge
     imported = time.perf_counter()
     with _model_warning_shown_once():
         result = run_tir(mod, target, work_dir, weights=none_or(weights),
-                         library=library, verify=verify, seed=seed,
-                         settings=settings)  # fmt: skip
+                         allow_other_cpu=any_cpu_weights, library=library, verify=verify,
+                         seed=seed, settings=settings)  # fmt: skip
     if result.model_warning:
         click.secho(f"WARNING: {result.model_warning}", fg="red", bold=True, err=True)
     _print_pick(wl, result, startup=(imported - started) + result.startup_seconds)

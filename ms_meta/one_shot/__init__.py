@@ -16,6 +16,7 @@ from ms_meta.one_shot.relax import prepare_relax, relax_tasks, run_relax, tune_r
 from ms_meta.one_shot.result import Measurement, OneShotResult, TaskOutcome
 from ms_meta.one_shot.run import (
     MODEL_WARNING_ATTR,
+    DynamicShapeError,
     NothingToTuneError,
     OneShotError,
     other_cpu_warning,
@@ -38,6 +39,7 @@ __all__ = [
     "PREDICTED_RUN_SECS",
     "PREDICTED_WORKLOAD_FILE",
     "SUMMARY_FILE",
+    "DynamicShapeError",
     "LibraryError",
     "Measurement",
     "NothingToTuneError",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import gzip
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -29,14 +30,18 @@ from typing import Any
 
 from ms_meta.atomic import atomic_write
 from ms_meta.errors import MsMetaError
-from ms_meta.feature.schema import FEATURE_VERSION
+from ms_meta.feature.schema import FEATURE_VERSION, NUM_TASK_FEATURES
 from ms_meta.labels import cpu_label
+
+logger = logging.getLogger(__name__)
 
 LIBRARY_FORMAT = "ms-meta-schedule-library"
 LIBRARY_FORMAT_VERSION = 1
 LIBRARY_SUFFIX = ".library.json.gz"
 DEFAULT_SCHEDULES_PER_TASK = 8
 DEFAULT_NEIGHBOURS = 4
+# A task signature holds at most this many loop extents (a main block's iterators).
+MAX_SIGNATURE_EXTENTS = 16
 # How much a library schedule's measured speed on its own task counts beside the model's score
 # when One-Shot ranks the transferred schedules (both standardized over a task's candidates):
 # rank = z(score) + DEFAULT_PRIOR_WEIGHT * z(-log relative run time). Chosen on 27 held-out tasks
@@ -153,9 +158,15 @@ def default_library_path(target: dict[str, Any], weights_path: str | None = None
     return next((path for path in candidates if path.is_file()), None)
 
 
-def load_library(path: str | os.PathLike) -> ScheduleLibrary:
+def load_library(path: str | os.PathLike, *, check_instructions: bool = False) -> ScheduleLibrary:
     """Read a library written by :meth:`ScheduleLibrary.save`; :class:`LibraryError` if it is
-    missing, corrupt, newer than this ms-meta, or of another feature encoding."""
+    missing, corrupt, newer than this ms-meta, or of another feature encoding.
+
+    Damaged tasks (a malformed trace, a feature vector of the wrong length; see
+    :func:`task_damage`) are left out with one warning that names the file and the first cause
+    (also kept in ``meta["damaged"]``); :class:`LibraryError` when no task is left.
+    ``check_instructions`` also leaves out tasks whose traces name an instruction this TVM does
+    not know (this imports TVM)."""
     path = Path(path)
     if not path.is_file():
         raise LibraryError(f"schedule library {path} does not exist")
@@ -176,11 +187,117 @@ def load_library(path: str | os.PathLike) -> ScheduleLibrary:
             f"{path} holds task features of encoding v{raw.get('feature_version')}, this "
             f"ms-meta computes v{FEATURE_VERSION}; rebuild it with `ms-meta library build`"
         )
-    try:
-        tasks = [LibraryTask.from_dict(t) for t in raw["tasks"]]
-    except (KeyError, TypeError, ValueError) as err:
-        raise LibraryError(f"{path}: bad task entry ({err})") from None
-    return ScheduleLibrary(tasks, dict(raw.get("meta") or {}))
+    if not isinstance(raw.get("tasks"), list):
+        raise LibraryError(f"{path}: no task list")
+    tasks, damaged = [], []
+    for index, entry in enumerate(raw["tasks"]):
+        try:
+            task = LibraryTask.from_dict(entry)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            damaged.append(f"task #{index}: bad entry ({type(err).__name__}: {err})")
+            continue
+        reason = task_damage(task)
+        if reason:
+            damaged.append(f"task {task.name!r}: {reason}")
+        else:
+            tasks.append(task)
+    if check_instructions:
+        unknown = _unknown_instructions(tasks)
+        for task in [t for t in tasks if _kinds(t) & unknown]:
+            kind = sorted(_kinds(task) & unknown)[0]
+            damaged.append(f"task {task.name!r}: a trace instruction {kind!r} TVM does not know")
+            tasks.remove(task)
+    library = ScheduleLibrary(tasks, dict(raw.get("meta") or {}))
+    report_damage(library, path, damaged, len(raw["tasks"]))
+    return library
+
+
+def _kinds(task: LibraryTask) -> set[str]:
+    return {inst[0] for schedule in task.schedules for inst in schedule.trace[0]}
+
+
+def _unknown_instructions(tasks: Sequence[LibraryTask]) -> set[str]:
+    from tvm.s_tir.schedule import InstructionKind
+
+    unknown = set()
+    for kind in set().union(*(_kinds(task) for task in tasks)):
+        try:
+            InstructionKind.get(kind)
+        except Exception:  # TVM's check failure for an unregistered name
+            unknown.add(kind)
+    return unknown
+
+
+def trace_damage(trace: Any) -> str | None:
+    """Why a library trace cannot be a MetaSchedule trace's JSON, or None when its shape is
+    sound: ``[instructions, decisions]``, each instruction ``[kind, inputs, attrs, outputs]``,
+    each decision ``[instruction index, value]``."""
+    if not (isinstance(trace, list) and len(trace) == 2):
+        return "a trace that is not [instructions, decisions]"
+    insts, decisions = trace
+    if not isinstance(insts, list) or not isinstance(decisions, list):
+        return "a trace that is not [instructions, decisions]"
+    for inst in insts:
+        if not (
+            isinstance(inst, list)
+            and len(inst) == 4
+            and isinstance(inst[0], str)
+            and all(isinstance(part, list) for part in inst[1:])
+        ):
+            return f"a trace instruction that is not [kind, inputs, attrs, outputs]: {inst!r:.80}"
+    for decision in decisions:
+        if not (
+            isinstance(decision, list)
+            and len(decision) == 2
+            and isinstance(decision[0], int)
+            and 0 <= decision[0] < len(insts)
+        ):
+            return f"a trace decision that names no instruction: {decision!r:.80}"
+    return None
+
+
+def task_damage(task: LibraryTask) -> str | None:
+    """Why a library task cannot be used, or None: its signature
+    (:func:`task_signature`: the task features, then at least one loop extent) has the wrong
+    length or non-finite or negative extents, or one of its traces is malformed."""
+    features = task.features
+    shortest, longest = NUM_TASK_FEATURES + 1, NUM_TASK_FEATURES + MAX_SIGNATURE_EXTENTS
+    if not shortest <= len(features) <= longest:
+        return (
+            f"a feature vector of length {len(features)}, expected {shortest} to {longest} "
+            f"({NUM_TASK_FEATURES} task features and the main block's loop extents); was it "
+            "built by another ms-meta? rebuild it with `ms-meta library build`"
+        )
+    if not all(math.isfinite(x) for x in features) or min(features[NUM_TASK_FEATURES:]) < 0:
+        return "non-finite features or a negative log2 loop extent"
+    for schedule in task.schedules:
+        reason = trace_damage(schedule.trace)
+        if reason:
+            return reason
+        if not (math.isfinite(schedule.relative) and schedule.relative >= 1.0 - 1e-3):
+            return f"a relative run time of {schedule.relative} (it is >= 1: over the fastest)"
+    return None
+
+
+def report_damage(
+    library: ScheduleLibrary, path: str | os.PathLike, damaged: Sequence[str], total: int
+) -> None:
+    """Warn once (naming ``path`` and the first cause) that the ``damaged`` tasks were left out
+    of ``library``, and note it in ``library.meta["damaged"]``; :class:`LibraryError` when no
+    task is left."""
+    if not damaged:
+        return
+    if not library.tasks:
+        raise LibraryError(
+            f"schedule library {path} is damaged: all {total} tasks are unusable "
+            f"(first: {damaged[0]}); rebuild it with `ms-meta library build`"
+        )
+    library.meta["damaged"] = {"tasks": len(damaged), "first": damaged[0]}
+    logger.warning(
+        "schedule library %s is damaged: %d of %d tasks left out (first: %s); rebuild it with "
+        "`ms-meta library build`",
+        path, len(damaged), total, damaged[0],
+    )  # fmt: skip
 
 
 def task_signature(mod) -> list[float]:
@@ -217,6 +334,23 @@ def without_postprocs(trace: list[Any]) -> list[Any]:
     return [insts[:cut], [d for d in decisions if d[0] < cut]]
 
 
+def _warn_skipped_lines(skipped: Sequence[Any]) -> None:
+    """One warning for the record lines the reader dropped: how many, of which kinds, the
+    first of them."""
+    lines = [item for item in skipped if item.line]  # whole files: the unreadable sources
+    if not lines:
+        return
+    kinds: dict[str, int] = {}
+    for item in lines:
+        kinds[item.kind] = kinds.get(item.kind, 0) + 1
+    listing = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    logger.warning(
+        "%d unreadable record lines left out (%s; first: %s); run `ms-meta db validate` for "
+        "details",
+        len(lines), listing, lines[0],
+    )  # fmt: skip
+
+
 def build_library(
     paths: Sequence[str | os.PathLike],
     *,
@@ -224,6 +358,7 @@ def build_library(
     per_task: int = DEFAULT_SCHEDULES_PER_TASK,
     meta: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    skip_unreadable: bool = False,
 ) -> ScheduleLibrary:
     """A library of the ``per_task`` fastest measured schedules of every task in the tuning
     databases at ``paths`` (``tuning_records/<cpu>``, a user's ``ms.tune_tir`` work directory,
@@ -232,6 +367,11 @@ def build_library(
     ``tasks``, when given, keeps only the tasks named (e.g. a split's training tasks, so that
     held-out tasks cannot lend their own schedules). Failed records are never taken. Task names
     are those of the record loader (``meta.json``'s task, else the directory).
+
+    Record lines that cannot be read are left out with one warning (their count by kind and
+    the first of them). A folder or database file that cannot be read at all is refused
+    (:class:`LibraryError`) unless ``skip_unreadable``, which leaves it out with a warning: a
+    library silently built from part of its sources would lack tasks no message explains.
     """
     from ms_meta.data.records import load_databases
     from ms_meta.feature.task import infer_operator_kind
@@ -240,6 +380,7 @@ def build_library(
         raise LibraryError(f"per_task must be >= 1, got {per_task}")
     wanted = None if tasks is None else set(tasks)
     records = load_databases(paths)
+    _warn_skipped_lines(records.skips.skipped)
     groups = [g for g in records.groups if wanted is None or g.task in wanted]
     library_tasks = []
     targets: dict[str, int] = {}

@@ -8,6 +8,7 @@ and commit every pick to one database.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import tvm
@@ -23,13 +24,17 @@ from ms_meta.one_shot.run import (
     OneShotRun,
     Task,
     Weights,
+    check_static,
     check_target,
     first_line,
+    symbolic_dims,
 )
 from ms_meta.one_shot.settings import SearchSettings
 from ms_meta.tuning.measure import MeasureSettings
 
 __all__ = ["prepare_relax", "relax_tasks", "run_relax", "tune_relax"]
+
+logger = logging.getLogger(__name__)
 
 
 def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
@@ -72,13 +77,21 @@ def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
 def relax_tasks(mod, params, target, op_names: list[str] | None = None) -> list[Task]:
     fused = prepare_relax(mod, params, target)
     extracted = ms.relax_integration.extract_tasks(fused, target)
-    tasks = []
+    tasks, dynamic = [], []
     for task in extracted:
         if op_names and not any(op in task.task_name for op in op_names):
             continue
         if task.mod.attrs and task.mod.attrs.get("tirx.is_scheduled", False):
             continue  # scheduled already (e.g. by a library dispatch): nothing to search
+        if symbolic_dims(task.dispatched[0]):
+            dynamic.append(task)
+            continue  # MetaSchedule's rules and the model need concrete loop extents
         tasks.append(Task(task.task_name, task.dispatched[0], float(task.weight)))
+    if dynamic and not tasks:
+        check_static(dynamic[0].task_name, dynamic[0].dispatched[0])  # raises
+    if dynamic:
+        logger.warning("%d tasks with dynamic shapes are left untuned: %s",
+                       len(dynamic), ", ".join(t.task_name for t in dynamic))  # fmt: skip
     if not tasks:
         which = f" matching {op_names}" if op_names else ""
         raise NothingToTuneError(
@@ -100,6 +113,7 @@ def run_relax(
     seed: int = 0,
     settings: SearchSettings | None = None,
     cost_model=None,
+    allow_other_cpu: bool = False,
     builder: ms.builder.Builder | None = None,
     runner: ms.runner.Runner | None = None,
     measure_settings: MeasureSettings | None = None,
@@ -112,7 +126,8 @@ def run_relax(
     return OneShotRun(
         target=target, work_dir=work_dir, weights=weights, library=library,
         neighbours=neighbours, verify=verify, seed=seed,
-        settings=settings, cost_model=cost_model, builder=builder, runner=runner,
+        settings=settings, cost_model=cost_model, allow_other_cpu=allow_other_cpu,
+        builder=builder, runner=runner,
         measure_settings=measure_settings,
     ).run(tasks, "relax")  # fmt: skip
 
@@ -130,6 +145,7 @@ def tune_relax(
     seed: int = 0,
     settings: SearchSettings | None = None,
     cost_model=None,
+    allow_other_cpu: bool = False,
     builder: ms.builder.Builder | None = None,
     runner: ms.runner.Runner | None = None,
     measure_settings: MeasureSettings | None = None,
@@ -159,6 +175,7 @@ def tune_relax(
     return run_relax(
         mod, params, target, work_dir, weights=weights, library=library,
         neighbours=neighbours, verify=verify, seed=seed,
-        settings=settings, cost_model=cost_model, builder=builder, runner=runner,
+        settings=settings, cost_model=cost_model, allow_other_cpu=allow_other_cpu,
+        builder=builder, runner=runner,
         measure_settings=measure_settings, op_names=op_names,
     ).database  # fmt: skip

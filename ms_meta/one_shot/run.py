@@ -51,15 +51,18 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MODEL_WARNING_ATTR",
+    "DynamicShapeError",
     "Library",
     "NothingToTuneError",
     "OneShotError",
     "OneShotRun",
     "Task",
     "Weights",
+    "check_static",
     "check_target",
     "first_line",
     "other_cpu_warning",
+    "symbolic_dims",
     "untrained_warning",
 ]
 
@@ -76,6 +79,36 @@ class OneShotError(MsMetaError):
 
 class NothingToTuneError(OneShotError, ValueError):
     """The module holds no function that one-shot tuning can schedule."""
+
+
+class DynamicShapeError(OneShotError, ValueError):
+    """A task whose tensor shapes are not all constants: One-Shot scores and replays schedules
+    of concrete loop extents only."""
+
+
+def symbolic_dims(func: tvm.tirx.PrimFunc | tvm.IRModule) -> list[str]:
+    """The non-constant dimensions of the tensor parameters of ``func`` (or of every PrimFunc
+    of a module): ``n``, ``m * 2``, ..."""
+    funcs = [func] if isinstance(func, tvm.tirx.PrimFunc) else list(func.functions.values())
+    params = [p for f in funcs if isinstance(f, tvm.tirx.PrimFunc) for p in f.params]
+    found: list[str] = []
+    for param in params:
+        shape = getattr(param, "shape", None) or ()  # a scalar parameter has none
+        for dim in shape:
+            if not isinstance(dim, tvm.tirx.IntImm) and str(dim) not in found:
+                found.append(str(dim))
+    return found
+
+
+def check_static(task_name: str, func: tvm.tirx.PrimFunc | tvm.IRModule) -> None:
+    """:class:`DynamicShapeError` (one line) when ``func`` has a symbolic tensor dimension."""
+    dims = symbolic_dims(func)
+    if dims:
+        raise DynamicShapeError(
+            f"task {task_name} has dynamic shapes ({', '.join(dims)}): One-Shot tunes static "
+            "shapes only; bind them to constants first (PrimFunc.specialize, or a Relax module "
+            "with concrete input shapes)"
+        )
 
 
 def untrained_warning(weights: Weights) -> str:
@@ -108,13 +141,17 @@ class _Model:
     startup_seconds: float
 
 
-def _load_model(weights: Weights, target: tvm.target.Target, seed: int, cost_model) -> _Model:
+def _load_model(
+    weights: Weights, target: tvm.target.Target, seed: int, cost_model, allow_other_cpu: bool
+) -> _Model:
     started = time.perf_counter()
     import_tensor_intrinsics(target.kind.name)  # TuneContext would import every backend's
     if cost_model is None:
         from ms_meta.model.cost_model import MetaCostModel
 
-        cost_model = MetaCostModel(weights=weights, target=target, seed=seed)
+        cost_model = MetaCostModel(
+            weights=weights, target=target, seed=seed, allow_other_cpu=allow_other_cpu
+        )
         source = cost_model.weights_source
     else:
         source = getattr(cost_model, "weights_source", None) or type(cost_model).__name__
@@ -145,7 +182,7 @@ def _resolve_library(library: Library, target: tvm.target.Target, model: _Model)
         if path is None:
             logger.info("no shipped schedule library for this target: every task is searched")
             return None, None
-    loaded = load_library(path)
+    loaded = load_library(path, check_instructions=True)
     loaded.meta["path"] = str(path)
     measured_on = cpu_label(loaded.meta.get("target") or {})
     wanted = cpu_label(summary)
@@ -161,7 +198,7 @@ def _resolve_library(library: Library, target: tvm.target.Target, model: _Model)
 
 def check_target(target) -> tvm.target.Target:
     target = parse_target(target)
-    if target.kind.name in ("llvm", "c") and int(target.attrs.get("num-cores", 0) or 0) < 1:
+    if int(target.attrs.get("num-cores", 0) or 0) < 1:
         raise TargetError(
             f"the target {target} has no num-cores; MetaSchedule's CPU rules need it, e.g. "
             f'{{"kind": "{target.kind.name}", "mcpu": "...", "num-cores": 2}}'
@@ -194,7 +231,7 @@ class OneShotRun:
 
     def __init__(
         self, *, target, work_dir, weights, verify, seed, settings, cost_model, builder, runner,
-        measure_settings, library="default", neighbours=DEFAULT_NEIGHBOURS,
+        measure_settings, library="default", neighbours=DEFAULT_NEIGHBOURS, allow_other_cpu=False,
     ) -> None:  # fmt: skip
         if verify < 0:
             raise OneShotError(f"verify must be >= 0, got {verify}")
@@ -203,7 +240,7 @@ class OneShotRun:
         self.verify = int(verify)
         self.seed = int(seed)
         self.settings = settings or SearchSettings()
-        self.model = _load_model(weights, self.target, self.seed, cost_model)
+        self.model = _load_model(weights, self.target, self.seed, cost_model, allow_other_cpu)
         self.library, self.library_source = _resolve_library(library, self.target, self.model)
         self.neighbours = int(neighbours)
         self.predicted_db = store.fresh_predicted_database(self.work_dir)
@@ -253,6 +290,7 @@ class OneShotRun:
                 "workload": store.PREDICTED_WORKLOAD_FILE,
                 "tuning_record": store.PREDICTED_RECORD_FILE,
             },
+            library_damaged=None if self.library is None else self.library.meta.get("damaged"),
             measured_database=None
             if self.measured_db is None
             else {

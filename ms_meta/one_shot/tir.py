@@ -16,7 +16,14 @@ from tvm.s_tir import meta_schedule as ms
 
 from ms_meta.one_shot.library import DEFAULT_NEIGHBOURS
 from ms_meta.one_shot.result import OneShotResult
-from ms_meta.one_shot.run import Library, NothingToTuneError, OneShotRun, Task, Weights
+from ms_meta.one_shot.run import (
+    Library,
+    NothingToTuneError,
+    OneShotRun,
+    Task,
+    Weights,
+    check_static,
+)
 from ms_meta.one_shot.settings import SearchSettings
 from ms_meta.tuning.measure import MeasureSettings
 
@@ -25,6 +32,7 @@ __all__ = ["run_tir", "tune_tir"]
 
 def _tir_tasks(mod) -> list[Task]:
     if isinstance(mod, tvm.tirx.PrimFunc):
+        check_static("main", mod)
         return [Task("main", mod)]
     if not isinstance(mod, tvm.IRModule):
         raise NothingToTuneError(
@@ -41,6 +49,8 @@ def _tir_tasks(mod) -> list[Task]:
             f"the module has no TIR PrimFunc to tune (it holds: {held or 'nothing'}); "
             "for a Relax model use ms_meta.one_shot.tune_relax"
         )
+    for task in tasks:
+        check_static(task.name, task.mod)
     return sorted(tasks, key=lambda t: t.name)  # the order ms.tune_tir uses
 
 
@@ -56,6 +66,7 @@ def run_tir(
     seed: int = 0,
     settings: SearchSettings | None = None,
     cost_model=None,
+    allow_other_cpu: bool = False,
     builder: ms.builder.Builder | None = None,
     runner: ms.runner.Runner | None = None,
     measure_settings: MeasureSettings | None = None,
@@ -66,7 +77,8 @@ def run_tir(
     return OneShotRun(
         target=target, work_dir=work_dir, weights=weights, library=library,
         neighbours=neighbours, verify=verify, seed=seed,
-        settings=settings, cost_model=cost_model, builder=builder, runner=runner,
+        settings=settings, cost_model=cost_model, allow_other_cpu=allow_other_cpu,
+        builder=builder, runner=runner,
         measure_settings=measure_settings,
     ).run(tasks, "tir")  # fmt: skip
 
@@ -83,6 +95,7 @@ def tune_tir(
     seed: int = 0,
     settings: SearchSettings | None = None,
     cost_model=None,
+    allow_other_cpu: bool = False,
     builder: ms.builder.Builder | None = None,
     runner: ms.runner.Runner | None = None,
     measure_settings: MeasureSettings | None = None,
@@ -126,6 +139,9 @@ def tune_tir(
     cost_model : CostModel, optional
         A ready cost model (e.g. a loaded MetaCostModel reused across calls); ``weights`` is
         then ignored. Only its ``predict`` is called.
+    allow_other_cpu : bool
+        Accept ``weights`` trained for another CPU of the same target kind (with a warning);
+        without it they are refused (:class:`~ms_meta.errors.WeightsError`).
     builder, runner : optional
         Used by ``verify`` only (default: ``make_builder()``, ``make_local_runner()``).
     measure_settings : MeasureSettings, optional
@@ -149,5 +165,6 @@ def tune_tir(
     return run_tir(
         mod, target, work_dir, weights=weights, library=library, neighbours=neighbours,
         verify=verify, seed=seed, settings=settings,
-        cost_model=cost_model, builder=builder, runner=runner, measure_settings=measure_settings,
+        cost_model=cost_model, allow_other_cpu=allow_other_cpu, builder=builder, runner=runner,
+        measure_settings=measure_settings,
     ).database  # fmt: skip

@@ -1,7 +1,15 @@
-"""The host's LLVM target, parsing of user targets, and a stable key for record directories."""
+"""The host's LLVM target, parsing and checking of user targets, and a stable key for records.
+
+Every command reads its ``--target`` through :func:`parse_target`, which checks it up front
+(:func:`check_target`): a kind ms-meta cannot tune, an ``mcpu`` LLVM does not know or a
+non-positive ``num-cores`` is refused in one line, before TVM compiles generic code for a
+misspelled CPU or fails deep inside MetaSchedule.
+"""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import os
 import re
@@ -13,6 +21,24 @@ import tvm
 from tvm.target import Target
 
 from ms_meta.errors import TargetError
+from ms_meta.labels import target_label
+
+__all__ = [
+    "SUPPORTED_TARGET_KINDS",
+    "check_target",
+    "hidden_cpu_features",
+    "host_cpu",
+    "host_cpu_flags",
+    "host_target",
+    "parse_target",
+    "physical_cores",
+    "target_key",
+    "target_summary",
+]
+
+# MetaSchedule's CPU rules, the feature extractor and the shipped weights are for LLVM CPU
+# targets only.
+SUPPORTED_TARGET_KINDS = ("llvm",)
 
 
 def physical_cores() -> int:
@@ -88,12 +114,12 @@ def parse_target(value: str | dict[str, Any] | Target | None) -> Target:
     Raises
     ------
     TargetError
-        When the value is not a JSON object or TVM rejects it.
+        When the value is not a JSON object, TVM rejects it, or :func:`check_target` does.
     """
     if value is None or value == "" or value == "host":
         return host_target()
     if isinstance(value, Target):
-        return value
+        return check_target(value)
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -105,11 +131,63 @@ def parse_target(value: str | dict[str, Any] | Target | None) -> Target:
             ) from None
     if not isinstance(value, dict) or "kind" not in value:
         raise TargetError(f"a target must be a JSON object with a 'kind' field, got {value!r}")
+    _check_kind(str(value["kind"]))  # before TVM warns about a missing CUDA, say
     try:
-        return Target(value)
+        target = Target(value)
     except Exception as err:  # TVM raises a bare TVMError/ValueError with a C++ backtrace
         first_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise TargetError(f"TVM rejected the target {json.dumps(value)}: {first_line}") from None
+    return check_target(target)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in SUPPORTED_TARGET_KINDS:
+        raise TargetError(
+            f"target kind {kind!r} is not supported: ms-meta tunes LLVM CPU targets only, e.g. "
+            f'{{"kind": "llvm", "mcpu": "{host_cpu()}", "num-cores": 2}}'
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _llvm_cpus(mtriple: str) -> tuple[str, ...]:
+    """LLVM's CPU names for ``mtriple`` (asked of a target without ``mcpu``: LLVM prints an
+    error line for an unknown one)."""
+    config: dict[str, Any] = {"kind": "llvm"}
+    if mtriple:
+        config["mtriple"] = mtriple
+    return tuple(str(name) for name in tvm.target.codegen.llvm_get_cpu_archlist(Target(config)))
+
+
+def check_target(target: Target) -> Target:
+    """Refuse a target ms-meta cannot tune for, in one line; return it unchanged otherwise.
+
+    Raises
+    ------
+    TargetError
+        The kind is not ``llvm``; ``num-cores`` is given but below 1; or ``mcpu`` is a name
+        LLVM does not know for the target's triple (the message names close matches: LLVM would
+        otherwise warn and compile generic code).
+    """
+    _check_kind(target.kind.name)
+    cores = target.attrs.get("num-cores")
+    if cores is not None and int(cores) < 1:
+        raise TargetError(f"num-cores must be a positive number of cores, got {int(cores)}")
+    mcpu = str(target.attrs.get("mcpu") or "")
+    if mcpu and mcpu != "native":
+        known = _llvm_cpus(str(target.attrs.get("mtriple") or ""))
+        if known and mcpu not in known:
+            close = difflib.get_close_matches(mcpu, known, n=4, cutoff=0.6)
+            hint = (
+                f"did you mean {' or '.join(repr(name) for name in close)}?"
+                if close
+                else f"this machine's CPU is {host_cpu()!r}."
+            )
+            triple = target.attrs.get("mtriple") or tvm.target.codegen.llvm_get_system_triple()
+            raise TargetError(
+                f"unknown mcpu {mcpu!r}: LLVM has no such CPU for {triple}; {hint} "
+                "(all names: tvm.target.codegen.llvm_get_cpu_archlist)"
+            )
+    return target
 
 
 def target_key(target: Target) -> str:
@@ -118,8 +196,6 @@ def target_key(target: Target) -> str:
     Example: ``llvm-rocketlake-2c``; ``llvm-znver4-noavx512-2c`` for a Zen 4 guest whose
     hypervisor hides AVX-512.
     """
-    from ms_meta.data.records import target_label  # the display name of a record's target
-
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", target_label(target_summary(target)))
 
 

@@ -1,4 +1,8 @@
-"""Workload specs: ``op:field,field,...`` strings, preset layers and named tasks."""
+"""Workload specs: ``op:field,field,...`` strings, preset layers and named tasks.
+
+A spec is checked when it is parsed: its fields, and its size (a workload whose tensors or
+FLOPs are too large to run once per trial is refused with the limit it exceeds).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,10 @@ from ms_meta.errors import WorkloadSpecError
 from ms_meta.workloads.operators import OPERATORS, OperatorDef, build_module, tensor_shapes
 
 _MAX_ELEMENTS = 2**31  # larger tensors cannot be indexed with int32 and would not fit anyway
+# What a workload may need to be tuned here: every trial builds the kernel and runs it with
+# its tensors allocated (float32), several times.
+MAX_TENSOR_BYTES = 4 * 2**30  # all inputs and outputs together
+MAX_FLOPS = 1e13  # about a minute per run at 100-200 GFLOP/s
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,25 @@ def parse_spec(spec: str) -> Workload:
             f"got {len(params)}"
         )
     _check_values(op, params, spec)
-    return Workload(op_name, params)
+    workload = Workload(op_name, params)
+    _check_size(workload)
+    return workload
+
+
+def _check_size(workload: Workload) -> None:
+    """Refuse a workload too large to allocate or run once per trial, saying which limit."""
+    inputs, outputs = workload.shapes
+    nbytes = 4 * sum(math.prod(shape) for shape in [*inputs, *outputs])
+    if nbytes > MAX_TENSOR_BYTES:
+        raise WorkloadSpecError(
+            f"workload {workload.spec} is too large to tune: its float32 tensors take "
+            f"{nbytes / 2**30:,.1f} GiB, the limit is {MAX_TENSOR_BYTES / 2**30:.0f} GiB"
+        )
+    if workload.flops > MAX_FLOPS:
+        raise WorkloadSpecError(
+            f"workload {workload.spec} is too large to tune: one run takes {workload.flops:.3g} "
+            f"FLOPs, the limit is {MAX_FLOPS:.0e}"
+        )
 
 
 def _check_values(op: OperatorDef, params: tuple[int, ...], spec: str) -> None:

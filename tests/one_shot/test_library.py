@@ -229,3 +229,65 @@ def test_a_library_of_another_cpu_comes_with_a_warning(dense_library, tmp_path, 
     with caplog.at_level(logging.WARNING, logger="ms_meta.one_shot"):
         run_tir(mod, rocketlake, tmp_path / "run2", weights=None, library=path, settings=TINY)
     assert "was measured on" not in caplog.text
+
+
+def _damage(dense_library, edit) -> dict:
+    raw = json.loads(json.dumps(dense_library.to_dict()))
+    edit({t["name"]: t for t in raw["tasks"]})
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("edit", "cause"),
+    [
+        (
+            lambda t: t["mm_512"].update(features=t["mm_512"]["features"][:5]),
+            "a feature vector of length 5",
+        ),
+        (
+            lambda t: t["mm_512"].update(features=t["mm_512"]["features"] * 3),
+            "a feature vector of length",
+        ),
+        (
+            lambda t: t["mm_512"]["schedules"][0].update(trace=[[["GetSBlock"]], []]),
+            "a trace instruction that is not [kind, inputs, attrs, outputs]",
+        ),
+        (
+            lambda t: t["mm_512"]["schedules"][0]["trace"][1].append([10**6, 1]),
+            "a trace decision that names no instruction",
+        ),
+        (lambda t: t["mm_512"].pop("schedules"), "task #"),
+    ],
+    ids=["short-features", "long-features", "bad-instruction", "bad-decision", "no-schedules"],
+)
+def test_damaged_library_tasks_are_left_out_with_one_warning(
+    dense_library, tmp_path, caplog, edit, cause
+):
+    path = tmp_path / "damaged.library.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(_damage(dense_library, edit)).encode()))
+    with caplog.at_level("WARNING", logger="ms_meta.one_shot.library"):
+        loaded = load_library(path)
+    assert sorted(t.name for t in loaded.tasks) == ["bert_qkv", "mm_1024"]
+    warnings = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(warnings) == 1 and str(path) in warnings[0] and cause in warnings[0]
+    assert loaded.meta["damaged"]["tasks"] == 1 and cause in loaded.meta["damaged"]["first"]
+
+
+def test_unknown_instructions_are_found_only_when_asked(dense_library, tmp_path):
+    def rename(tasks):
+        tasks["bert_qkv"]["schedules"][0]["trace"][0][0][0] = "NoSuchInstruction"
+
+    path = tmp_path / "renamed.library.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(_damage(dense_library, rename)).encode()))
+    assert len(load_library(path).tasks) == 3  # TVM-free reading does not look
+    checked = load_library(path, check_instructions=True)
+    assert sorted(t.name for t in checked.tasks) == ["mm_1024", "mm_512"]
+    assert "'NoSuchInstruction' TVM does not know" in checked.meta["damaged"]["first"]
+
+
+def test_the_shipped_libraries_are_not_damaged():
+    from ms_meta.model.weights import DEFAULT_WEIGHTS_DIR
+
+    shipped = sorted(DEFAULT_WEIGHTS_DIR.glob("*.library.json.gz"))
+    for path in shipped:
+        assert "damaged" not in load_library(path, check_instructions=True).meta, path

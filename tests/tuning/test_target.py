@@ -1,4 +1,8 @@
-"""The host target: mcpu from LLVM, minus the vector features a virtual machine hides."""
+"""The host target (mcpu from LLVM, minus the vector features a virtual machine hides), and the
+up-front check of user targets."""
+
+import json
+import re
 
 import numpy as np
 import pytest
@@ -6,6 +10,7 @@ import tvm
 
 from ms_meta.errors import TargetError
 from ms_meta.tuning.target import (
+    check_target,
     hidden_cpu_features,
     host_cpu_flags,
     host_target,
@@ -78,3 +83,38 @@ def test_target_key_tells_a_masked_cpu_apart():
 def test_bad_target_is_a_clear_error():
     with pytest.raises(TargetError, match="JSON target dict"):
         parse_target("llvm -mcpu=znver4")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"kind": "llvm", "mcpu": "notacpu", "num-cores": 2}, "unknown mcpu 'notacpu'"),
+        ({"kind": "llvm", "mcpu": "skylake-avx51", "num-cores": 2}, "'skylake-avx512'"),
+        ({"kind": "llvm", "mcpu": "skylake", "num-cores": 0}, "num-cores must be a positive"),
+        ({"kind": "cuda"}, "target kind 'cuda' is not supported"),
+        ({"kind": "c"}, "target kind 'c' is not supported"),
+    ],
+)
+def test_targets_ms_meta_cannot_tune_for_are_refused(config, message):
+    for value in (config, json.dumps(config)):
+        with pytest.raises(TargetError, match=re.escape(message)) as err:
+            parse_target(value)
+        assert "\n" not in str(err.value)
+
+
+def test_a_ready_target_object_is_checked_as_well():
+    with pytest.raises(TargetError, match="unknown mcpu 'notacpu'"):
+        parse_target(tvm.target.Target({"kind": "llvm", "mcpu": "notacpu", "num-cores": 2}))
+
+
+@pytest.mark.parametrize("mcpu", ["native", "znver4", "icelake-server", "skylake-avx512"])
+def test_known_cpus_and_native_are_accepted(mcpu):
+    target = parse_target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2})
+    assert check_target(target) is target
+
+
+def test_cpus_of_another_triple_are_checked_against_that_triple():
+    arm = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "num-cores": 2}
+    assert parse_target({**arm, "mcpu": "neoverse-v1"}).kind.name == "llvm"
+    with pytest.raises(TargetError, match="aarch64-linux-gnu"):
+        parse_target({**arm, "mcpu": "znver4"})

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import pytest
 
 from ms_meta.errors import WorkloadSpecError
 from ms_meta.workloads import NAMED, OPERATORS, PRESETS, all_named, parse_spec, resolve, resolve_one
+from ms_meta.workloads.spec import MAX_FLOPS, MAX_TENSOR_BYTES
 
 from ..conftest import SEED_RECORDS
 
@@ -66,3 +69,23 @@ def test_named_tasks_match_the_seed_records_structurally():
         line = (SEED_RECORDS / alias / "database_workload.json").read_text().splitlines()[0]
         seed = ms.database.Workload.from_json(json.loads(line))
         assert tvm_ffi.structural_equal(resolve_one(alias).build(), seed.mod), alias
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("dense:100000,100000,100000", "float32 tensors take 111.8 GiB, the limit is 4 GiB"),
+        ("softmax:100000,100000", "the limit is 4 GiB"),
+        ("conv2d_nchw:1,1024,256,256,1024,9,9,1,4", "1.11e+13 FLOPs, the limit is 1e+13"),
+    ],
+)
+def test_workloads_too_large_to_tune_are_refused_with_the_limit(spec, message):
+    with pytest.raises(WorkloadSpecError, match=re.escape(message)):
+        resolve_one(spec)
+
+
+def test_the_largest_shipped_workloads_are_within_the_limits():
+    for workload in all_named():
+        inputs, outputs = workload.shapes
+        nbytes = 4 * sum(math.prod(shape) for shape in [*inputs, *outputs])
+        assert nbytes <= MAX_TENSOR_BYTES and workload.flops <= MAX_FLOPS, workload.spec
