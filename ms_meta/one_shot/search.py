@@ -294,6 +294,9 @@ def library_search(
         notes.append(f"the library has no {kind} task with this task's main-block loop count")
     elif not candidates:
         notes.append(f"none of the {failed} schedules of {len(nearest)} library tasks fits")
+    damaged = library.meta.get("damaged")
+    if notes and damaged:
+        notes[-1] += f" ({damaged['tasks']} damaged library tasks were left out)"
     ranked: list[Finalist] = []
     probe = _ScoreProbe(cost_model)
     if candidates:
