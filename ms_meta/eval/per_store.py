@@ -297,8 +297,9 @@ def _find_group(db, task: FeatureTask) -> WorkloadGroup:
 
 
 def _load_entry(path: Path, identity: dict[str, Any], snapshot: Snapshot) -> _Entry | None:
-    """The cache at ``path`` if it is ours and the record file still starts with the lines it
-    covers; ``None`` otherwise (a stale or damaged cache is rebuilt, never fatal)."""
+    """The cache at ``path`` if it was written for ``identity`` and the record file still starts
+    with the lines it covers; ``None`` otherwise (a stale or damaged cache is rebuilt, never
+    fatal)."""
     if not path.is_file():
         return None
     try:
