@@ -19,6 +19,7 @@ _COMMANDS = {
     "workloads": ("ms_meta.cli.workloads:workloads", "List workloads, operators and presets."),
     "pretrain": ("ms_meta.cli.pretrain:pretrain", "Meta-train the GNN cost model on records."),
     "library": ("ms_meta.cli.library:library", "Build and inspect One-Shot schedule libraries."),
+    "store": ("ms_meta.cli.store:store", "Import, export and inspect the record store."),
     "eval": (
         "ms_meta.cli.eval:eval_command",
         "Rank held-out tasks zero- and k-shot vs TVM's models.",

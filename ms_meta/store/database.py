@@ -21,12 +21,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import tvm
 import tvm_ffi
 from tvm.ir import IRModule
 from tvm.ir.utils import derived_object
 from tvm.s_tir import Schedule
+from tvm.s_tir.meta_schedule import _ffi_api
 from tvm.s_tir.meta_schedule.database import Database, PyDatabase, TuningRecord, Workload
 from tvm.target import Target
+from tvm.tirx import FloatImm, IntImm
+from tvm_ffi import Array, Map
 
 from ms_meta.store.jsondb import ImportReport, import_json_databases, scan_json_databases
 from ms_meta.store.msjson import RecordText, dumps
@@ -38,6 +42,8 @@ __all__ = ["RecordStore"]
 logger = logging.getLogger(__name__)
 
 _UINT64 = 1 << 64
+_TO_JSON_GRAPH = tvm_ffi.get_global_func("ffi.ToJSONGraph")
+_STRINGIFY = tvm_ffi.get_global_func("ffi.json.Stringify")
 
 
 def _plain(obj: Any) -> Any:
@@ -69,9 +75,34 @@ def _shash(mod: IRModule) -> str:
     return str(tvm_ffi.structural_hash(mod) % _UINT64)
 
 
+def _json_value(obj: Any) -> Any:
+    """A TVM JSON container as plain Python, the way MetaSchedule's writer prints it.
+
+    The writer prints a plain boolean (an instruction attribute such as Split's
+    ``preserve_unit_iters``) as ``1``/``0`` and a boolean-typed ``IntImm`` as ``true``/``false``;
+    ``TuningRecord.as_json`` loses that difference, so the FFI containers are read here.
+    """
+    if isinstance(obj, bool):
+        return int(obj)
+    if isinstance(obj, IntImm):
+        return bool(obj.value) if str(obj.ty) == "bool" else int(obj.value)
+    if isinstance(obj, FloatImm):
+        return float(obj.value)
+    if obj is None or isinstance(obj, (bool, int, float)):
+        return obj
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, Map):
+        return {str(k): _json_value(v) for k, v in obj.items()}
+    if isinstance(obj, Array):
+        return [_json_value(v) for v in obj]
+    # Other objects (an IndexMap): their JSON graph as a string, indented as the writer does.
+    return _STRINGIFY(_TO_JSON_GRAPH(obj, {"tvm_version": tvm.__version__}), 2)
+
+
 def record_text(record: TuningRecord) -> RecordText:
     """A TVM tuning record as the MetaSchedule JSON text of its parts."""
-    trace, run_secs, target, args_info = record.as_json()
+    trace, run_secs, target, args_info = _json_value(_ffi_api.TuningRecordAsJSON(record))
     return RecordText(
         insts=dumps(trace[0]),
         decisions=dumps(trace[1]),

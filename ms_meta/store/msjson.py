@@ -177,14 +177,15 @@ def dumps(value: Any) -> str:
     """JSON text of a Python value in MetaSchedule's writer format.
 
     No whitespace, object keys sorted, floats with 20 significant digits (C++
-    ``std::setprecision(20)``), booleans as ``1``/``0``.
+    ``std::setprecision(20)``), booleans as ``true``/``false`` (see
+    :func:`ms_meta.store.database.record_text` for which TVM values are booleans).
     """
     if value is None:
         return "null"
-    if value is True:  # MetaSchedule's writer prints boolean attributes as integers
-        return "1"
+    if value is True:
+        return "true"
     if value is False:
-        return "0"
+        return "false"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):

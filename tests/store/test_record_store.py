@@ -98,8 +98,9 @@ def test_a_record_committed_for_cpu_a_is_not_returned_for_cpu_b(tmp_path):
     assert seed.query_tuning_record(mod, ROCKETLAKE, "main") is None  # another workload
 
 
-def test_committed_records_are_written_as_json_database_writes_them(tmp_path):
-    source = ms.database.JSONDatabase(work_dir=str(SEED_RECORDS / "bmm_16_256"))
+@pytest.mark.parametrize("task", ["bmm_16_256", "nhwc_1x1_512"])
+def test_committed_records_are_written_as_json_database_writes_them(tmp_path, task):
+    source = ms.database.JSONDatabase(work_dir=str(SEED_RECORDS / task))
     records = source.get_all_tuning_records()[:6]
     store = RecordStore(tmp_path / "s.sqlite")
     assert store.record_database(source) == len(source.get_all_tuning_records())
