@@ -126,6 +126,19 @@ def test_eval_names_any_cpu_weights_for_weights_of_another_cpu(
     assert "zen" in result.stdout and "pairwise" in result.stdout
 
 
+def test_tune_takes_weights_of_another_cpu_only_with_the_flag_it_names(tmp_path, shipped_weights):
+    weights = altered_weights(shipped_weights, tmp_path / "zen.pt", mcpu="znver4")
+    args = ["tune", "dense:16,16,16", "--mode", "one-shot", "--weights", str(weights),
+            "--no-measure", "--library", "none", "--work-dir", str(tmp_path / "work")]  # fmt: skip
+    result = ms_meta(*args, cwd=tmp_path)
+    assert_one_line_error(result, "mcpu=znver4", "--any-cpu-weights")
+
+    result = ms_meta(*args, "--any-cpu-weights", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "weights trained on znver4" in result.stderr + result.stdout
+    assert "dense:16,16,16: picked by the model" in result.stdout
+
+
 def test_the_weights_mismatch_error_names_the_flag_and_the_api_argument():
     from ms_meta.model.weights import check_target
 
@@ -135,7 +148,7 @@ def test_the_weights_mismatch_error_names_the_flag_and_the_api_argument():
 
 
 # Commands that take weights and check them against a target.
-WEIGHTS_COMMANDS = ["bench", "eval"]
+WEIGHTS_COMMANDS = ["bench", "eval", "tune"]
 
 
 @pytest.mark.parametrize("command", WEIGHTS_COMMANDS)
