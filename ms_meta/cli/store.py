@@ -50,8 +50,15 @@ def store() -> None:
     "paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="DB_DIR..."
 )
 @store_path_option
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Records per transaction: an interrupted import loses at most this many.",
+)
 @library_errors
-def import_command(paths: tuple[Path, ...], store_path: Path | None) -> None:
+def import_command(paths: tuple[Path, ...], store_path: Path | None, batch: int) -> None:
     """Import MetaSchedule JSON databases into the store.
 
     A DB_DIR is a database directory (database_workload.json and database_tuning_record.json,
@@ -65,7 +72,7 @@ def import_command(paths: tuple[Path, ...], store_path: Path | None) -> None:
     with _open(store_path, must_exist=False) as sql:
         progress = Progress(sum(s.lines for s in sources), unit="records")
         try:
-            report = import_json_databases(sql, sources, on_lines=progress.update)
+            report = import_json_databases(sql, sources, batch_size=batch, on_lines=progress.update)
         finally:
             progress.close()
         for problem in report.problems:
