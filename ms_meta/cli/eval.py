@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ms_meta.atomic import atomic_write_text
 from ms_meta.cli.options import (
     any_cpu_weights_option,
     default_record_paths,
@@ -134,10 +135,10 @@ def print_evaluation(
         click.echo("skipped tasks: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
     click.echo(text_table(results))
     if json_path is not None:
-        json_path.write_text(results_to_json(results) + "\n")
+        atomic_write_text(json_path, results_to_json(results) + "\n")
         click.echo(f"wrote {json_path}")
     if markdown_path is not None:
-        markdown_path.write_text(markdown_table(results) + "\n")
+        atomic_write_text(markdown_path, markdown_table(results) + "\n")
         click.echo(f"wrote {markdown_path}")
     return results
 
@@ -283,6 +284,7 @@ def eval_command(
     """
     import torch
 
+    from ms_meta.labels import target_label
     from ms_meta.model.weights import default_weights_path
     from ms_meta.tuning.target import host_target, target_summary
 
@@ -303,12 +305,6 @@ def eval_command(
         raise click.BadParameter(
             f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}"
         )
-    parsed = _parse_weights(weights)
-    if not parsed:
-        default = default_weights_path(target_summary(host_target()))
-        if default is None:
-            raise click.UsageError("no --weights given and this build ships no default weights")
-        parsed = [("meta-default", default)]
     paths = list(paths) or default_record_paths()
     split_file = find_split(paths, split_path)
     if split_file is None:
@@ -317,6 +313,16 @@ def eval_command(
     held_out = parts["held_out"].tasks
     if not held_out:
         raise click.ClickException("the split's held-out tasks have no records here")
+    target = records_target(dataset)
+    parsed = _parse_weights(weights)
+    if not parsed:  # the shipped weights of the records' CPU (else of this machine's)
+        for_target = target or target_summary(host_target())
+        default = default_weights_path(for_target)
+        if default is None:
+            raise click.UsageError(
+                f"no --weights given and this build ships no weights for {target_label(for_target)}"
+            )
+        parsed = [("meta-default", default)]
     baseline_dir.mkdir(parents=True, exist_ok=True)
     print_evaluation(
         parsed,
@@ -331,6 +337,6 @@ def eval_command(
         markdown_path=markdown_path,
         after_line=after_line,
         order=order,
-        target=records_target(dataset),
+        target=target,
         allow_other_cpu=any_cpu_weights,
     )

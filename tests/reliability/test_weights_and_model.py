@@ -103,6 +103,21 @@ def test_eval_refuses_nan_weights_in_one_line(tmp_path, shipped_weights, small_r
     assert_one_line_error(result, "non-finite parameters", str(weights))
 
 
+def test_eval_without_weights_uses_the_shipped_weights_of_the_records_cpu(tmp_path):
+    records = REPO / "tuning_records" / "llvm-znver4-noavx512-2c"
+    paths = [records / name for name in (TRAIN, HELD_OUT)]
+    if not all((p / "database_tuning_record.json").is_file() for p in paths):
+        pytest.skip("shipped Zen 4 records are missing")
+    if not (DEFAULT_WEIGHTS_DIR / "llvm-znver4-noavx512.pt").is_file():
+        pytest.skip("this build ships no Zen 4 weights")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": [TRAIN], "held_out": [HELD_OUT]}))
+    result = ms_meta("eval", *map(str, paths), "--split", str(split), "--baselines", "none",
+                     "--ks", "0", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "meta-default" in result.stdout and "trained for" not in result.stderr
+
+
 def test_one_shot_tuning_refuses_nan_weights_before_picking(tmp_path, shipped_weights):
     weights = altered_weights(shipped_weights, tmp_path / "nan.pt", nan=True)
     result = ms_meta("tune", "dense:16,16,16", "--mode", "one-shot", "--weights", str(weights),
