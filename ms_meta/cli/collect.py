@@ -1,4 +1,9 @@
-"""``ms-meta collect``: measure schedules into tuning_records/ (resumable, shardable)."""
+"""``ms-meta collect``: measure schedules into tuning_records/ (resumable, shardable).
+
+Exit status: 0 when every task was collected or skipped for a reason the summary line names
+(another collector holds it, its design space is exhausted); 130 when Ctrl-C or SIGTERM
+stopped the run (the same command continues it); 1 for bad input.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -41,7 +47,7 @@ def _interleave_by_operator(workloads: list) -> list:
 
 
 def _rpc_settings(tracker: str | None, key: str | None, workers: int | None):
-    from ms_meta.data.collect import RPCError, RPCSettings
+    from ms_meta.tuning.rpc import RPCError, RPCSettings
 
     if tracker is None and key is None:
         if workers is not None:
@@ -53,6 +59,58 @@ def _rpc_settings(tracker: str | None, key: str | None, workers: int | None):
         return RPCSettings.parse(tracker, key, workers)
     except RPCError as err:
         raise click.BadParameter(str(err), param_hint="--rpc-tracker") from None
+
+
+class _OneShotSearch:
+    """One-Shot searches with the collection's weights (see :class:`ms_meta.data.collect.
+    OneShotSearch`)."""
+
+    def __init__(self, config, target) -> None:
+        from ms_meta.model.cost_model import MetaCostModel
+        from ms_meta.one_shot.settings import SearchSettings
+
+        weights = config.one_shot_weights or "default"
+        # no scoring process: it must not run beside the timed runs
+        self.model = MetaCostModel(
+            weights=weights, target=target, scoring_process=False, seed=config.seed
+        )
+        self.label = f"one-shot:{Path(weights).name if config.one_shot_weights else 'shipped'}"
+        self.settings = SearchSettings()
+        self.target = target
+
+    def finalists(self, mod, task_name: str, rand_state: int) -> list[tuple[Any, Any]]:
+        from ms_meta.one_shot.search import search_task
+
+        found = search_task(
+            mod, self.target, self.model, task_name=task_name, settings=self.settings,
+            rand_state=rand_state,
+        )  # fmt: skip
+        return [(finalist.trace, finalist.candidate) for finalist in found.finalists]
+
+
+def _meta_cost_model(target, seed: int):
+    from ms_meta.model.cost_model import MetaCostModel
+
+    # no scoring process: its start-up, once per task, would cost more than it saves,
+    # and it must not run beside the timed runs
+    return MetaCostModel(target=target, seed=seed, scoring_process=False)
+
+
+def learned_models():
+    """The shipped learned models for :func:`ms_meta.data.collect.collect`: the meta-learned
+    cost model (``--cost-model meta``) and One-Shot searches (``--one-shot-picks``)."""
+    from ms_meta.data.collect import LearnedModels
+
+    return LearnedModels(meta_cost_model=_meta_cost_model, one_shot_search=_OneShotSearch)
+
+
+def summary_line(summary) -> str:
+    """The last line of a run: records, time, rate, and tasks left to another collector."""
+    rate = summary.measured / summary.seconds if summary.seconds else 0.0
+    line = f"measured {summary.measured} records in {summary.seconds:.0f} s ({rate:.2f}/s)"
+    if summary.locked:
+        line += f"; {len(summary.locked)} task(s) skipped: locked by another collector"
+    return line
 
 
 INTERRUPTED_EXIT = 130  # the shell's code for a run ended by Ctrl-C: the job is not complete
@@ -233,13 +291,10 @@ def collect(
         return
 
     from ms_meta.cli.progress import Progress
-    from ms_meta.data.collect import (
-        RECORD_FILE,
-        CollectConfig,
-        count_lines,
-        records_wanted,
-    )
     from ms_meta.data.collect import collect as run_collect
+    from ms_meta.data.layout import RECORD_FILE
+    from ms_meta.data.task_files import count_lines
+    from ms_meta.data.task_meta import CollectConfig, records_wanted
     from ms_meta.tuning.target import parse_target, target_key
 
     quiet_meta_schedule()
@@ -279,10 +334,10 @@ def collect(
             on_progress=lambda task, n, failed: bar.update(n, note=task),
             on_task_done=_report_task,
             stop=stop,
+            models=learned_models(),
         )
     bar.close()
-    rate = summary.measured / summary.seconds if summary.seconds else 0.0
-    click.echo(f"measured {summary.measured} records in {summary.seconds:.0f} s ({rate:.2f}/s)")
+    click.echo(summary_line(summary))
     if stop.is_set():
         click.echo(
             "stopped on request; the same command continues where this one stopped", err=True

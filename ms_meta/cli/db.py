@@ -105,7 +105,7 @@ Examples:
 @library_errors
 def stats(paths: tuple[Path, ...], as_json: bool) -> None:
     """Per-task record counts, failed runs and best latency, with totals per operator."""
-    from ms_meta.data.records import stats as compute_stats
+    from ms_meta.data.db_check import stats as compute_stats
 
     result = compute_stats(paths)
     if as_json:
@@ -113,6 +113,10 @@ def stats(paths: tuple[Path, ...], as_json: bool) -> None:
     else:
         _print_stats(result)
     _warn_skipped(result["totals"]["skipped_lines"], result["skipped"])
+    for folder in result["unreadable"]:
+        click.echo(
+            f"warning: unreadable folder left out: {folder['path']}: {folder['reason']}", err=True
+        )
 
 
 @db.command(
@@ -136,14 +140,24 @@ Examples:
     is_flag=True,
     default=False,
     show_default=True,
-    help="Add the records not yet present to the database already in --out (append-only).",
+    help="Add the records not yet present to the database already in --out (append-only). "
+    "Waits a few seconds for a collector writing --out, then refuses.",
+)
+@click.option(
+    "--skip-unreadable",
+    is_flag=True,
+    default=False,
+    help="Merge the rest when a source folder cannot be read (by default the merge is "
+    "refused, since the result would lack its records).",
 )
 @library_errors
-def merge(sources: tuple[Path, ...], out: Path, append: bool) -> None:
-    """Merge databases into one, dropping duplicate records (same workload, trace and target)."""
-    from ms_meta.data.records import merge_databases
+def merge(sources: tuple[Path, ...], out: Path, append: bool, skip_unreadable: bool) -> None:
+    """Merge databases into one, dropping duplicate records (same workload, trace and target).
 
-    result = merge_databases(sources, out, append=append)
+    Refused, writing nothing, when the sources hold no usable record."""
+    from ms_meta.data.merge import merge_databases
+
+    result = merge_databases(sources, out, append=append, skip_unreadable=skip_unreadable)
     click.echo(
         f"{result.out}: added {result.workloads_added} workloads and {result.records_added} "
         f"records ({result.duplicates} duplicates dropped"
@@ -160,7 +174,8 @@ def merge(sources: tuple[Path, ...], out: Path, append: bool) -> None:
 
 @db.command(
     epilog="""\b
-Exit status: 0 when every database is usable, 1 otherwise.
+Exit status: 0 when every database is usable, 1 otherwise (a folder that cannot be read
+counts as a database with a problem).
 
 \b
 Examples:
@@ -190,7 +205,7 @@ def validate(
     ctx: click.Context, paths: tuple[Path, ...], strict: bool, deep: bool, as_json: bool
 ) -> None:
     """Report malformed lines, unknown workloads, failed runs, mixed targets, empty databases."""
-    from ms_meta.data.records import validate as run_validate
+    from ms_meta.data.db_check import validate as run_validate
 
     reports = run_validate(paths, strict=strict, deep=deep)
     bad = [r for r in reports if not r.ok]

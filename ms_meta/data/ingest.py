@@ -1,4 +1,9 @@
-"""Copy existing single-task MetaSchedule databases into the record tree, naming their origin."""
+"""Copy existing single-task MetaSchedule databases into the record tree, naming their origin.
+
+Records measured elsewhere (the seed records) join a task folder like a collector's: appended
+under the task lock, with ``meta.json``'s ``ingested`` map naming where they came from, so
+that the data set keeps their labels apart from those measured here.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,12 @@ import json
 import logging
 from pathlib import Path
 
-from ms_meta.data.collect import (
-    META_FILE,
-    RECORD_FILE,
-    WORKLOAD_FILE,
-    count_lines,
-    task_lock,
-    workload_meta,
-    write_json_atomic,
-)
+from ms_meta.atomic import atomic_write_json
+from ms_meta.data.layout import META_FILE, RECORD_FILE, WORKLOAD_FILE
+from ms_meta.data.task_files import count_lines, task_lock
+from ms_meta.data.task_meta import workload_meta
+
+__all__ = ["ingest_seed_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,5 +74,5 @@ def ingest_seed_task(source: Path, root: Path, origin: str) -> tuple[str, int]:
         meta.update(workload_meta(workload, target))
         meta["records"] = count_lines(task_dir / RECORD_FILE)
         meta.setdefault("origin", origin)
-        write_json_atomic(meta_path, meta)
+        atomic_write_json(meta_path, meta)
         return workload.name, len(record_lines)

@@ -16,12 +16,36 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ms_meta.errors import DatabaseError
+
+__all__ = [
+    "DATASET_FORMAT_VERSION",
+    "GZIP_SUFFIX",
+    "LOCK_FILE",
+    "META_FILE",
+    "RECORDS_DIR",
+    "RECORDS_ROOT_ENV",
+    "RECORD_FILE",
+    "SPLIT_FILE",
+    "WORKLOAD_FILE",
+    "DatabaseFiles",
+    "FolderScan",
+    "UnreadableFolder",
+    "database_files",
+    "database_pair",
+    "default_records_root",
+    "files_for_path",
+    "find_databases",
+    "is_database_dir",
+    "read_meta",
+    "resolve_databases",
+    "scan_record_folders",
+    "task_dir",
+]
 
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
@@ -162,11 +186,101 @@ def _with_or_without_gzip(path: Path) -> Path:
     return path.with_name(twin) if path.with_name(twin).is_file() else path
 
 
-def _walk_database_dirs(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, _ in os.walk(root, followlinks=False):
+@dataclass(frozen=True)
+class UnreadableFolder:
+    """A folder of a records tree that cannot be read, and why.
+
+    It cannot be listed or entered, or an entry named like a database file is not a readable
+    regular file (a directory, a dangling symbolic link, a file without read permission).
+    Whoever walks a tree reports these: silently passing over them would let ``db merge`` or
+    ``library build`` write a part of the records as if it were all of them.
+    """
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class FolderScan:
+    """What :func:`scan_record_folders` found: database folders, and folders it cannot read."""
+
+    databases: list[Path]
+    unreadable: list[UnreadableFolder]
+
+
+def _database_entry_problem(directory: Path) -> str | None:
+    """Why an entry named like a database file in ``directory`` cannot be read, or None."""
+    for base in (WORKLOAD_FILE, RECORD_FILE):
+        for name in (base, base + GZIP_SUFFIX):
+            entry = directory / name
+            if not os.path.lexists(entry):
+                continue
+            if entry.is_symlink() and not entry.exists():
+                return f"{name} is a dangling symbolic link"
+            if entry.is_dir():
+                return f"{name} is a directory, not a file"
+            if not entry.is_file():
+                return f"{name} is not a regular file"
+            if not os.access(entry, os.R_OK):
+                return f"{name} cannot be read (permission denied)"
+    return None
+
+
+def _folder_problem(directory: Path) -> str | None:
+    if not os.access(directory, os.R_OK | os.X_OK):
+        return "the folder cannot be read (permission denied)"
+    return _database_entry_problem(directory)
+
+
+def scan_record_folders(path: Path) -> FolderScan:
+    """Database folders at or under ``path``, and the folders there that cannot be read.
+
+    Parameters
+    ----------
+    path : Path
+        A database folder or any folder searched recursively (symbolic links to folders are
+        not followed).
+
+    Returns
+    -------
+    FolderScan
+        Sorted database folders (a folder with an unreadable database file is not among them)
+        and the :class:`UnreadableFolder` entries, in walking order.
+
+    Raises
+    ------
+    DatabaseError
+        When ``path`` does not exist or is not a folder.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseError(f"no such database directory: {path}")
+    if not path.is_dir():
+        raise DatabaseError(f"{path} is a file, not a database directory")
+    unreadable: list[UnreadableFolder] = []
+    databases: list[Path] = []
+
+    def on_error(err: OSError) -> None:
+        where = Path(err.filename) if err.filename else path
+        unreadable.append(UnreadableFolder(where, f"cannot be listed ({err.strerror or err})"))
+
+    for dirpath, dirnames, _ in os.walk(path, onerror=on_error, followlinks=False):
+        directory = Path(dirpath)
         dirnames.sort()  # deterministic order
-        if is_database_dir(Path(dirpath)):
-            yield Path(dirpath)
+        problem = _folder_problem(directory)
+        if problem is not None:
+            if not any(u.path == directory for u in unreadable):
+                unreadable.append(UnreadableFolder(directory, problem))
+            dirnames[:] = [] if not os.access(directory, os.R_OK | os.X_OK) else dirnames
+            continue
+        if is_database_dir(directory):
+            databases.append(directory)
+            if directory == path:
+                break  # a database folder is taken alone, as find_databases does
+    return FolderScan(sorted(databases), unreadable)
 
 
 def find_databases(path: Path) -> list[Path]:
@@ -194,21 +308,35 @@ def find_databases(path: Path) -> list[Path]:
         raise DatabaseError(f"{path} is a file, not a database directory")
     if is_database_dir(path):
         return [path]
-    return sorted(_walk_database_dirs(path))
+    return scan_record_folders(path).databases
 
 
-def resolve_databases(path: Path) -> list[DatabaseFiles]:
+def resolve_databases(
+    path: Path, unreadable: list[UnreadableFolder] | None = None
+) -> list[DatabaseFiles]:
     """All databases named by ``path``: a database dir, a tree of them, or one record/workload file.
+
+    Parameters
+    ----------
+    path : Path
+        As above.
+    unreadable : list, optional
+        Receives the :class:`UnreadableFolder` entries of the tree.
 
     Raises
     ------
     DatabaseError
-        When ``path`` is missing or holds no database.
+        When ``path`` is missing or holds no database (and no unreadable folder).
     """
     path = Path(path)
     if path.is_file():
         return [files_for_path(path)]
-    found = find_databases(path)
+    scan = scan_record_folders(path)
+    if unreadable is not None:
+        unreadable.extend(scan.unreadable)
+    found = scan.databases
+    if not found and scan.unreadable and unreadable is not None:
+        return []
     if not found:
         raise DatabaseError(
             f"no tuning database under {path}: expected {WORKLOAD_FILE} and {RECORD_FILE} "

@@ -1,9 +1,10 @@
 """Caches of append-only record files: ``.npz`` files that stay valid while the file only grows.
 
 A cache file stores which record lines it covers and the SHA-256 of those lines' bytes. Record
-files are append-only (the collector adds lines while we read), so a file that only grew re-uses
-the cached prefix and one that was rewritten is processed again. Shared by the graph data set
-(:mod:`ms_meta.data.dataset`) and the PerStoreFeature cache (:mod:`ms_meta.eval.baselines`).
+files are append-only (the collector adds lines while others read them), so a file that only
+grew re-uses the cached prefix and one that was rewritten is processed again. Shared by the
+graph data set (:mod:`ms_meta.data.dataset`) and the PerStoreFeature cache
+(:mod:`ms_meta.eval.baselines`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import re
-import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ms_meta.atomic import atomic_write
 from ms_meta.data import layout
 
 logger = logging.getLogger(__name__)
@@ -97,17 +97,16 @@ def prefix_still_valid(
 
 
 def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray], what: str) -> bool:
-    """``np.savez_compressed`` to a temporary file, then ``os.replace``; ``False`` (with a
-    warning naming ``what``) when the file cannot be written."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """``np.savez_compressed`` to ``path`` atomically (:func:`ms_meta.atomic.atomic_write`);
+    ``False`` (with a warning naming ``what``) when the file cannot be written."""
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
+
+    try:
+        atomic_write(path, write)
         return True
     except OSError as err:
         logger.warning("cannot write the %s %s: %s", what, path, err)
         return False
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ms_meta.atomic import atomic_write_text
 from ms_meta.data.layout import DATASET_FORMAT_VERSION
 from ms_meta.errors import DatabaseError, MsMetaError
 
@@ -169,16 +170,12 @@ def write_split(path: str | os.PathLike[str], split: Mapping[str, Any]) -> Path:
     """
     path = Path(path)
     payload = {"format_version": DATASET_FORMAT_VERSION, **split}
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    if not path.parent.is_dir():  # a typo in the folder is not a reason to create one
+        raise MsMetaError(f"cannot write the split to {path}: no folder {path.parent}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     except OSError as err:
         raise MsMetaError(f"cannot write the split to {path}: {err}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

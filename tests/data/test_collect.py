@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ms_meta.cli.collect import learned_models
 from ms_meta.cli.main import cli
 from ms_meta.data.collect import (
     META_FILE,
@@ -100,7 +101,7 @@ def workload():
 
 
 def test_collect_then_resume(tmp_path, target, measurer, workload):
-    from ms_meta.data.collect import _existing_trace_keys, _trace_key
+    from ms_meta.data.task_files import existing_trace_keys, trace_key
     from ms_meta.tuning.target import host_cpu, target_summary
 
     config = CollectConfig(trials_per_task=8, **SMALL)
@@ -113,8 +114,8 @@ def test_collect_then_resume(tmp_path, target, measurer, workload):
     assert sum(float(r.run_secs[0]) < 1e9 for r in records) >= 6  # nearly all dense schedules run
     # The in-memory key of a candidate matches the key read back from its line, so a resumed
     # run recognises what is on disk (booleans are written as 0/1).
-    on_disk = _existing_trace_keys(task_dir / RECORD_FILE)
-    assert {_trace_key(r.trace) for r in records} == on_disk
+    on_disk = existing_trace_keys(task_dir / RECORD_FILE)
+    assert {trace_key(r.trace) for r in records} == on_disk
 
     meta = json.loads((task_dir / META_FILE).read_text())
     assert meta["task"] == TASK and meta["spec"] == SPEC
@@ -373,7 +374,7 @@ def test_collect_through_rpc_tracker(tmp_path, target, rpc_tracker, caplog):
     from ms_meta.tuning.target import host_cpu
 
     assert query_rpc_cpu(rpc_tracker) == host_cpu()
-    caplog.set_level(logging.INFO, logger="ms_meta.data.collect")
+    caplog.set_level(logging.INFO, logger="ms_meta.tuning.rpc")
     result = CliRunner().invoke(
         cli,
         ["collect", SPEC, "--out", str(tmp_path), "--trials-per-task", "4", *RANDOM_CLI,
@@ -433,7 +434,9 @@ def test_exhausted_design_space_is_remembered(tmp_path, target, measurer):
     meta = json.loads((task_dir / META_FILE).read_text())
     meta["exhausted_at"] = have
     (task_dir / META_FILE).write_text(json.dumps(meta))
-    picks = collect([tiny], tmp_path, target, replace(config, one_shot_picks=2)).tasks[0]
+    picks = collect(
+        [tiny], tmp_path, target, replace(config, one_shot_picks=2), models=learned_models()
+    ).tasks[0]
     assert picks.skipped is None and picks.measured <= 2  # no random or guided phase ran
 
 
@@ -450,7 +453,10 @@ def test_one_shot_picks_are_measured_after_the_other_phases_and_resume(
     )
     task_dir = _task_dir(tmp_path, target)
     assert records_wanted(task_dir, 0, config) == 8
-    progress = collect_task(workload, tmp_path, target, config, measurer.builder, measurer.runner)
+    models = learned_models()
+    progress = collect_task(
+        workload, tmp_path, target, config, measurer.builder, measurer.runner, models=models
+    )
     assert progress.measured == 8
     first = _assert_clean(task_dir, 8)  # no pick repeats a schedule measured before
     sources = json.loads((task_dir / META_FILE).read_text())["sources"]
@@ -461,12 +467,16 @@ def test_one_shot_picks_are_measured_after_the_other_phases_and_resume(
 
     more = replace(config, one_shot_picks=6)
     assert records_wanted(task_dir, 8, more) == 2
-    resumed = collect_task(workload, tmp_path, target, more, measurer.builder, measurer.runner)
+    resumed = collect_task(
+        workload, tmp_path, target, more, measurer.builder, measurer.runner, models=models
+    )
     assert resumed.measured == 2
     assert _assert_clean(task_dir, 10)[:8] == first  # append-only
     sources = json.loads((task_dir / META_FILE).read_text())["sources"]
     assert one_shot_records(sources) == 6 and sources[-1]["lines"] == [9, 10]
-    again = collect_task(workload, tmp_path, target, more, measurer.builder, measurer.runner)
+    again = collect_task(
+        workload, tmp_path, target, more, measurer.builder, measurer.runner, models=models
+    )
     assert again.measured == 0
 
 
@@ -486,7 +496,8 @@ def test_sources_extend_only_a_contiguous_run_of_one_source():
 
 
 def test_a_space_yielding_mostly_duplicates_counts_as_exhausted():
-    from ms_meta.data.collect import TaskProgress, _looks_exhausted
+    from ms_meta.data.task_meta import TaskProgress
+    from ms_meta.data.task_meta import looks_exhausted as _looks_exhausted
 
     # what small pooling tasks did on every pass: a handful of new records, many duplicates
     assert _looks_exhausted(TaskProgress("pool", 131, measured=5, duplicates=191))

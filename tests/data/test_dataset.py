@@ -13,7 +13,8 @@ import pytest
 from ms_meta.data import dataset as dataset_mod
 from ms_meta.data import layout
 from ms_meta.data.dataset import ENCODE, build_dataset, default_cache_dir
-from ms_meta.data.records import MALFORMED, REBUILD, merge_databases
+from ms_meta.data.merge import merge_databases
+from ms_meta.data.records import MALFORMED, REBUILD
 from ms_meta.errors import DatabaseError, MsMetaError
 from ms_meta.feature import graph as graph_mod
 from ms_meta.feature import schema

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ms_meta.data import layout
+from ms_meta.data.db_check import database_stats
 from ms_meta.data.records import (
     MALFORMED,
     REBUILD,
@@ -20,7 +21,6 @@ from ms_meta.data.records import (
     UNDECODABLE_WORKLOAD,
     UNKNOWN_WORKLOAD,
     UNREADABLE,
-    database_stats,
     iter_tuning_records,
     load_database,
 )
@@ -87,7 +87,8 @@ def test_reading_does_not_import_tvm(tmp_path: Path) -> None:
     meta["op"] = "dense"
     (db / "meta.json").write_text(json.dumps(meta))
     code = (
-        "import sys; from ms_meta.data.records import load_database, database_stats;"
+        "import sys; from ms_meta.data.records import load_database;"
+        "from ms_meta.data.db_check import database_stats;"
         f"rs = load_database({str(db)!r}); assert 'tvm' not in sys.modules, 'read';"
         "database_stats(rs); assert 'tvm' not in sys.modules, 'stats'"
     )
