@@ -38,6 +38,7 @@ def gnn_scorer(
     With ``target`` (the records' target), weights trained for another CPU are refused unless
     ``allow_other_cpu`` (then a note says so), as :class:`~ms_meta.MetaCostModel` does.
     """
+    from ms_meta.labels import cpu_label
     from ms_meta.model.meta import AdaptConfig, AdaptingScorer
     from ms_meta.model.train import init_model
     from ms_meta.model.weights import check_target, load_checkpoint
@@ -50,7 +51,7 @@ def gnn_scorer(
         if other_cpu is not None:
             click.echo(
                 f"note: weights {path} were trained for {other_cpu}, the records are of "
-                f"{target.get('mcpu')} (--any-cpu-weights)",
+                f"{cpu_label(target)} (--any-cpu-weights)",
                 err=True,
             )
     model = init_model(checkpoint.gnn_config)
