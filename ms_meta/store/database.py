@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = ["RecordStore"]
 logger = logging.getLogger(__name__)
 
 _UINT64 = 1 << 64
+_OBJECT_CACHE_SIZE = 4096
 _TO_JSON_GRAPH = tvm_ffi.get_global_func("ffi.ToJSONGraph")
 _STRINGIFY = tvm_ffi.get_global_func("ffi.json.Stringify")
 
@@ -150,7 +152,8 @@ class RecordStore(PyDatabase):
         self._bound_key = key_of(target) if target is not None else None
         self._last_key: str | None = None
         self._workloads: dict[int, Workload] = {}
-        self._best: dict[tuple[tuple[int, ...], str], tuple[int, TuningRecord]] = {}
+        # TVM record objects by (record id, mean): building one replays its trace (ms each)
+        self._objects: OrderedDict[tuple[int, float], TuningRecord] = OrderedDict()
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -188,9 +191,19 @@ class RecordStore(PyDatabase):
         return self._bound_key or self._last_key
 
     def _tvm_record(self, stored: StoredRecord, workload: Workload) -> TuningRecord:
+        """The TVM object of a stored record; cached, since ``TuningRecord.from_json`` replays
+        the trace on the workload (milliseconds per record)."""
+        key = (stored.id, stored.mean_secs)
+        record = self._objects.get(key)
+        if record is not None:
+            self._objects.move_to_end(key)
+            return record
         text = stored.text
         obj = json.loads(f"[{text.trace},{text.run_secs},{text.target},{text.args_info}]")
-        return TuningRecord.from_json(obj, workload)
+        record = self._objects[key] = TuningRecord.from_json(obj, workload)
+        if len(self._objects) > _OBJECT_CACHE_SIZE:
+            self._objects.popitem(last=False)
+        return record
 
     # ---- MetaSchedule's Database interface ---------------------------------------------------
 
@@ -249,17 +262,8 @@ class RecordStore(PyDatabase):
         self, mod: IRModule, target: Target, workload_name: str | None = None
     ) -> TuningRecord | None:
         """The fastest valid record of ``mod`` measured for ``target``; None when there is none."""
-        key = self._key(target)
-        ids = tuple(self._ids(mod))
-        stored = self._sql.best(ids, key, 1)
-        if not stored:
-            return None
-        cached = self._best.get((ids, key))
-        if cached is not None and cached[0] == stored[0].id:
-            return cached[1]
-        record = self._tvm_record(stored[0], Workload(mod))
-        self._best[(ids, key)] = (stored[0].id, record)
-        return record
+        stored = self._sql.best(self._ids(mod), self._key(target), 1)
+        return self._tvm_record(stored[0], Workload(mod)) if stored else None
 
     def query_schedule(
         self, mod: IRModule, target: Target, workload_name: str | None = None

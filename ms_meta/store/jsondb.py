@@ -153,8 +153,8 @@ def _task_name(files: DatabaseFiles, n_workloads: int) -> str | None:
 
 def _lines(path: Path) -> Iterator[str]:
     with _open(path) as handle:
-        for raw in io.TextIOWrapper(handle, encoding="utf-8", newline="\n"):
-            yield raw.rstrip("\n").rstrip("\r")
+        for raw in handle:
+            yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 def _import_one(

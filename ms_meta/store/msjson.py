@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ms_meta.run_secs import is_failed
+
 __all__ = [
     "RecordText",
     "dumps",
@@ -76,6 +78,42 @@ def _value(text: str, pos: int) -> tuple[Any, str, int]:
     return value, text[pos:end], end
 
 
+def _split_compact(line: str) -> tuple[int, RecordText] | None:
+    """The fast path for lines as MetaSchedule writes them (no whitespace); None otherwise."""
+    comma = line.find(",", 1)
+    if line[:1] != "[" or not line[1:comma].isdigit() or line[comma + 1 : comma + 3] != "[[":
+        return None
+    start = comma + 3
+    insts_value, end = _DECODER.raw_decode(line, start)
+    if line[end : end + 1] != "," or not isinstance(insts_value, list):
+        return None
+    decisions_value, end2 = _DECODER.raw_decode(line, end + 1)
+    if line[end2 : end2 + 2] != "]," or not isinstance(decisions_value, list):
+        return None
+    run_secs_value, end3 = _DECODER.raw_decode(line, end2 + 2)
+    if line[end3 : end3 + 1] != ",":
+        return None
+    target_value, end4 = _DECODER.raw_decode(line, end3 + 1)
+    if line[end4 : end4 + 1] != ",":
+        return None
+    _, end5 = _DECODER.raw_decode(line, end4 + 1)
+    if line[end5:] != "]]":
+        return None
+    if run_secs_value is not None and not isinstance(run_secs_value, list):
+        raise ValueError("run_secs is not a list")
+    if target_value is not None and not isinstance(target_value, dict):
+        raise ValueError("the target is not a JSON object")
+    return int(line[1:comma]), RecordText(
+        insts=line[start:end],
+        decisions=line[end + 1 : end2],
+        run_secs=line[end2 + 2 : end3],
+        target=line[end3 + 1 : end4],
+        args_info=line[end4 + 1 : end5],
+        run_secs_value=run_secs_value,
+        target_value=target_value,
+    )
+
+
 def split_record_line(line: str) -> tuple[int, RecordText]:
     """Split one ``database_tuning_record.json`` line into its workload index and part texts.
 
@@ -84,6 +122,12 @@ def split_record_line(line: str) -> tuple[int, RecordText]:
     ValueError
         When the line is not ``[int,[[insts,decisions],run_secs,target,args_info]]``.
     """
+    try:
+        compact = _split_compact(line)
+    except (ValueError, IndexError):  # json.JSONDecodeError is a ValueError
+        compact = None
+    if compact is not None:
+        return compact
     pos = _skip(line, 0, "[")
     index, _, pos = _value(line, pos)
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
@@ -158,8 +202,6 @@ def join_workload_line(shash: str, module: str) -> str:
 def mean_run_secs(run_secs: list[Any] | None, failed: float) -> float:
     """Mean latency of a record, or ``failed`` for a failed or missing measurement (ms-meta's
     convention, :mod:`ms_meta.run_secs`)."""
-    from ms_meta.run_secs import is_failed
-
     try:
         if is_failed(run_secs):
             return failed

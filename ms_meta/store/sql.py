@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS records (
     added REAL NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS records_identity ON records (workload_id, key_id, trace_hash);
 CREATE INDEX IF NOT EXISTS records_best ON records (workload_id, key_id, mean_secs);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
     digest TEXT PRIMARY KEY, path TEXT NOT NULL, lines_done INTEGER NOT NULL,
     complete INTEGER NOT NULL, updated REAL NOT NULL);
@@ -205,7 +206,8 @@ class SqlStore:
             raise DatabaseError(f"{self.path} is not a record store: {err}") from None
         self._key_ids: dict[str, int | None] = {}
         self._targets: dict[str, tuple[int, int]] = {}
-        self._insts_seen: set[int] = set()
+        self._insts_seen: set[int] = set()  # instruction lists known to be stored
+        self._gc_generation = 0
         self._insts_cache: OrderedDict[int, str] = OrderedDict()
 
     # ---- connection and transactions ---------------------------------------------------------
@@ -319,16 +321,15 @@ class SqlStore:
         now = time.time()
         count = 0
         with self.transaction() as conn:
+            self._check_gc(conn)
             before = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0]
-            rows = []
+            rows, new_insts = [], []
             for workload_id, rec in records:
                 target_id, key_id = self._target_ids(rec.target, rec.target_value)
-                insts_hash = _hash64(rec.insts.encode())
+                insts = rec.insts.encode()
+                insts_hash = _hash64(insts)
                 if insts_hash not in self._insts_seen:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO insts (hash, body) VALUES (?, ?)",
-                        (insts_hash, zlib.compress(rec.insts.encode(), 1)),
-                    )
+                    new_insts.append((insts_hash, zlib.compress(insts, 1)))
                     self._insts_seen.add(insts_hash)
                 mean = mean_run_secs(rec.run_secs_value, FAILED_RUN_SECS)
                 rows.append(
@@ -346,7 +347,14 @@ class SqlStore:
                     )
                 )
             count = len(rows)
-            conn.executemany(_INSERT_RECORD, rows)
+            try:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO insts (hash, body) VALUES (?, ?)", new_insts
+                )
+                conn.executemany(_INSERT_RECORD, rows)
+            except BaseException:
+                self._insts_seen.difference_update(h for h, _ in new_insts)  # rolled back
+                raise
             added = conn.execute("SELECT count(*) FROM records WHERE id > ?", (before,)).fetchone()
             if source is not None:
                 digest, path, lines_done, complete = source
@@ -358,6 +366,14 @@ class SqlStore:
                     (digest, path, lines_done, int(complete), now),
                 )
         return AddResult(added=added[0], duplicates=count - added[0])
+
+    def _check_gc(self, conn: sqlite3.Connection) -> None:
+        """Forget which instruction lists are stored when a gc (in any process) ran since."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'gc'").fetchone()
+        generation = row[0] if row else 0
+        if generation != self._gc_generation:
+            self._insts_seen.clear()
+            self._gc_generation = generation
 
     def source_progress(self, digest: str) -> tuple[int, bool]:
         """``(lines imported, complete)`` of an import source (``(0, False)`` when new)."""
@@ -536,6 +552,10 @@ class SqlStore:
                     (keep_best,),
                 ).rowcount
             conn.execute("DELETE FROM insts WHERE hash NOT IN (SELECT insts_hash FROM records)")
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('gc', 1) "
+                "ON CONFLICT (key) DO UPDATE SET value = value + 1"
+            )
         self._insts_seen.clear()
         self._insts_cache.clear()
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -138,3 +138,17 @@ def test_a_store_from_a_newer_format_is_refused(tmp_path):
     conn.close()
     with pytest.raises(DatabaseError, match="format 99"):
         SqlStore(path)
+
+
+def test_records_added_after_another_process_ran_gc_keep_their_instructions(tmp_path):
+    path = tmp_path / "s.sqlite"
+    writer, other = SqlStore(path), SqlStore(path)
+    workload = writer.add_workload("1", "YQ==", "a")
+    first = seed_records()[0]
+    writer.add_records([(workload, first)])
+    other.gc(keep_best=1)  # keeps the record, but could have dropped shared instruction lists
+    other._conn.execute("DELETE FROM records")
+    other.gc()  # now the instruction list is unused and deleted
+    writer.add_records([(workload, with_decisions(first, 1))])
+    (record,) = writer.records()
+    assert record.text.insts == first.insts
