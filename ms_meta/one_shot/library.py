@@ -380,6 +380,15 @@ def build_library(
         raise LibraryError(f"per_task must be >= 1, got {per_task}")
     wanted = None if tasks is None else set(tasks)
     records = load_databases(paths)
+    unreadable = records.unreadable_sources()
+    if unreadable and not skip_unreadable:
+        raise LibraryError(
+            f"cannot build a library: {len(unreadable)} source folder(s) or file(s) cannot be "
+            f"read ({'; '.join(unreadable)}); fix them, or pass --skip-unreadable to build from "
+            "the rest"
+        )
+    for text in unreadable:
+        logger.warning("left out, cannot be read: %s", text)
     _warn_skipped_lines(records.skips.skipped)
     groups = [g for g in records.groups if wanted is None or g.task in wanted]
     library_tasks = []

@@ -229,6 +229,22 @@ def test_library_build_warns_about_the_record_lines_it_drops(tmp_path, records):
     assert out.is_file() and "3 tasks" in result.stdout
 
 
+def test_library_build_refuses_an_unreadable_source_unless_told_to_skip(tmp_path, records):
+    workloads = records / "mm_1024" / "database_workload.json"
+    gz = workloads.with_name(workloads.name + ".gz")
+    gz.write_bytes(b"this is not gzip data\n")  # the reader takes the .gz, which cannot be read
+    workloads.unlink()
+    out = tmp_path / "lib.library.json.gz"
+    refused = ms_meta("library", "build", str(records), "--out", str(out), cwd=tmp_path)
+    assert_one_line_error(refused, "cannot build a library", "--skip-unreadable", str(gz))
+    assert not out.exists()
+    skipped = ms_meta("library", "build", str(records), "--out", str(out), "--skip-unreadable",
+                      cwd=tmp_path)  # fmt: skip
+    assert skipped.returncode == 0, skipped.stderr
+    assert "left out, cannot be read" in skipped.stderr and str(gz) in skipped.stderr
+    assert out.is_file() and "2 tasks" in skipped.stdout
+
+
 # --- workloads without a useful answer ----------------------------------------------------
 
 
