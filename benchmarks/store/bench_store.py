@@ -267,7 +267,7 @@ def main() -> None:
 
     load_before = os.getloadavg()
     with SqlStore(path) as store:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         sources = scan_json_databases([tree])
         scanned = time.perf_counter()
         report = import_json_databases(store, sources)
@@ -281,6 +281,7 @@ def main() -> None:
             "import_s": round(done - scanned, 1),
             "total_s": round(done - start, 1),
             "records_per_s": round(report.added / (done - start)),
+            "cpu_s": round(time.process_time() - cpu_start, 1),
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         }

@@ -252,9 +252,10 @@ def import_json_databases(
         What was added, repeated, skipped.
     """
     report = ImportReport()
-    for source in sources:
-        _import_one(store, source, report, batch_size, on_lines)
-        report.databases += 1
+    with store.bulk():
+        for source in sources:
+            _import_one(store, source, report, batch_size, on_lines)
+            report.databases += 1
     return report
 
 

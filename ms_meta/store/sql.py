@@ -52,6 +52,7 @@ STORE_FORMAT_VERSION = 1
 STORE_ENV = "MS_META_STORE"  # overrides the default store file
 DEFAULT_BUSY_TIMEOUT_S = 60.0
 _INSTS_CACHE_SIZE = 4096
+_BULK_CHECKPOINT_PAGES = 25_000  # about 100 MB of log between checkpoints
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS target_keys (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
@@ -233,6 +234,16 @@ class SqlStore:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Fewer write-ahead-log checkpoints while importing many records (each checkpoint
+        syncs the file); the usual checkpointing resumes afterwards."""
+        self._conn.execute(f"PRAGMA wal_autocheckpoint = {_BULK_CHECKPOINT_PAGES}")
+        try:
+            yield
+        finally:
+            self._conn.execute("PRAGMA wal_autocheckpoint = 1000")
 
     # ---- targets and workloads ---------------------------------------------------------------
 
