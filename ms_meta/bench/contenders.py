@@ -145,6 +145,11 @@ def _compile_tvm_contender(name, network, work_dir, threads, options, say) -> di
         info["compile_seconds"] = None  # the tuning happened in an earlier run
     say(f"{name}: exporting the compiled model")
     _export_library(executable, work_dir / LIBRARY_FILE)
+    if options.get("describe_functions"):  # the per-operator gap table's view of the build
+        from ms_meta.bench.gap import describe_functions
+        from ms_meta.one_shot import prepare_relax
+
+        info["functions"] = describe_functions(prepare_relax(mod, None, target), target)
     info.update(
         import_seconds=import_seconds,
         target=target_summary(target),

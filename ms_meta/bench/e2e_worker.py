@@ -2,10 +2,12 @@
 
 ``reference`` runs the network in eager PyTorch and saves its example inputs and outputs;
 ``compile`` compiles one contender into its work directory; ``time`` loads one contender, checks
-its outputs against the reference and times it. Each runs in a fresh process that imports one
-runtime only (the parent sets the thread environment before Python starts), so that no other
-runtime's worker threads spin on the cores while a contender is timed. Every command writes its
-result as JSON to ``--result``; progress lines go to stderr prefixed with ``progress:``.
+its outputs against the reference and times it; ``profile`` (TVM) and ``torch-ops`` (PyTorch)
+time single operators for the per-operator gap table (:mod:`ms_meta.bench.gap`). Each runs in
+a fresh process that imports one runtime only (the parent sets the thread environment before
+Python starts), so that no other runtime's worker threads spin on the cores while a contender is
+timed. Every command writes its result as JSON to ``--result``; progress lines go to stderr
+prefixed with ``progress:``.
 """
 
 from __future__ import annotations
@@ -134,7 +136,27 @@ def _time(args) -> dict[str, Any]:
     }
 
 
-COMMANDS = {"reference": _reference, "compile": _compile, "time": _time}
+def _profile(args) -> dict[str, Any]:
+    from ms_meta.bench.contenders import LIBRARY_FILE
+    from ms_meta.bench.gap import profile_tvm
+
+    inputs, _ = read_reference(Path(args.reference))
+    return profile_tvm(Path(args.work_dir) / LIBRARY_FILE, inputs, args.runs, args.warmup)
+
+
+def _torch_ops(args) -> dict[str, Any]:
+    from ms_meta.bench.gap import time_torch_ops
+
+    return {"ops": time_torch_ops(args.network, args.threads, args.runs, args.warmup)}
+
+
+COMMANDS = {
+    "reference": _reference,
+    "compile": _compile,
+    "time": _time,
+    "profile": _profile,
+    "torch-ops": _torch_ops,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
