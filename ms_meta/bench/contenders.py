@@ -300,6 +300,29 @@ def _compile_xgb(mod, target, work_dir: Path, options, say):
     return executable, info
 
 
+def _progress_builder(inner, total: int, say):
+    """A builder that delegates to ``inner`` and reports each batch: MetaSchedule's first
+    round-robin pass over the tasks commits nothing, so its logs stay silent for a long time."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import PyBuilder
+
+    @derived_object
+    class _ProgressBuilder(PyBuilder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.built = 0
+            self.start = time.perf_counter()
+
+        def build(self, build_inputs):
+            if build_inputs:  # empty: a task whose search found nothing new
+                self.built += len(build_inputs)
+                say(f"xgb: building and measuring candidates {self.built}/{total} "
+                    f"({time.perf_counter() - self.start:.0f} s)")  # fmt: skip
+            return inner.build(build_inputs)
+
+    return _ProgressBuilder()
+
+
 def _tune_xgb(fused, target, tune_dir: Path, options, say):
     from tvm.s_tir import meta_schedule as ms
 
@@ -320,7 +343,7 @@ def _tune_xgb(fused, target, tune_dir: Path, options, say):
             mod=fused, params=None, target=target, work_dir=str(tune_dir),
             max_trials_global=total,
             num_trials_per_iter=min(XGB_TRIALS_PER_ITER, trials_per_task),
-            builder=make_builder(), runner=make_local_runner(),
+            builder=_progress_builder(make_builder(), total, say), runner=make_local_runner(),
             cost_model=ms.cost_model.XGBModel(), seed=0,
         )  # fmt: skip
     return database, {

@@ -309,8 +309,8 @@ def run_model_benchmark(
         "numerics_rtol": rtol,
         "options": {
             "target": target,
-            "weights": weights,
-            "library": library,
+            "weights": None if weights is None else str(weights),
+            "library": None if library is None else str(library),
             "verify": verify,
             "xgb_trials_per_task": xgb_trials_per_task,
             "xgb_database": None if xgb_database is None else str(xgb_database),
@@ -330,9 +330,7 @@ def run_model_benchmark(
     result["versions"]["torch"] = ref.get("torch_version")
     result["reference"] = {"inputs": ref.get("inputs"), "outputs": ref.get("outputs")}
 
-    options = {"target": target, "weights": weights, "library": library, "verify": verify,
-               "xgb_trials_per_task": xgb_trials_per_task,
-               "xgb_database": None if xgb_database is None else str(xgb_database)}  # fmt: skip
+    options = result["options"]  # what every compile process is told, paths as strings
     ready: list[str] = []
     for index, name in enumerate(names, 1):
         contender = CONTENDERS[name]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import platform
 import sys
@@ -34,6 +35,14 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TVM
 
 def say(message: str) -> None:
     print(f"{PROGRESS_PREFIX}{message}", file=sys.stderr, flush=True)
+
+
+class _ProgressHandler(logging.Handler):
+    """Passes One-Shot's per-task log lines on as progress lines (a search with measurements
+    takes minutes per network)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        say(f"one-shot: {record.getMessage()}")
 
 
 def reference_tolerance(reference: list[np.ndarray], rtol: float) -> float:
@@ -178,6 +187,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    one_shot_logger = logging.getLogger("ms_meta.one_shot")
+    one_shot_logger.addHandler(_ProgressHandler(logging.INFO))
+    one_shot_logger.setLevel(logging.INFO)
     started = time.perf_counter()
     try:
         result = COMMANDS[args.command](args)

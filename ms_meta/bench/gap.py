@@ -429,8 +429,8 @@ def run_gap_table(
     worker("reference", ["--out", str(reference)], "reference")
     options = {
         "target": target,
-        "weights": weights,
-        "library": library,
+        "weights": None if weights is None else str(weights),
+        "library": None if library is None else str(library),
         "xgb_database": None if xgb_database is None else str(xgb_database),
         "describe_functions": True,
     }

@@ -159,3 +159,19 @@ def test_cli_model_benchmark_prints_the_table(tmp_path):
     assert result.exit_code == 0, result.output
     assert "torch" in result.output and "median ms" in result.output
     assert json.loads((tmp_path / f"{NETWORK}.json").read_text())["threads"] == 1
+
+
+@pytest.mark.slow
+def test_xgb_tunes_then_a_later_run_compiles_from_its_database(tmp_path):
+    first = run_model_benchmark(
+        NETWORK, out_dir=tmp_path / "tune", contenders="xgb", runs=2, warmup=1, rounds=1,
+        xgb_trials_per_task=2, progress=False,
+    )["contenders"]["xgb"]  # fmt: skip
+    assert first["numerics_ok"] and 0 < first["trials"] <= 2 * first["tasks"]
+    assert first["tuning_seconds"] > 0 and first["compile_seconds"] >= first["tuning_seconds"]
+    again = run_model_benchmark(
+        NETWORK, out_dir=tmp_path / "again", runs=2, warmup=1, rounds=1, contenders="xgb",
+        xgb_database=Path(first["database"]), progress=False,
+    )["contenders"]["xgb"]  # fmt: skip
+    assert again["reused_database"] == first["database"] and again["compile_seconds"] is None
+    assert again["numerics_ok"] and again["trials"] == first["trials"]
