@@ -84,18 +84,15 @@ def import_model(name: str) -> tuple[tvm.IRModule, Params, tuple[torch.Tensor, .
 
 
 def bind_for_inference(mod: tvm.IRModule, params: Params | None) -> tvm.IRModule:
-    """Bind the weights as constants and rewrite training-form ops for inference.
-
-    ``DecomposeOpsForInference`` turns inference batch norm into elementwise ops that
-    ``FuseOps`` merges into the convolution before it (ResNet-18: 22 tuning tasks instead of
-    27 with separate batch-norm kernels). Every compile path of the benchmark starts from this
-    module, so MetaSchedule's database keys match between tuning and compiling.
+    """Bind the weights as constants and rewrite training-form ops for inference, as One-Shot
+    does (:func:`ms_meta.one_shot.prepare_for_inference`: batch norm folded into the
+    convolution before it, the rest decomposed into elementwise ops that ``FuseOps`` merges
+    into the kernel before them). Every compile path of the benchmark starts from this module,
+    so MetaSchedule's database keys match between tuning and compiling.
     """
-    if params:
-        mod = relax.transform.BindParams("main", params)(mod)
-    return tvm.transform.Sequential(
-        [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings()]
-    )(mod)
+    from ms_meta.one_shot.relax import prepare_for_inference
+
+    return prepare_for_inference(mod, params)
 
 
 def fuse_for_tuning(mod: tvm.IRModule) -> tvm.IRModule:

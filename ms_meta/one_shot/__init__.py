@@ -12,7 +12,14 @@ from ms_meta.one_shot.library import (
     build_library,
     load_library,
 )
-from ms_meta.one_shot.relax import prepare_relax, relax_tasks, run_relax, tune_relax
+from ms_meta.one_shot.relax import (
+    compile_relax,
+    prepare_for_inference,
+    prepare_relax,
+    relax_tasks,
+    run_relax,
+    tune_relax,
+)
 from ms_meta.one_shot.result import Measurement, OneShotResult, TaskOutcome
 from ms_meta.one_shot.run import (
     MODEL_WARNING_ATTR,
@@ -50,10 +57,12 @@ __all__ = [
     "TaskOutcome",
     "TaskSearch",
     "build_library",
+    "compile_relax",
     "library_search",
     "load_library",
     "other_cpu_warning",
     "predicted_database",
+    "prepare_for_inference",
     "prepare_relax",
     "read_summary",
     "relax_tasks",

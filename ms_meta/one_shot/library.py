@@ -124,6 +124,33 @@ class ScheduleLibrary:
         found.sort(key=lambda item: item[:2])
         return [(task, distance) for distance, _, task in found[:k]]
 
+    def neighbours(
+        self,
+        kind: str,
+        features: Sequence[float],
+        k: int = DEFAULT_NEIGHBOURS,
+    ) -> list[tuple[LibraryTask, float]]:
+        """The ``k`` nearest tasks of ``kind`` (:meth:`nearest`), then the ``k`` nearest of
+        each sibling kind whose main block has the same loops (:data:`SIBLING_KINDS`: a
+        convolution fused with its bias, batch norm or activation and the plain convolution
+        of the same layout), compared as if ``features`` were of the sibling kind.
+
+        A fused task's schedules replay on the plain one's main block, and the plain
+        convolutions are the tasks the library holds most of and measured deepest.
+        """
+        found = self.nearest(kind, features, k)
+        for sibling in SIBLING_KINDS.get(kind, ()):
+            near = self.nearest(sibling, _as_kind(features, kind, sibling), k)
+            # a sibling measured on this very main block (same shapes and loops, only the
+            # epilogue differs) is as near as a task can be: its fastest schedule leads
+            same = [(t, 0.0) for t, _ in near if _main_block_distance(t.features, features) < 1e-3]
+            rest = [(t, d) for t, d in near if (t, 0.0) not in same]
+            if found and found[0][1] <= 1e-5:  # the task's own measurement still leads
+                found = found[:1] + same + found[1:] + rest
+            else:
+                found = same + found + rest
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": LIBRARY_FORMAT,
@@ -143,6 +170,33 @@ class ScheduleLibrary:
                 f.write(data)
 
         return atomic_write(path, write)
+
+
+# kinds whose main blocks have the same loops in the same order, so that a trace of one
+# replays on the other: a fused convolution (NCHW, the layout Relax imports) and the plain one
+SIBLING_KINDS: dict[str, tuple[str, ...]] = {"conv2d_fused": ("conv2d_nchw",)}
+
+
+def _as_kind(features: Sequence[float], kind: str, other: str) -> list[float]:
+    """``features`` with the operator-kind one-hot moved from ``kind`` to ``other``."""
+    from ms_meta.feature.schema import TASK_FEATURE_INDEX
+
+    out = [float(x) for x in features]
+    out[TASK_FEATURE_INDEX[f"op_{kind}"]] = 0.0
+    out[TASK_FEATURE_INDEX[f"op_{other}"]] = 1.0
+    return out
+
+
+def _main_block_distance(a: Sequence[float], b: Sequence[float]) -> float:
+    """Distance between two signatures over the main block alone: the input, weight and output
+    shapes and the loop extents (not the kind, FLOPs, input count or bytes an epilogue adds)."""
+    from ms_meta.feature.schema import NUM_TASK_FEATURES, TASK_FEATURE_INDEX
+
+    keep = [i for name, i in TASK_FEATURE_INDEX.items() if name[:4] in ("out_", "in0_", "in1_")]
+    keep += list(range(NUM_TASK_FEATURES, len(a)))
+    if len(a) != len(b):
+        return math.inf
+    return math.dist([a[i] for i in keep], [b[i] for i in keep])
 
 
 def default_library_path(target: dict[str, Any], weights_path: str | None = None) -> Path | None:

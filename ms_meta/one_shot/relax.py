@@ -1,9 +1,10 @@
 """One-Shot tuning of a Relax model: every TIR task it holds, tuned by the cost model alone.
 
-:func:`prepare_relax` legalizes and fuses the model exactly as ``compile_relax`` does before it
-applies a database, :func:`relax_tasks` extracts the TIR tasks of the result, and
-:func:`run_relax` / :func:`tune_relax` search them one by one as :mod:`ms_meta.one_shot.tir` does
-and commit every pick to one database.
+:func:`prepare_for_inference` binds the weights and rewrites the graph for inference (batch
+norm folded into the convolution before it), :func:`prepare_relax` then legalizes and fuses it
+exactly as :func:`compile_relax` does before it applies a database, :func:`relax_tasks` extracts
+the TIR tasks of the result, and :func:`run_relax` / :func:`tune_relax` search them one by one as
+:mod:`ms_meta.one_shot.tir` does and commit every pick to one database.
 """
 
 from __future__ import annotations
@@ -32,16 +33,20 @@ from ms_meta.one_shot.run import (
 from ms_meta.one_shot.settings import SearchSettings
 from ms_meta.tuning.measure import MeasureSettings
 
-__all__ = ["prepare_relax", "relax_tasks", "run_relax", "tune_relax"]
+__all__ = [
+    "compile_relax",
+    "prepare_for_inference",
+    "prepare_relax",
+    "relax_tasks",
+    "run_relax",
+    "tune_relax",
+]
 
 logger = logging.getLogger(__name__)
 
 
-def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
-    """Bind ``params`` and legalize + fuse ``mod`` exactly as ``compile_relax`` does before it
-    applies a database, so that the tasks found here are the functions it looks up."""
+def _as_module(mod, params) -> tvm.IRModule:
     from tvm import relax
-    from tvm.relax import pipeline as relax_pipeline
 
     if isinstance(mod, relax.Function):
         mod = tvm.IRModule({"main": mod})
@@ -51,9 +56,58 @@ def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
         )
     if params and "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
         raise NothingToTuneError("params are given, but the module has no 'main' function")
+    return mod
+
+
+def prepare_for_inference(mod, params=None) -> tvm.IRModule:
+    """Bind ``params`` as constants and rewrite training-form operators for inference.
+
+    Batch norm after a convolution is folded into the convolution's weights and a bias
+    (``FoldBatchnormToConv2D``): the fused task is then a convolution with a bias epilogue, as
+    the schedule library's tasks are, instead of four elementwise operations per output. What
+    is left of batch norm, layer norm and the like is decomposed into elementwise operations
+    (``DecomposeOpsForInference``) that ``FuseOps`` merges into the kernel before them.
+    Idempotent: preparing a prepared module changes nothing.
+
+    Parameters
+    ----------
+    mod : IRModule or relax.Function
+        The Relax model, as imported.
+    params : dict of name to Tensor, optional
+        Weights to bind to ``main``'s parameters.
+
+    Returns
+    -------
+    IRModule
+        The module :func:`prepare_relax` legalizes and fuses.
+    """
+    from tvm import relax
+
+    mod = _as_module(mod, params)
     try:
         if params:
             mod = relax.transform.BindParams("main", params)(mod)
+        return tvm.transform.Sequential([
+            relax.transform.FoldBatchnormToConv2D(),
+            relax.transform.FoldConstant(),
+            relax.transform.DecomposeOpsForInference(),
+            relax.transform.CanonicalizeBindings(),
+        ])(mod)  # fmt: skip
+    except MsMetaError:
+        raise
+    except Exception as err:  # TVM's errors carry a C++ backtrace; keep the message
+        raise OneShotError(f"could not prepare the Relax module: {first_line(err)}") from None
+
+
+def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
+    """:func:`prepare_for_inference`, then legalize + fuse ``mod`` exactly as
+    :func:`compile_relax` does before it applies a database, so that the tasks found here are
+    the functions it looks up."""
+    from tvm import relax
+    from tvm.relax import pipeline as relax_pipeline
+
+    mod = prepare_for_inference(mod, params)
+    try:
         try:
             dispatch = list(relax_pipeline.library_dispatch_passes(target))
         except (ValueError, AttributeError):  # targets without a registered pipeline
@@ -72,6 +126,44 @@ def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
         raise OneShotError(
             f"could not legalize and fuse the Relax module: {first_line(err)}"
         ) from None
+
+
+def compile_relax(database, mod, params=None, target=None):
+    """Compile a Relax model with the schedules of ``database`` (from :func:`tune_relax`, or
+    any MetaSchedule database of the same tasks).
+
+    The model goes through :func:`prepare_relax`, as in tuning, so every tuned task is found;
+    MetaSchedule's own ``compile_relax`` skips :func:`prepare_for_inference` and would miss the
+    tasks whose batch norm was folded. Functions the database lacks keep their default schedule.
+
+    Parameters
+    ----------
+    database : Database
+        The tuning database.
+    mod : IRModule or relax.Function
+        The Relax model, as imported.
+    params : dict of name to Tensor, optional
+        Weights to bind to ``main``'s parameters.
+    target : Target, dict, str or None
+        As in :func:`tune_relax` (None: this machine's CPU).
+
+    Returns
+    -------
+    relax.VMExecutable
+        Run it with ``relax.VirtualMachine(executable, tvm.cpu())``.
+    """
+    from tvm import relax
+
+    target = check_target(target)
+    prepared = prepare_relax(mod, params, target)
+    try:
+        with target, database, tvm.transform.PassContext(opt_level=3):
+            applied = relax.transform.MetaScheduleApplyDatabase()(prepared)
+            return tvm.compile(applied, target=target)
+    except MsMetaError:
+        raise
+    except Exception as err:  # TVM's errors carry a C++ backtrace; keep the message
+        raise OneShotError(f"could not compile the Relax module: {first_line(err)}") from None
 
 
 def relax_tasks(mod, params, target, op_names: list[str] | None = None) -> list[Task]:

@@ -265,12 +265,13 @@ def library_search(
     keep = finalists or settings.finalists
     context = _tune_context(mod, target, task_name, rand_state, settings)
     kind = infer_operator_kind(context.mod)
-    nearest = library.nearest(kind, task_signature(context.mod), k=neighbours)
+    nearest = library.neighbours(kind, task_signature(context.mod), k=neighbours)
     postprocs = list(context.space_generator.postprocs)
     prior_weight = DEFAULT_PRIOR_WEIGHT if prior_weight is None else prior_weight
     candidates, origins, relative, seen = [], [], [], set()
     failed = 0
     own = False  # a schedule measured on this very task fits (a library task, same signature)
+    lead = False  # ... or on its main block (a sibling kind's task of the same shapes)
     for entry, distance in nearest:
         for speed_rank, schedule in enumerate(entry.schedules, start=1):
             sch = transfer_schedule(schedule.trace, context.mod, postprocs)
@@ -287,7 +288,8 @@ def library_search(
             candidates.append(ms.MeasureCandidate(sch, args_info))
             origins.append(f"{entry.name} #{speed_rank}")
             relative.append(schedule.relative)
-            own = own or distance <= SAME_TASK_DISTANCE
+            own = own or (distance <= SAME_TASK_DISTANCE and entry.kind == kind)
+            lead = lead or distance <= SAME_TASK_DISTANCE
     notes = []
     if not nearest:
         # nearest() pairs only tasks whose main blocks have as many loops as this one's
@@ -305,11 +307,14 @@ def library_search(
         # measured speed on its own task is evidence the model does not see
         rank_key = _standardized(scores) + prior_weight * _standardized(-np.log(relative))
         order = np.argsort(-rank_key, kind="stable")
-        if own:
-            # the task was measured already: its fastest measured schedule beats any prediction
-            # (the library lists a task's schedules fastest first, nearest task first)
+        if lead:
+            # the task (or its main block) was measured already: its fastest measured schedule
+            # beats any prediction (the library lists a task's schedules fastest first, nearest
+            # task first)
             order = np.concatenate([[0], order[order != 0]])
-            origins[0] += " (this task's own measurement)"
+            origins[0] += (
+                " (this task's own measurement)" if own else " (its main block, measured unfused)"
+            )
         order = order[:keep]
         ranked = [
             Finalist(candidates[i], float(scores[i]), rank, origins[i], own and i == 0)
