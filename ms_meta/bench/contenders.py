@@ -125,7 +125,7 @@ def compile_contender(
 def _compile_tvm_contender(name, network, work_dir, threads, options, say) -> dict[str, Any]:
     import tvm
 
-    from ms_meta.networks import bind_for_inference, import_model
+    from ms_meta.networks import import_model
     from ms_meta.tuning.target import host_cpu, parse_target, target_summary
 
     target = parse_target(options.get("target"))
@@ -135,11 +135,10 @@ def _compile_tvm_contender(name, network, work_dir, threads, options, say) -> di
     say(f"{name}: importing {network} into Relax")
     start = time.perf_counter()
     mod, params, _ = import_model(network)
-    mod = bind_for_inference(mod, params)
     import_seconds = time.perf_counter() - start
     logging.getLogger(_MS_LOGGER).setLevel(logging.WARNING)
     start = time.perf_counter()
-    executable, info = _compile_tvm(name, mod, target, work_dir, options, say)
+    executable, info = _compile_tvm(name, mod, params, target, work_dir, options, say)
     info["compile_seconds"] = time.perf_counter() - start
     if info.get("tuning_seconds") is None and "reused_database" in info:
         info["compile_seconds"] = None  # the tuning happened in an earlier run
@@ -149,7 +148,7 @@ def _compile_tvm_contender(name, network, work_dir, threads, options, say) -> di
         from ms_meta.bench.gap import describe_functions
         from ms_meta.one_shot import prepare_relax
 
-        info["functions"] = describe_functions(prepare_relax(mod, None, target), target)
+        info["functions"] = describe_functions(prepare_relax(mod, params, target), target)
     info.update(
         import_seconds=import_seconds,
         target=target_summary(target),
@@ -159,23 +158,27 @@ def _compile_tvm_contender(name, network, work_dir, threads, options, say) -> di
     return info
 
 
-def _compile_tvm(name: str, mod, target, work_dir: Path, options: dict[str, Any], say):
+def _compile_tvm(name: str, mod, params, target, work_dir: Path, options: dict[str, Any], say):
     """The one place where a TVM contender's Relax module becomes an executable.
 
-    ``mod`` is the imported network with its weights bound (:func:`bind_for_inference`).
-    One-Shot compiles through :func:`ms_meta.one_shot.prepare_relax`, the package's own Relax
-    pipeline for One-Shot, so that a change to that pipeline reaches this benchmark; stock
-    MetaSchedule (``xgb``) compiles with ``ms.relax_integration`` as a user of TVM would.
-    Returns the executable and a dict of what happened.
+    ``mod`` and ``params`` are the imported network and its weights. One-Shot goes through the
+    package's own Relax pipeline (:func:`ms_meta.one_shot.prepare_relax` for the search, and
+    ``ms_meta.one_shot.compile_relax`` to build), so that a change to that pipeline reaches
+    this benchmark; stock MetaSchedule (``xgb``) and ``untuned`` start from the module a user
+    of TVM would have (:func:`ms_meta.networks.bind_for_inference`) and compile with
+    ``ms.relax_integration`` and ``tvm.compile``. Returns the executable and a dict of what
+    happened.
     """
-    if name == "untuned":
-        say("untuned: compiling with TVM's default Relax pipeline")
-        return tvm_compile_default(mod, target), {}
+    from ms_meta.networks import bind_for_inference
+
     if name in ("one-shot", "one-shot-verify"):
         verify = int(options.get("verify") or DEFAULT_VERIFY) if name == "one-shot-verify" else 0
-        return _compile_one_shot(mod, target, work_dir, options, verify, say)
+        return _compile_one_shot(mod, params, target, work_dir, options, verify, say)
+    if name == "untuned":
+        say("untuned: compiling with TVM's default Relax pipeline")
+        return tvm_compile_default(bind_for_inference(mod, params), target), {}
     if name == "xgb":
-        return _compile_xgb(mod, target, work_dir, options, say)
+        return _compile_xgb(bind_for_inference(mod, params), target, work_dir, options, say)
     raise MsMetaError(f"{name} is not a TVM contender")
 
 
@@ -185,7 +188,8 @@ def tvm_compile_default(mod, target):
     return tvm.compile(mod, target=target)
 
 
-def _compile_one_shot(mod, target, work_dir: Path, options, verify: int, say):
+def _compile_one_shot(mod, params, target, work_dir: Path, options, verify: int, say):
+    from ms_meta import one_shot
     from ms_meta.one_shot import prepare_relax, run_relax
     from ms_meta.tuning.measured_tuning import meta_schedule_logging_compat
 
@@ -195,14 +199,19 @@ def _compile_one_shot(mod, target, work_dir: Path, options, verify: int, say):
     start = time.perf_counter()
     with meta_schedule_logging_compat():
         outcome = run_relax(
-            mod, None, target, work_dir / "one_shot", weights=weights, library=library,
+            mod, params, target, work_dir / "one_shot", weights=weights, library=library,
             verify=verify,
         )  # fmt: skip
     searched = time.perf_counter()
     tasks = outcome.tasks
     say(f"one-shot: {len(tasks)} tasks, {outcome.tasks_from_library} from the schedule library, "
         f"in {searched - start:.0f} s; building")  # fmt: skip
-    executable = build_with_database(prepare_relax(mod, None, target), outcome.database, target)
+    package_compile = getattr(one_shot, "compile_relax", None)
+    if package_compile is not None:  # the package's own build, pipeline included
+        executable = package_compile(outcome.database, mod, params, target)
+    else:
+        prepared = prepare_relax(mod, params, target)
+        executable = build_with_database(prepared, outcome.database, target)
     measured = sum(len(t.verified) for t in tasks)
     return executable, {
         "search_seconds": searched - start,

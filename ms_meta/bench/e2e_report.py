@@ -102,7 +102,7 @@ def format_table(result: dict[str, Any]) -> str:
             continue
         lat = entry.get("latency", {})
         ratio = entry.get("ratio_to_fastest_anchor") or {}
-        spread = f"{ratio['min']:.2f}-{ratio['max']:.2f}" if ratio else "-"
+        spread = f"{ratio['min']:.3g}-{ratio['max']:.3g}" if ratio else "-"
         p10_p90 = f"{lat['p10_ms']:.2f}-{lat['p90_ms']:.2f}" if lat.get("runs") else "-"
         min_max = f"{lat['min_ms']:.2f}-{lat['max_ms']:.2f}" if lat.get("runs") else "-"
         diff = entry.get("max_abs_diff")
@@ -113,7 +113,7 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(
             f"{name:16s} {_cell(entry.get('compile_seconds'), 9, '.1f')} "
             f"{_cell(lat.get('median_ms'), 10, '.2f')} {p10_p90:>16s} {min_max:>16s} "
-            f"{_cell(ratio.get('median'), 16, '.2f')} {spread:>12s} {_cell(diff, 12, '.1e')} "
+            f"{_cell(ratio.get('median'), 16, '.3g')} {spread:>12s} {_cell(diff, 12, '.1e')} "
             f"{_cell(others, 6, '.2f')}{flag}"
         )
     if anchor:
