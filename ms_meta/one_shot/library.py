@@ -71,9 +71,12 @@ class LibraryTask:
     kind: str
     features: list[float]
     schedules: list[LibrarySchedule]
+    # mean run time of the fastest schedule, seconds (absent in libraries built before
+    # 2026-12-05): compares tasks of the same main block, whose relative times do not
+    best_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "kind": self.kind,
             "features": [round(float(x), 6) for x in self.features],
@@ -81,14 +84,19 @@ class LibraryTask:
                 {"trace": s.trace, "relative": round(s.relative, 4)} for s in self.schedules
             ],
         }
+        if self.best_seconds is not None:
+            out["best_seconds"] = float(f"{self.best_seconds:.6g}")
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> LibraryTask:
+        best = raw.get("best_seconds")
         return cls(
             name=str(raw["name"]),
             kind=str(raw["kind"]),
             features=[float(x) for x in raw["features"]],
             schedules=[LibrarySchedule(s["trace"], float(s["relative"])) for s in raw["schedules"]],
+            best_seconds=None if best is None else float(best),
         )
 
 
@@ -130,26 +138,29 @@ class ScheduleLibrary:
         features: Sequence[float],
         k: int = DEFAULT_NEIGHBOURS,
     ) -> list[tuple[LibraryTask, float]]:
-        """The ``k`` nearest tasks of ``kind`` (:meth:`nearest`), then the ``k`` nearest of
-        each sibling kind whose main block has the same loops (:data:`SIBLING_KINDS`: a
-        convolution fused with its bias, batch norm or activation and the plain convolution
-        of the same layout), compared as if ``features`` were of the sibling kind.
+        """The ``k`` nearest tasks of ``kind`` (:meth:`nearest`) and the ``k`` nearest of each
+        sibling kind (:data:`SIBLING_KINDS`: a convolution fused with its bias, batch norm or
+        activation and the plain convolution of the same layout), compared as if ``features``
+        were of the sibling kind; a fused task's schedules replay on the plain one's main block,
+        and the plain convolutions are the tasks the library holds most of.
 
-        A fused task's schedules replay on the plain one's main block, and the plain
-        convolutions are the tasks the library holds most of and measured deepest.
+        Tasks measured on this very main block (:meth:`same_main_block`) come first, the one
+        with the fastest measured schedule first (a task's own record set leads among those
+        with no measured time): the best measurement of the same loops is the best evidence.
         """
         found = self.nearest(kind, features, k)
         for sibling in SIBLING_KINDS.get(kind, ()):
-            near = self.nearest(sibling, _as_kind(features, kind, sibling), k)
-            # a sibling measured on this very main block (same shapes and loops, only the
-            # epilogue differs) is as near as a task can be: its fastest schedule leads
-            same = [(t, 0.0) for t, _ in near if _main_block_distance(t.features, features) < 1e-3]
-            rest = [(t, d) for t, d in near if (t, 0.0) not in same]
-            if found and found[0][1] <= 1e-5:  # the task's own measurement still leads
-                found = found[:1] + same + found[1:] + rest
-            else:
-                found = same + found + rest
-        return found
+            found += self.nearest(sibling, _as_kind(features, kind, sibling), k)
+        exact = [(t, d) for t, d in found if self.same_main_block(t, features)]
+        exact.sort(key=lambda item: (item[0].best_seconds is None, item[0].best_seconds or 0.0,
+                                     item[1]))  # fmt: skip
+        return exact + [item for item in found if item not in exact]
+
+    @staticmethod
+    def same_main_block(task: LibraryTask, features: Sequence[float]) -> bool:
+        """Whether ``task`` was measured on the main block ``features`` describe: the same
+        input, weight and output shapes and loop extents, whatever its kind or epilogue."""
+        return _main_block_distance(task.features, features) < SAME_MAIN_BLOCK_DISTANCE
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,6 +186,8 @@ class ScheduleLibrary:
 # kinds whose main blocks have the same loops in the same order, so that a trace of one
 # replays on the other: a fused convolution (NCHW, the layout Relax imports) and the plain one
 SIBLING_KINDS: dict[str, tuple[str, ...]] = {"conv2d_fused": ("conv2d_nchw",)}
+# main-block signatures closer than this are the same loops (a saved library rounds features)
+SAME_MAIN_BLOCK_DISTANCE = 1e-3
 
 
 def _as_kind(features: Sequence[float], kind: str, other: str) -> list[float]:
@@ -465,7 +478,7 @@ def build_library(
                     break
             # kind and features as One-Shot computes them for a new task (not meta.json's op)
             kind, features = infer_operator_kind(group.mod), task_signature(group.mod)
-            library_tasks.append(LibraryTask(group.task, kind, features, schedules))
+            library_tasks.append(LibraryTask(group.task, kind, features, schedules, best))
         if progress:
             progress(done, len(groups))
     if not library_tasks:

@@ -265,14 +265,16 @@ def library_search(
     keep = finalists or settings.finalists
     context = _tune_context(mod, target, task_name, rand_state, settings)
     kind = infer_operator_kind(context.mod)
-    nearest = library.neighbours(kind, task_signature(context.mod), k=neighbours)
+    signature = task_signature(context.mod)
+    nearest = library.neighbours(kind, signature, k=neighbours)
+    # the library measured this task's main block already: its fastest schedule leads
+    leader = nearest[0] if nearest and library.same_main_block(nearest[0][0], signature) else None
     postprocs = list(context.space_generator.postprocs)
     prior_weight = DEFAULT_PRIOR_WEIGHT if prior_weight is None else prior_weight
     candidates, origins, relative, seen = [], [], [], set()
     failed = 0
-    own = False  # a schedule measured on this very task fits (a library task, same signature)
-    lead = False  # ... or on its main block (a sibling kind's task of the same shapes)
-    for entry, distance in nearest:
+    lead = False  # the leader's fastest schedule fits
+    for entry, _ in nearest:
         for speed_rank, schedule in enumerate(entry.schedules, start=1):
             sch = transfer_schedule(schedule.trace, context.mod, postprocs)
             if sch is None:
@@ -288,8 +290,7 @@ def library_search(
             candidates.append(ms.MeasureCandidate(sch, args_info))
             origins.append(f"{entry.name} #{speed_rank}")
             relative.append(schedule.relative)
-            own = own or (distance <= SAME_TASK_DISTANCE and entry.kind == kind)
-            lead = lead or distance <= SAME_TASK_DISTANCE
+            lead = lead or (leader is not None and entry is leader[0] and speed_rank == 1)
     notes = []
     if not nearest:
         # nearest() pairs only tasks whose main blocks have as many loops as this one's
@@ -307,13 +308,13 @@ def library_search(
         # measured speed on its own task is evidence the model does not see
         rank_key = _standardized(scores) + prior_weight * _standardized(-np.log(relative))
         order = np.argsort(-rank_key, kind="stable")
+        # the leader's schedule #1 is candidate 0 when it fits (the library lists a task's
+        # schedules fastest first): a measurement of these loops beats any prediction
+        own = lead and leader[0].kind == kind and leader[1] <= SAME_TASK_DISTANCE
         if lead:
-            # the task (or its main block) was measured already: its fastest measured schedule
-            # beats any prediction (the library lists a task's schedules fastest first, nearest
-            # task first)
             order = np.concatenate([[0], order[order != 0]])
             origins[0] += (
-                " (this task's own measurement)" if own else " (its main block, measured unfused)"
+                " (this task's own measurement)" if own else " (measured on its main block)"
             )
         order = order[:keep]
         ranked = [
