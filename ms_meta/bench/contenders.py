@@ -10,7 +10,6 @@ compiles in its own timing process (its first call, reported), as a user's progr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ms_meta.atomic import atomic_write, atomic_write_text
+from ms_meta.bench.extras import ANCHOR_MODULES, BENCH_EXTRA, missing_modules
 from ms_meta.errors import MsMetaError
 
 __all__ = [
@@ -48,7 +48,6 @@ DEFAULT_VERIFY = 4
 # even at 8 per task, so that the gradient task scheduler has a choice from 16 per task on.
 XGB_TRIALS_PER_ITER = 8
 _MS_LOGGER = "tvm.s_tir.meta_schedule"
-_BENCH_EXTRA = "pip install 'ms-meta[bench]'"
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ CONTENDERS: dict[str, Contender] = {
             "onnxruntime",
             "onnxruntime",
             "ONNX Runtime, CPUExecutionProvider, ORT_ENABLE_ALL",
-            packages=("onnx", "onnxruntime"),
+            packages=ANCHOR_MODULES,
             anchor=True,
         ),
     )
@@ -95,9 +94,9 @@ DEFAULT_CONTENDERS = tuple(name for name in CONTENDERS if name != "xgb")
 
 def missing_packages(name: str) -> str | None:
     """Why contender ``name`` cannot run here (a missing optional package), or None."""
-    missing = [p for p in CONTENDERS[name].packages if importlib.util.find_spec(p) is None]
+    missing = missing_modules(CONTENDERS[name].packages)
     if missing:
-        return f"{', '.join(missing)} not installed ({_BENCH_EXTRA})"
+        return f"{', '.join(missing)} not installed ({BENCH_EXTRA})"
     return None
 
 

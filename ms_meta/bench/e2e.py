@@ -39,6 +39,7 @@ from ms_meta.bench.e2e_report import (
     summarize,
 )
 from ms_meta.bench.e2e_worker import PROGRESS_PREFIX, THREAD_ENV
+from ms_meta.bench.extras import PLOT_MODULES, skipped_note
 from ms_meta.errors import MsMetaError, TargetError
 
 __all__ = [
@@ -407,8 +408,9 @@ def run_model_benchmark(
     table = format_table(result)
     (out_dir / f"{network}.txt").write_text(table + "\n")
     png = plot_result(result, out_dir / f"{network}.png")
+    note = skipped_note("chart", PLOT_MODULES)
     say(f"wrote {out_dir / f'{network}.json'}, {network}.txt"
-        + (f", {png.name}" if png else " (no chart: matplotlib is not installed)"))  # fmt: skip
+        + (f", {png.name}" if png else f" ({note or 'chart skipped: nothing timed'})"))  # fmt: skip
     if failures:
         raise NumericsError(
             f"{network}: outputs of {', '.join(failures)} differ from eager PyTorch beyond the "

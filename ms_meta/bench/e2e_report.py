@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ms_meta.atomic import atomic_write
+
 __all__ = ["fastest_anchor", "format_table", "plot_result", "round_ratios", "summarize"]
 
 
@@ -186,7 +188,6 @@ def plot_result(result: dict[str, Any], path: Path) -> Path | None:
         fontsize=9,
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
     return path

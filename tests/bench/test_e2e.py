@@ -3,6 +3,7 @@ and torch (the full networks take minutes to compile)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ms_meta.bench import contenders as contenders_module
 from ms_meta.bench.e2e import (
     NumericsError,
     parse_contenders,
@@ -29,12 +29,12 @@ NETWORK = "small-convnet"
 
 
 def hide_package(monkeypatch, hidden: str) -> None:
-    real = contenders_module.importlib.util.find_spec
+    real = importlib.util.find_spec
 
     def find_spec(name, *args):
         return None if name == hidden else real(name, *args)
 
-    monkeypatch.setattr(contenders_module.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
 
 
 @pytest.fixture(scope="module")
