@@ -144,16 +144,23 @@ class ScheduleLibrary:
         were of the sibling kind; a fused task's schedules replay on the plain one's main block,
         and the plain convolutions are the tasks the library holds most of.
 
-        Tasks measured on this very main block (:meth:`same_main_block`) come first, the one
-        with the fastest measured schedule first (a task's own record set leads among those
-        with no measured time): the best measurement of the same loops is the best evidence.
+        The task itself and sibling tasks measured on its very main block
+        (:meth:`same_main_block`) come first, the one with the fastest measured schedule first
+        (the task's own record set leads among those with no measured time): the best
+        measurement of the same loops is the best evidence.
         """
         found = self.nearest(kind, features, k)
         for sibling in SIBLING_KINDS.get(kind, ()):
             found += self.nearest(sibling, _as_kind(features, kind, sibling), k)
-        exact = [(t, d) for t, d in found if self.same_main_block(t, features)]
-        exact.sort(key=lambda item: (item[0].best_seconds is None, item[0].best_seconds or 0.0,
-                                     item[1]))  # fmt: skip
+        # a task of another kind of this one's (a sibling) on the same loops, or the task itself:
+        # two tasks of one kind may share shapes but not access order (dense reads its weight
+        # transposed, a Relax matmul does not), so their measurements are not compared
+        exact = [
+            (t, d)
+            for t, d in found
+            if (t.kind != kind or d <= SAME_TASK_DISTANCE) and self.same_main_block(t, features)
+        ]
+        exact.sort(key=lambda item: (item[0].best_seconds is None, item[0].best_seconds or 0.0))
         return exact + [item for item in found if item not in exact]
 
     @staticmethod
@@ -186,6 +193,10 @@ class ScheduleLibrary:
 # kinds whose main blocks have the same loops in the same order, so that a trace of one
 # replays on the other: a fused convolution (NCHW, the layout Relax imports) and the plain one
 SIBLING_KINDS: dict[str, tuple[str, ...]] = {"conv2d_fused": ("conv2d_nchw",)}
+# Signatures this close are the same task: a library stores its signatures rounded to 6
+# decimals (about 4e-6 of distance over 50 values); the closest two real shapes differ by more
+# (log2 of 4097 against 4096 is 3.5e-4).
+SAME_TASK_DISTANCE = 1e-5
 # main-block signatures closer than this are the same loops (a saved library rounds features)
 SAME_MAIN_BLOCK_DISTANCE = 1e-3
 

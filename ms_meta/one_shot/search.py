@@ -19,12 +19,8 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 
+from ms_meta.one_shot.library import SAME_TASK_DISTANCE
 from ms_meta.one_shot.settings import SearchSettings
-
-# Signatures this close are the same task: a library stores its signatures rounded to 6
-# decimals (about 4e-6 of distance over 50 values); the closest two real shapes differ by more
-# (log2 of 4097 against 4096 is 3.5e-4).
-SAME_TASK_DISTANCE = 1e-5
 
 logger = logging.getLogger(__name__)
 
