@@ -263,9 +263,9 @@ def run_model_benchmark(
     -------
     dict
         What ``<network>.json`` holds: the machine, versions, threads, and per contender its
-        compile figures, ``latency`` (over all samples), ``rounds`` (per timing process),
-        ``ratio_to_fastest_anchor`` and numerics; ``skipped``/``failed`` with the reason for a
-        contender that could not run.
+        compile figures, ``latency`` (over all samples), ``samples_ms`` (every timed run),
+        ``rounds`` (per timing process), ``ratio_to_fastest_anchor`` and numerics;
+        ``skipped``/``failed`` with the reason for a contender that could not run.
 
     Raises
     ------
@@ -392,6 +392,7 @@ def run_model_benchmark(
     for name in ready:
         entry = result["contenders"][name]
         entry["latency"] = summarize(samples[name])
+        entry["samples_ms"] = [round(s * 1e3, 6) for s in samples[name]]
     anchor = fastest_anchor(result["contenders"], ANCHORS)
     if anchor is None:
         timed = {n: e["latency"]["median_ms"] for n, e in result["contenders"].items()
