@@ -258,7 +258,10 @@ def main() -> None:
     if args.work_dir.exists():
         shutil.rmtree(args.work_dir)
     tree, path = args.work_dir / "json", args.work_dir / "records.sqlite"
-    result: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv])}
+    result: dict = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": _commit(),
+    }
     start = time.perf_counter()
     result["generated"] = generate(tree, args.records, args.workloads, args.seed)
     result["generate_s"] = round(time.perf_counter() - start, 1)
@@ -315,9 +318,13 @@ def _cpu() -> str:
 
 
 def _commit() -> str:
+    """The last commit that changed the store or this benchmark (the code measured)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ["git", "log", "-1", "--format=%h", "--", "ms_meta/store", "benchmarks/store"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip()
     except OSError:
