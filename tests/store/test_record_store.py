@@ -45,12 +45,13 @@ def tuned(tmp_path_factory, target):
 
 def _run_dense(lib, size=64):
     a = np.random.default_rng(0).standard_normal((size, size)).astype("float32")
-    b = np.random.default_rng(1).standard_normal((size, size)).astype("float32")
+    b = np.random.default_rng(1).standard_normal((size, size)).astype("float32")  # [N, K]
     c = tvm.runtime.tensor(np.zeros((size, size), "float32"))
     lib["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), c)
     np.testing.assert_allclose(c.numpy(), a @ b.T, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # a real 8-trial tune_tir (about a minute here)
 def test_tune_tir_commits_into_the_store_and_compile_tir_builds_from_it(tuned, target):
     mod, store, returned = tuned
     assert returned.same_as(store)  # tune_tir hands back the store it was given
@@ -61,6 +62,7 @@ def test_tune_tir_commits_into_the_store_and_compile_tir_builds_from_it(tuned, t
     _run_dense(tvm.compile(sch.mod, target=target))
 
 
+@pytest.mark.slow  # a real 8-trial tune_tir (about a minute here)
 def test_store_reopened_in_a_new_object_serves_the_same_best_record(tuned, target):
     mod, store, _ = tuned
     again = RecordStore(store.path)
@@ -72,6 +74,7 @@ def test_store_reopened_in_a_new_object_serves_the_same_best_record(tuned, targe
     assert means == sorted(means)
 
 
+@pytest.mark.slow  # a real 8-trial tune_tir (about a minute here)
 def test_records_of_one_cpu_are_never_returned_for_another(tuned, target):
     mod, store, _ = tuned
     other = ZNVER4_NOAVX512 if key_of(target) != key_of(ZNVER4_NOAVX512) else ROCKETLAKE
@@ -139,3 +142,17 @@ def test_schedule_records_yields_the_best_record_of_each_workload_for_a_target(t
         top = rocketlake_view.get_top_k(record.workload, 1)
         assert json.dumps(record.as_json()[1]) == json.dumps(top[0].as_json()[1])
     assert list(store.schedule_records(ZNVER4_NOAVX512)) == []
+
+
+def test_compile_tir_builds_the_best_imported_record_of_the_target(tmp_path, target):
+    store = RecordStore(tmp_path / "s.sqlite")
+    store.import_json_database(SEED_RECORDS / "mm_1024")
+    seed = ms.database.JSONDatabase(work_dir=str(SEED_RECORDS / "mm_1024"))
+    seed_records = seed.get_all_tuning_records()
+    mod = seed_records[0].workload.mod
+    best = store.query_tuning_record(mod, ROCKETLAKE, "main")
+    assert float(best.run_secs[0]) == min(float(r.run_secs[0]) for r in seed_records)
+    assert ms.tir_integration.compile_tir(store, mod, ZNVER4_NOAVX512) is None
+    sch = ms.tir_integration.compile_tir(store, mod, ROCKETLAKE)
+    assert sch is not None
+    _run_dense(tvm.compile(sch.mod, target=target), size=1024)
