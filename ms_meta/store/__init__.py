@@ -8,6 +8,7 @@ loaded on first use, so ``import ms_meta.store`` does not import TVM.
 
 from __future__ import annotations
 
+from ms_meta.store.feed import feed_database, feed_json_databases
 from ms_meta.store.jsondb import (
     ImportReport,
     JsonSource,
@@ -27,6 +28,8 @@ __all__ = [
     "StoredWorkload",
     "default_store_path",
     "export_json_databases",
+    "feed_database",
+    "feed_json_databases",
     "import_json_databases",
     "scan_json_databases",
     "target_key",

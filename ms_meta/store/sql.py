@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 import zlib
 from collections import OrderedDict
@@ -186,6 +187,7 @@ class SqlStore:
         if self.path.is_dir():
             raise DatabaseError(f"{self.path} is a directory, not a record store file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -227,13 +229,14 @@ class SqlStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock at once (``BEGIN IMMEDIATE``), so two
         processes never deadlock upgrading read locks; rolled back on any exception."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        with self._lock:  # one connection may be shared by threads (MetaSchedule callbacks)
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     @contextmanager
     def bulk(self) -> Iterator[None]:
