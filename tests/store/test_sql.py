@@ -152,3 +152,12 @@ def test_records_added_after_another_process_ran_gc_keep_their_instructions(tmp_
     writer.add_records([(workload, with_decisions(first, 1))])
     (record,) = writer.records()
     assert record.text.insts == first.insts
+
+
+def test_the_store_package_and_its_cli_import_without_tvm():
+    import subprocess
+    import sys
+
+    code = "import sys, ms_meta.store, ms_meta.cli.store; print('tvm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
