@@ -252,7 +252,11 @@ class RecordStore(PyDatabase):
 
     def get_all_tuning_records(self) -> list[TuningRecord]:
         """All records (failed ones too) of the store's target, or of every target when the
-        store was opened without one."""
+        store was opened without one.
+
+        Slow on a large store: MetaSchedule rebuilds every record by replaying its trace
+        (milliseconds each). ``store.sql.records()`` gives the same records as JSON text fast.
+        """
         return [
             self._tvm_record(s, self._stored_workload(s.workload_id))
             for s in self._sql.records(key=self._bound_key)

@@ -456,8 +456,10 @@ class SqlStore:
             args.append(key_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         query = f"SELECT {_RECORD_COLUMNS} FROM {_RECORD_FROM} {clause} ORDER BY r.id"
-        for row in self._conn.execute(query, args).fetchall():
-            yield self._record(row)
+        cursor = self._conn.execute(query, args)
+        while rows := cursor.fetchmany(1024):  # a million records do not fit in memory as text
+            for row in rows:
+                yield self._record(row)
 
     def best_per_workload(self, key: str, k: int = 1) -> Iterator[StoredRecord]:
         """The ``k`` fastest valid records of every workload measured for target key ``key``,
