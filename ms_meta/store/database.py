@@ -7,9 +7,9 @@ never another CPU's. Storage, deduplication and queries live in :mod:`ms_meta.st
 this module only converts between TVM objects and the MetaSchedule JSON text stored there.
 
 MetaSchedule's ``get_top_k(workload, k)`` carries no target. The store answers it for the
-target it was opened for (``target=``); without one, for the target of the last record
-committed or queried through it, and with nothing to go on it returns no records (a fresh
-search rather than another CPU's schedules).
+target it was opened for (``target=``); without one, for the target of an enclosing
+``with target:``, else of the last record committed or queried through it; with nothing to go
+on it returns no records (a fresh search rather than another CPU's schedules).
 """
 
 from __future__ import annotations
@@ -188,7 +188,10 @@ class RecordStore(PyDatabase):
         if target is not None:
             self._last_key = key_of(target)
             return self._last_key
-        return self._bound_key or self._last_key
+        if self._bound_key:
+            return self._bound_key
+        current = Target.current(allow_none=True)  # inside ``with target:``
+        return key_of(current) if current is not None else self._last_key
 
     def _tvm_record(self, stored: StoredRecord, workload: Workload) -> TuningRecord:
         """The TVM object of a stored record; cached, since ``TuningRecord.from_json`` replays

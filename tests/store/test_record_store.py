@@ -156,3 +156,14 @@ def test_compile_tir_builds_the_best_imported_record_of_the_target(tmp_path, tar
     sch = ms.tir_integration.compile_tir(store, mod, ROCKETLAKE)
     assert sch is not None
     _run_dense(tvm.compile(sch.mod, target=target), size=1024)
+
+
+def test_get_top_k_without_a_bound_target_uses_the_enclosing_target(tmp_path):
+    store = RecordStore(tmp_path / "s.sqlite")
+    store.import_json_database(SEED_RECORDS / "mm_1024")
+    workload = store.get_all_tuning_records()[0].workload
+    assert store.get_top_k(workload, 2) == []  # no target known: no other CPU's schedules
+    with ROCKETLAKE:
+        assert len(store.get_top_k(workload, 2)) == 2
+    with ZNVER4_NOAVX512:
+        assert store.get_top_k(workload, 2) == []
