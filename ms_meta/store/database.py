@@ -33,6 +33,7 @@ from tvm.target import Target
 from tvm.tirx import FloatImm, IntImm
 from tvm_ffi import Array, Map
 
+from ms_meta.errors import first_line
 from ms_meta.store.jsondb import ImportReport, import_json_databases, scan_json_databases
 from ms_meta.store.msjson import RecordText, dumps
 from ms_meta.store.sql import DEFAULT_BUSY_TIMEOUT_S, SqlStore, StoredRecord
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 _UINT64 = 1 << 64
 _OBJECT_CACHE_SIZE = 4096
+_FALLBACK_CANDIDATES = 8  # records tried when the best one's trace does not replay
 _TO_JSON_GRAPH = tvm_ffi.get_global_func("ffi.ToJSONGraph")
 _STRINGIFY = tvm_ffi.get_global_func("ffi.json.Stringify")
 
@@ -193,9 +195,10 @@ class RecordStore(PyDatabase):
         current = Target.current(allow_none=True)  # inside ``with target:``
         return key_of(current) if current is not None else self._last_key
 
-    def _tvm_record(self, stored: StoredRecord, workload: Workload) -> TuningRecord:
+    def _tvm_record(self, stored: StoredRecord, workload: Workload) -> TuningRecord | None:
         """The TVM object of a stored record; cached, since ``TuningRecord.from_json`` replays
-        the trace on the workload (milliseconds per record)."""
+        the trace on the workload (milliseconds per record). None, logged, for a trace that
+        no longer replays (e.g. recorded by another TVM version)."""
         key = (stored.id, stored.mean_secs)
         record = self._objects.get(key)
         if record is not None:
@@ -203,10 +206,22 @@ class RecordStore(PyDatabase):
             return record
         text = stored.text
         obj = json.loads(f"[{text.trace},{text.run_secs},{text.target},{text.args_info}]")
-        record = self._objects[key] = TuningRecord.from_json(obj, workload)
+        try:
+            record = TuningRecord.from_json(obj, workload)
+        except Exception as err:  # TVM raises its own errors with a C++ backtrace
+            logger.warning("record %d skipped: its trace does not replay (%s)", stored.id,
+                           first_line(err))  # fmt: skip
+            return None
+        self._objects[key] = record
         if len(self._objects) > _OBJECT_CACHE_SIZE:
             self._objects.popitem(last=False)
         return record
+
+    def _tvm_records(self, stored: list[StoredRecord], workload: Workload | None) -> list:
+        records = (
+            self._tvm_record(s, workload or self._stored_workload(s.workload_id)) for s in stored
+        )
+        return [r for r in records if r is not None]
 
     # ---- MetaSchedule's Database interface ---------------------------------------------------
 
@@ -250,8 +265,7 @@ class RecordStore(PyDatabase):
         if key is None:
             logger.debug("get_top_k without a known target: no records (open with target=)")
             return []
-        stored = self._sql.best(self._ids(workload.mod), key, int(top_k))
-        return [self._tvm_record(s, workload) for s in stored]
+        return self._tvm_records(self._sql.best(self._ids(workload.mod), key, int(top_k)), workload)
 
     def get_all_tuning_records(self) -> list[TuningRecord]:
         """All records (failed ones too) of the store's target, or of every target when the
@@ -260,17 +274,22 @@ class RecordStore(PyDatabase):
         Slow on a large store: MetaSchedule rebuilds every record by replaying its trace
         (milliseconds each). ``store.sql.records()`` gives the same records as JSON text fast.
         """
-        return [
-            self._tvm_record(s, self._stored_workload(s.workload_id))
-            for s in self._sql.records(key=self._bound_key)
-        ]
+        return self._tvm_records(list(self._sql.records(key=self._bound_key)), None)
 
     def query_tuning_record(
         self, mod: IRModule, target: Target, workload_name: str | None = None
     ) -> TuningRecord | None:
         """The fastest valid record of ``mod`` measured for ``target``; None when there is none."""
-        stored = self._sql.best(self._ids(mod), self._key(target), 1)
-        return self._tvm_record(stored[0], Workload(mod)) if stored else None
+        ids, key = self._ids(mod), self._key(target)
+        best = self._sql.best(ids, key, 1)
+        if not best:
+            return None
+        workload = Workload(mod)
+        record = self._tvm_record(best[0], workload)
+        if record is None:  # the next best ones, when the best trace does not replay
+            nexts = self._tvm_records(self._sql.best(ids, key, _FALLBACK_CANDIDATES)[1:], workload)
+            record = nexts[0] if nexts else None
+        return record
 
     def query_schedule(
         self, mod: IRModule, target: Target, workload_name: str | None = None
@@ -312,4 +331,4 @@ class RecordStore(PyDatabase):
         """The ``top_k`` fastest valid records of every workload measured for ``target``
         (for a schedule library), workload by workload."""
         for stored in self._sql.best_per_workload(key_of(target), top_k):
-            yield self._tvm_record(stored, self._stored_workload(stored.workload_id))
+            yield from self._tvm_records([stored], None)
