@@ -216,6 +216,14 @@ Examples:
     help="--model: warm-up runs per timing process (the first checks the outputs).",
 )
 @click.option(
+    "--reruns",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="--model: times a timing process is run again while other processes take more than "
+    "a quarter of a core (the least disturbed run counts).",
+)
+@click.option(
     "--threads",
     type=click.IntRange(1),
     default=None,
@@ -277,6 +285,7 @@ def bench(
     contenders,
     runs,
     warmup,
+    reruns,
     threads,
     verify,
     gap,
@@ -327,6 +336,7 @@ def bench(
         _model(
             model_name, work_dir, json_path, target_json, gap=gap,
             contenders=contenders, runs=runs, warmup=warmup, rounds=rounds, threads=threads,
+            reruns=reruns,
             weights=weights[0][1], library=_model_library(one_shot_library), verify=verify,
             xgb_trials_per_task=xgb_trials_per_task, xgb_database=xgb_database,
         )  # fmt: skip
@@ -460,7 +470,8 @@ def _model(
     if gap:
         from ms_meta.bench.gap import format_gap_table, run_gap_table
 
-        options.pop("contenders")
+        for key in ("contenders", "reruns"):
+            options.pop(key)
         result = run_gap_table(name, out_dir=out_dir, target=target_json, **options)
         click.echo(format_gap_table(result))
     else:
