@@ -547,7 +547,7 @@ def test_cli_one_shot_searches_reach_the_online_config(monkeypatch):
 
 def test_cli_model_benchmark_takes_the_path_of_one_weights(monkeypatch):
     seen = []
-    monkeypatch.setattr("ms_meta.cli.bench._model", lambda *args: seen.append(args[4]))
+    monkeypatch.setattr("ms_meta.cli.bench._model", lambda *a, **kw: seen.append(kw["weights"]))
     for value, path in (("w/a.pt", "w/a.pt"), ("ft=w/b.pt", "w/b.pt"), (None, "default")):
         weights = ["--weights", value] if value else []
         result = CliRunner().invoke(cli, ["bench", "--model", "resnet18", *weights])
@@ -771,7 +771,7 @@ def test_a_one_shot_library_enters_only_one_shot_fingerprints(tmp_path, target):
 def test_cli_one_shot_library_defaults_differ_by_benchmark(monkeypatch, tmp_path):
     online, model = [], []
     monkeypatch.setattr("ms_meta.cli.bench._online", lambda config, *rest: online.append(config))
-    monkeypatch.setattr("ms_meta.cli.bench._model", lambda *args: model.append(args[7]))
+    monkeypatch.setattr("ms_meta.cli.bench._model", lambda *a, **kw: model.append(kw["library"]))
     # --online: no library unless one is named, and never the shipped one (it holds the
     # held-out tasks)
     assert CliRunner().invoke(cli, ["bench", "--online"]).exit_code == 0
