@@ -14,6 +14,11 @@ from tvm.s_tir import meta_schedule as ms
 from ms_meta.tuning.builder import make_builder
 from ms_meta.tuning.measure import MeasureSettings, make_local_runner, measure, run_secs_of
 
+__all__ = [
+    "PostHocCheck",
+    "measure_applied",
+]
+
 
 @dataclass(frozen=True)
 class PostHocCheck:

@@ -33,6 +33,31 @@ from ms_meta.errors import MsMetaError
 from ms_meta.feature.schema import FEATURE_VERSION, NUM_TASK_FEATURES
 from ms_meta.labels import cpu_label
 
+__all__ = [
+    "DEFAULT_NEIGHBOURS",
+    "DEFAULT_PRIOR_WEIGHT",
+    "DEFAULT_SCHEDULES_PER_TASK",
+    "LIBRARY_FORMAT",
+    "LIBRARY_FORMAT_VERSION",
+    "LIBRARY_SUFFIX",
+    "MAX_SIGNATURE_EXTENTS",
+    "SAME_MAIN_BLOCK_DISTANCE",
+    "SAME_TASK_DISTANCE",
+    "SIBLING_KINDS",
+    "LibraryError",
+    "LibrarySchedule",
+    "LibraryTask",
+    "ScheduleLibrary",
+    "build_library",
+    "default_library_path",
+    "load_library",
+    "report_damage",
+    "task_damage",
+    "task_signature",
+    "trace_damage",
+    "without_postprocs",
+]
+
 logger = logging.getLogger(__name__)
 
 LIBRARY_FORMAT = "ms-meta-schedule-library"

@@ -10,6 +10,14 @@ from tvm.s_tir import meta_schedule as ms
 
 from ms_meta.one_shot.settings import PREDICTED_RUN_SECS, SearchSettings
 
+__all__ = [
+    "RUN_SECS_CONVENTION",
+    "Measurement",
+    "OneShotResult",
+    "TaskOutcome",
+    "TaskStatus",
+]
+
 # predicted: the committed record is the model's pick, not measured;
 # measured: ``verify`` measured finalists and the committed record is the fastest of them;
 # no-schedule: the search found nothing valid, nothing committed (the task compiles untuned);

@@ -22,6 +22,14 @@ from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 from ms_meta.one_shot.library import SAME_TASK_DISTANCE
 from ms_meta.one_shot.settings import SearchSettings
 
+__all__ = [
+    "Finalist",
+    "TaskSearch",
+    "library_search",
+    "search_task",
+    "transfer_schedule",
+]
+
 logger = logging.getLogger(__name__)
 
 

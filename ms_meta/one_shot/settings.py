@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+__all__ = [
+    "PREDICTED_RUN_SECS",
+    "SearchSettings",
+]
+
 # A predicted record has no measured latency. It is stored with this run time, in seconds
 # (about 11.6 days): no real kernel takes that long, so the value cannot pass for a measurement,
 # and it is below MetaSchedule's failure marker (1e10 s), so the record counts as valid and

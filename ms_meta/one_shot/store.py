@@ -28,6 +28,21 @@ from ms_meta.atomic import atomic_write_text
 from ms_meta.data.layout import RECORD_FILE, WORKLOAD_FILE
 from ms_meta.errors import MsMetaError
 
+__all__ = [
+    "MEASURED_RECORD_FILE",
+    "MEASURED_WORKLOAD_FILE",
+    "PREDICTED_RECORD_FILE",
+    "PREDICTED_WORKLOAD_FILE",
+    "SUMMARY_FILE",
+    "SUMMARY_FORMAT",
+    "SUMMARY_FORMAT_VERSION",
+    "fresh_predicted_database",
+    "measured_database",
+    "predicted_database",
+    "read_summary",
+    "write_summary",
+]
+
 PREDICTED_WORKLOAD_FILE = "database_workload.predicted.json"
 PREDICTED_RECORD_FILE = "database_tuning_record.predicted.json"
 MEASURED_WORKLOAD_FILE = WORKLOAD_FILE  # MetaSchedule's standard names

@@ -1,0 +1,45 @@
+"""MetaSchedule tuning on this machine: targets, a fast builder, runners and measured tuning.
+
+:mod:`~ms_meta.tuning.target` parses and checks targets, :mod:`~ms_meta.tuning.builder` and
+:mod:`~ms_meta.tuning.measure` build and time candidates (with
+:mod:`~ms_meta.tuning.contention` watching for other load), :mod:`~ms_meta.tuning.rpc` times
+them on remote devices, and :mod:`~ms_meta.tuning.measured_tuning` runs ``ms.tune_tir`` with
+them. The names below are imported on first use, so that importing the package does not load
+TVM.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "make_builder": "builder",
+    "import_tensor_intrinsics": "intrin",
+    "MeasureSettings": "measure",
+    "make_local_runner": "measure",
+    "TuneResult": "measured_tuning",
+    "make_cost_model": "measured_tuning",
+    "tune_workload": "measured_tuning",
+    "check_target": "target",
+    "host_target": "target",
+    "parse_target": "target",
+    "target_key": "target",
+    "target_summary": "target",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -12,6 +12,13 @@ from tvm.s_tir.meta_schedule.builder import LocalBuilder
 
 from ms_meta.tuning.target import physical_cores
 
+__all__ = [
+    "DEFAULT_BUILD_TIMEOUT_SEC",
+    "fast_build",
+    "fast_export",
+    "make_builder",
+]
+
 DEFAULT_BUILD_TIMEOUT_SEC = 60.0
 
 

@@ -15,6 +15,12 @@ import os
 import time
 from dataclasses import dataclass
 
+__all__ = [
+    "ContentionGuard",
+    "ForeignLoad",
+    "ForeignLoadMeter",
+]
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 # /proc/stat's cpu line: user nice system idle iowait irq softirq steal guest guest_nice;

@@ -14,6 +14,10 @@ import importlib.util
 import logging
 import sys
 
+__all__ = [
+    "import_tensor_intrinsics",
+]
+
 logger = logging.getLogger(__name__)
 
 _PACKAGE = "tvm.s_tir.tensor_intrin"

@@ -14,6 +14,15 @@ from tvm.target import Target
 
 from ms_meta.tuning.contention import ContentionGuard, ForeignLoadMeter
 
+__all__ = [
+    "ContentionReport",
+    "MeasureSettings",
+    "device_type",
+    "make_local_runner",
+    "measure",
+    "run_secs_of",
+]
+
 logger = logging.getLogger(__name__)
 
 

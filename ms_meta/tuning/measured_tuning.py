@@ -20,6 +20,15 @@ from ms_meta.tuning.intrin import import_tensor_intrinsics
 from ms_meta.tuning.measure import MeasureSettings, make_local_runner
 from ms_meta.tuning.target import parse_target
 
+__all__ = [
+    "COST_MODELS",
+    "TuneResult",
+    "best_record_seconds",
+    "make_cost_model",
+    "meta_schedule_logging_compat",
+    "tune_workload",
+]
+
 logger = logging.getLogger(__name__)
 
 COST_MODELS = ("meta", "meta-online", "xgb", "random")

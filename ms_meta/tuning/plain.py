@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "to_plain",
+]
+
 
 def to_plain(obj: Any) -> Any:
     """Recursively turn Array/Map/IntImm/FloatImm/String into list/dict/int/float/str."""

@@ -9,6 +9,14 @@ from dataclasses import dataclass
 import tvm
 from tvm import te, topi
 
+__all__ = [
+    "OPERATORS",
+    "OperatorDef",
+    "Shape",
+    "build_module",
+    "tensor_shapes",
+]
+
 Shape = tuple[int, ...]
 
 

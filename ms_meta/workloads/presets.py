@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "NAMED",
+    "PRESETS",
+]
+
 
 def _conv(c, hw, k, rs, stride, pad):
     return f"conv2d_nchw:1,{c},{hw},{hw},{k},{rs},{rs},{stride},{pad}"

@@ -15,6 +15,13 @@ import tvm
 from ms_meta.errors import WorkloadSpecError
 from ms_meta.workloads.operators import OPERATORS, OperatorDef, build_module, tensor_shapes
 
+__all__ = [
+    "MAX_FLOPS",
+    "MAX_TENSOR_BYTES",
+    "Workload",
+    "parse_spec",
+]
+
 _MAX_ELEMENTS = 2**31  # larger tensors cannot be indexed with int32 and would not fit anyway
 # What a workload may need to be tuned here: every trial builds the kernel and runs it with
 # its tensors allocated (float32), several times.
