@@ -156,7 +156,7 @@ def _profile(args) -> dict[str, Any]:
 def _torch_ops(args) -> dict[str, Any]:
     from ms_meta.bench.gap import time_torch_ops
 
-    return {"ops": time_torch_ops(args.network, args.threads, args.runs, args.warmup)}
+    return time_torch_ops(args.network, args.threads, args.runs, args.warmup)
 
 
 COMMANDS = {

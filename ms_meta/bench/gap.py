@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ms_meta.errors import MsMetaError
+from ms_meta.tuning.contention import ForeignLoadMeter
 
 __all__ = [
     "cpu_peak_gflops",
@@ -124,12 +125,13 @@ def profile_tvm(library: Path, inputs: Sequence[np.ndarray], runs: int, warmup: 
 
     vm.set_instrument(instrument)
     totals = []
-    for _ in range(runs):
-        current.clear()
-        start = time.perf_counter()
-        main(*args)
-        totals.append(time.perf_counter() - start)
-        per_run.append(dict(current))
+    with ForeignLoadMeter() as meter:
+        for _ in range(runs):
+            current.clear()
+            start = time.perf_counter()
+            main(*args)
+            totals.append(time.perf_counter() - start)
+            per_run.append(dict(current))
     functions = {}
     for name, count in calls.items():
         seconds = statistics.median(run.get(name, 0.0) for run in per_run)
@@ -139,15 +141,24 @@ def profile_tvm(library: Path, inputs: Sequence[np.ndarray], runs: int, warmup: 
             "us_per_call": seconds / count * 1e6,
             "arg_shapes": shapes.get(name),
         }
-    return {"functions": functions, "instrumented_run_seconds": statistics.median(totals)}
+    return {
+        "functions": functions,
+        "instrumented_run_seconds": statistics.median(totals),
+        "foreign_cores": _foreign(meter),
+    }
+
+
+def _foreign(meter) -> float | None:
+    return None if meter.load is None else round(meter.load.other_processes, 3)
 
 
 # ---- the PyTorch side (in a torch-only process) ----------------------------------------------
 
 
-def time_torch_ops(network: str, threads: int, runs: int, warmup: int) -> list[dict[str, Any]]:
+def time_torch_ops(network: str, threads: int, runs: int, warmup: int) -> dict[str, Any]:
     """Every distinct convolution and matrix-product call of the network's eager forward pass,
-    timed alone with the same arguments (median of ``runs`` calls)."""
+    timed alone with the same arguments (median of ``runs`` calls): ``{"ops": [...],
+    "foreign_cores": ...}``."""
     import torch
     from torch.overrides import TorchFunctionMode
 
@@ -187,6 +198,7 @@ def time_torch_ops(network: str, threads: int, runs: int, warmup: int) -> list[d
         with Capture():
             model(*inputs)
         ops = []
+        meter = ForeignLoadMeter().__enter__()
         for entry in seen.values():
             func, args, kwargs = entry.pop("func"), entry.pop("args"), entry.pop("kwargs")
             for _ in range(warmup):
@@ -199,7 +211,8 @@ def time_torch_ops(network: str, threads: int, runs: int, warmup: int) -> list[d
             entry["us_per_call"] = statistics.median(samples) * 1e6
             entry["flops"] = _torch_flops(entry)
             ops.append(entry)
-    return ops
+        meter.__exit__(None, None, None)
+    return {"ops": ops, "foreign_cores": _foreign(meter)}
 
 
 def _torch_flops(entry: dict[str, Any]) -> float:
@@ -333,7 +346,7 @@ def format_gap_table(result: dict[str, Any]) -> str:
         f"{result['network']}: per-operator gap, {result['threads']} threads, "
         f"{result['created'][:10]}, commit {(result.get('git_commit') or '?')[:10]}",
         f"{'function':44s} {'kind':12s} {'n':>2s} {'share':>6s} {'1shot us':>9s} "
-        f"{'1shot GF/s':>10s} {'xgb GF/s':>9s} {'torch GF/s':>10s} {'1shot/torch':>11s} origin",
+        f"{'1shot GF/s':>10s} {'xgb GF/s':>9s} {'torch GF/s':>10s} {'time/torch':>10s} origin",
     ]
     for row in result["rows"]:
 
@@ -344,7 +357,7 @@ def format_gap_table(result: dict[str, Any]) -> str:
             f"{row['function'][:44]:44s} {row['kind'][:12]:12s} {row['calls']:2d} "
             f"{row['share']:6.1%} {cell(row['one_shot_us'], 9)} {cell(row['one_shot_gflops'], 10)} "
             f"{cell(row['xgb_gflops'], 9)} {cell(row['torch_gflops'], 10)} "
-            f"{cell(row['one_shot_over_torch'], 11, '.2f')} {row['origin']}"
+            f"{cell(row['one_shot_over_torch'], 10, '.2f')} {row['origin']}"
         )
     lines.append(
         f"VM builtins (allocation, shape checks): {result['builtin_share']:.1%} of the "
@@ -363,8 +376,16 @@ def format_gap_table(result: dict[str, Any]) -> str:
         )
     lines.append(
         "GFLOP/s: the TVM function's FLOPs (TVM's estimate, fused elementwise work "
-        "included) over each one's time per call; share: of the instrumented run"
+        "included) over each one's time per call; share: of the instrumented run; time/torch: "
+        "One-Shot's time per call over PyTorch's on the same operator (above 1: slower)"
     )
+    busy = {k: v for k, v in result.get("foreign_cores", {}).items() if v is not None}
+    if busy:
+        lines.append(
+            "other processes took "
+            + ", ".join(f"{v:.2f} cores ({k})" for k, v in busy.items())
+            + " on average while timing; above about 0.25 the figures are disturbed"
+        )
     return "\n".join(lines)
 
 
@@ -497,6 +518,10 @@ def run_gap_table(
             )
         },
         "xgb_database": None if xgb_database is None else str(xgb_database),
+        "foreign_cores": {
+            **{name: p.get("foreign_cores") for name, p in profiles.items()},
+            "torch": torch_ops.get("foreign_cores"),
+        },
         "instrumented_run_ms": {
             n: p["instrumented_run_seconds"] * 1e3 for n, p in profiles.items()
         },

@@ -24,7 +24,7 @@ NETWORK = "small-convnet"
 
 
 def test_torch_ops_are_captured_once_each_with_their_flops():
-    ops = time_torch_ops(NETWORK, threads=1, runs=2, warmup=1)
+    ops = time_torch_ops(NETWORK, threads=1, runs=2, warmup=1)["ops"]
     assert sorted(op["op"] for op in ops) == ["conv2d", "conv2d", "linear"]
     first = next(op for op in ops if op["arg_shapes"][0] == [1, 3, 32, 32])
     # 8 output channels of 32x32, each a 3x3x3 window: 2 flops per multiply-add
@@ -50,7 +50,7 @@ def test_tvm_functions_map_to_tasks_and_to_the_same_torch_op(target, tmp_path):
     profile = profile_tvm(library, [x.numpy() for x in inputs], runs=2, warmup=1)
     assert set(convs) <= set(profile["functions"])
     assert all(profile["functions"][name]["calls_per_run"] == 1 for name in convs)
-    ops = time_torch_ops(NETWORK, threads=1, runs=2, warmup=1)
+    ops = time_torch_ops(NETWORK, threads=1, runs=2, warmup=1)["ops"]
     rows, builtin_share = build_rows(profile, described, {}, ops)
     by_kind = {}
     for row in rows:
