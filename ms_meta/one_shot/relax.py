@@ -99,6 +99,28 @@ def prepare_for_inference(mod, params=None) -> tvm.IRModule:
         raise OneShotError(f"could not prepare the Relax module: {first_line(err)}") from None
 
 
+def _gelu_with_fast_erf(bb, call):
+    """``relax.nn.gelu`` (the exact, erf form) with TVM's polynomial ``fast_erf``: the default
+    legalization calls libm's scalar ``erff`` per element, which LLVM cannot vectorize (a
+    BERT-base layer spent 7% of its time there). ``fast_erf`` is accurate to a few float32
+    ulps; other dtypes keep the default."""
+    from tvm import te, tirx, topi
+    from tvm.relax.transform.legalize_ops.nn import _nn_gelu
+
+    if call.args[0].ty.dtype != "float32":
+        return _nn_gelu(bb, call)
+
+    def gelu(x: te.Tensor) -> te.Tensor:
+        erf = topi.fast_erf(x * tirx.const(0.5**0.5, "float32"))
+        return x * (tirx.const(0.5, "float32") + erf * tirx.const(0.5, "float32"))
+
+    return bb.call_te(gelu, call.args[0], primfunc_name_hint="gelu")
+
+
+# operators legalized otherwise than by Relax's default, for speed on CPUs
+_LEGALIZE = {"relax.nn.gelu": _gelu_with_fast_erf}
+
+
 def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
     """:func:`prepare_for_inference`, then legalize + fuse ``mod`` exactly as
     :func:`compile_relax` does before it applies a database, so that the tasks found here are
@@ -114,7 +136,7 @@ def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
             dispatch = []
         return tvm.transform.Sequential([
             *dispatch,
-            relax.transform.LegalizeOps(),
+            relax.transform.LegalizeOps(customize_legalize_map=_LEGALIZE),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
             relax.transform.FuseOps(),

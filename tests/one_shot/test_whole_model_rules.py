@@ -16,6 +16,7 @@ from ms_meta.one_shot import (
     SearchSettings,
     compile_relax,
     prepare_for_inference,
+    prepare_relax,
     run_relax,
 )
 from ms_meta.one_shot.library import LibraryTask, build_library, load_library
@@ -95,3 +96,15 @@ def test_best_seconds_survive_a_saved_library_and_old_libraries_load_without_the
     raw = task.to_dict()
     del raw["best_seconds"]
     assert LibraryTask.from_dict(raw).best_seconds is None
+
+
+def test_gelu_uses_a_vectorizable_erf_and_matches_pytorch(target):
+    gelu = torch.nn.GELU().eval()
+    x = torch.linspace(-8, 8, 4096).reshape(4, 1024)
+    mod, params = import_torch_module(gelu, (x,))
+    fused = prepare_relax(mod, params, target)
+    assert "T.erf(" not in fused.script()  # libm's scalar erff, one call per element
+    vm = relax.VirtualMachine(tvm.compile(fused, target=target), tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(x.numpy()))
+    out = out.numpy() if hasattr(out, "numpy") else out[0].numpy()
+    np.testing.assert_allclose(out, gelu(x).numpy(), rtol=1e-5, atol=1e-5)
