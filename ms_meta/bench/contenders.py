@@ -88,8 +88,9 @@ CONTENDERS: dict[str, Contender] = {
     )
 }
 ANCHORS = tuple(name for name, c in CONTENDERS.items() if c.anchor)
-# xgb tunes for hours; it joins the default set when a tuning database is given
-DEFAULT_CONTENDERS = tuple(name for name in CONTENDERS if name != "xgb")
+# xgb tunes for hours (it joins the default set when a tuning database is given); untuned TVM
+# takes seconds per run of a real network (naive loops), minutes per timing process
+DEFAULT_CONTENDERS = tuple(name for name in CONTENDERS if name not in ("xgb", "untuned"))
 
 
 def missing_packages(name: str) -> str | None:

@@ -88,7 +88,7 @@ def parse_contenders(value: str | Sequence[str] | None, *, xgb_database=None) ->
     if value is None:
         names = list(DEFAULT_CONTENDERS)
         if xgb_database is not None:
-            names.insert(names.index("untuned"), "xgb")
+            names.insert(names.index("torch"), "xgb")
         return tuple(names)
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",")]
@@ -241,7 +241,7 @@ def run_model_benchmark(
         ``<network>-work/`` (compiled models, logs, raw results).
     contenders
         Names from :data:`ms_meta.bench.contenders.CONTENDERS` (comma-separated or a sequence);
-        default: all but ``xgb``, and ``xgb`` too when ``xgb_database`` is given.
+        default: all but ``untuned`` and ``xgb``, with ``xgb`` when ``xgb_database`` is given.
     target
         A JSON target dict (string or dict) for the TVM contenders, or None for the host's.
     threads

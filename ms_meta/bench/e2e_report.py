@@ -81,6 +81,13 @@ def _cell(value, width: int, spec: str) -> str:
     return f"{value:{width}{spec}}" if value is not None else f"{'-':>{width}s}"
 
 
+def _ratio(value: float) -> str:
+    """A latency ratio with two decimals (three significant digits below 0.1, none above 100)."""
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.3g}"
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The benchmark result as a plain-text table, one row per contender."""
     anchor = result.get("fastest_anchor")
@@ -104,9 +111,10 @@ def format_table(result: dict[str, Any]) -> str:
             continue
         lat = entry.get("latency", {})
         ratio = entry.get("ratio_to_fastest_anchor") or {}
-        spread = f"{ratio['min']:.3g}-{ratio['max']:.3g}" if ratio else "-"
+        spread = f"{_ratio(ratio['min'])}-{_ratio(ratio['max'])}" if ratio else "-"
         p10_p90 = f"{lat['p10_ms']:.2f}-{lat['p90_ms']:.2f}" if lat.get("runs") else "-"
         min_max = f"{lat['min_ms']:.2f}-{lat['max_ms']:.2f}" if lat.get("runs") else "-"
+        median_ratio = _ratio(ratio["median"]) if ratio else "-"
         diff = entry.get("max_abs_diff")
         flag = "" if entry.get("numerics_ok") else "  WRONG OUTPUT"
         foreign = [r["foreign_cores"] for r in entry.get("rounds", [])
@@ -115,7 +123,7 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(
             f"{name:16s} {_cell(entry.get('compile_seconds'), 9, '.1f')} "
             f"{_cell(lat.get('median_ms'), 10, '.2f')} {p10_p90:>16s} {min_max:>16s} "
-            f"{_cell(ratio.get('median'), 16, '.3g')} {spread:>12s} {_cell(diff, 12, '.1e')} "
+            f"{median_ratio:>16s} {spread:>12s} {_cell(diff, 12, '.1e')} "
             f"{_cell(others, 6, '.2f')}{flag}"
         )
     if anchor:

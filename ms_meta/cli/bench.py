@@ -199,7 +199,8 @@ Examples:
     default=None,
     metavar="NAMES",
     help="--model: comma-separated, from one-shot, one-shot-verify, xgb, untuned, torch, "
-    "torch-compile, onnxruntime. Default: all but xgb (xgb too with --xgb-database).",
+    "torch-compile, onnxruntime. Default: all but untuned (seconds per run) and xgb (xgb too "
+    "with --xgb-database).",
 )
 @click.option(
     "--runs",

@@ -149,7 +149,7 @@ def test_bad_arguments_are_clear_errors_before_anything_runs(tmp_path):
     with pytest.raises(MsMetaError, match="JSON target"):
         run_model_benchmark(NETWORK, out_dir=tmp_path, target="llvm -mcpu=x")
     assert not list(tmp_path.iterdir())
-    assert "xgb" not in parse_contenders(None)
+    assert "xgb" not in parse_contenders(None) and "untuned" not in parse_contenders(None)
     assert "xgb" in parse_contenders(None, xgb_database=Path("db"))
 
 
