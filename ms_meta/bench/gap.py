@@ -228,21 +228,31 @@ def _torch_flops(entry: dict[str, Any]) -> float:
     return 2.0 * out * reduced
 
 
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    """``shape`` without its leading unit dimensions (TVM's frontend reshapes ``[1, 128, 768]``
+    to ``[128, 768]`` around a matrix product)."""
+    shape = tuple(shape)
+    while len(shape) > 1 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
 def match_torch_op(kind: str, arg_shapes: Sequence[Sequence[int]], ops: list[dict[str, Any]]):
     """The captured PyTorch call that computes the same operator as a TVM function of operator
     ``kind`` whose arguments have ``arg_shapes`` (the output is one of them): same kind, same
-    output shape, and the most other shapes in common (a weight may be transposed)."""
+    output shape, and the most other shapes in common (a weight may be transposed; leading
+    unit dimensions do not count)."""
     wanted = _TORCH_KIND.get(kind)
     if wanted is None:
         return None
-    shapes = [tuple(s) for s in arg_shapes]
+    shapes = {_squeezed(s) for s in arg_shapes}
     best, best_score = None, 0
     for op in ops:
-        if _TORCH_OP_KIND.get(op["op"]) != wanted or tuple(op["out_shape"]) not in shapes:
+        if _TORCH_OP_KIND.get(op["op"]) != wanted or _squeezed(op["out_shape"]) not in shapes:
             continue
-        score = sum(
-            tuple(s) in shapes or (len(s) == 2 and (s[1], s[0]) in shapes) for s in op["arg_shapes"]
-        )
+        score = 0
+        for shape in map(_squeezed, op["arg_shapes"]):
+            score += shape in shapes or (len(shape) == 2 and (shape[1], shape[0]) in shapes)
         if score > best_score:
             best, best_score = op, score
     return best

@@ -71,6 +71,11 @@ def test_torch_op_matching_needs_kind_and_output_shape():
     assert match_torch_op("conv2d", shapes, [other, conv]) is conv
     assert match_torch_op("matmul", shapes, [conv]) is None
     assert match_torch_op("elementwise/other", shapes, [conv]) is None
+    # TVM's frontend drops the unit batch dimension around a linear layer and transposes W
+    linear = {"op": "linear", "arg_shapes": [[1, 128, 3072], [768, 3072], [768]],
+              "out_shape": [1, 128, 768]}  # fmt: skip
+    tvm_shapes = [[128, 3072], [3072, 768], [768], [128, 768]]
+    assert match_torch_op("matmul", tvm_shapes, [conv, linear]) is linear
     assert operator_kind("fused_conv2d3_add_relu") == "conv2d"
     assert operator_kind("fused_NT_matmul1_add") == "matmul"
 
