@@ -2,13 +2,16 @@
 
 Exit status: 0 when every task was collected or skipped for a reason the summary line names
 (another collector holds it, its design space is exhausted); 130 when Ctrl-C or SIGTERM
-stopped the run (the same command continues it); 1 for bad input.
+stopped the run (the batch in flight is dropped, and the same command measures it again);
+1 for bad input.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,19 +119,36 @@ def summary_line(summary) -> str:
 INTERRUPTED_EXIT = 130  # the shell's code for a run ended by Ctrl-C: the job is not complete
 
 
+def _abort_now() -> None:
+    """End the process at once, quietly: no traceback from whatever was running."""
+    click.echo(
+        "aborted; the batch in flight was not recorded, and the same command continues "
+        "where this one stopped",
+        err=True,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED_EXIT)
+
+
 @contextlib.contextmanager
 def stop_on_first_interrupt() -> Iterator[threading.Event]:
-    """A first Ctrl-C (or SIGTERM) asks the collector to stop after the batch in flight; a
-    second Ctrl-C interrupts at once.
+    """A first Ctrl-C (or SIGTERM) asks the collector to stop after the batch in flight,
+    which it drops; a second Ctrl-C aborts at once (once records being written are
+    complete).
 
     An interrupt raised while TVM's C++ search calls back into Python can abort the whole
-    process; a flag checked between batches cannot.
+    process with a traceback; a flag checked between batches cannot, and an abort ends the
+    process without unwinding through TVM.
     """
-    stop = threading.Event()
+    from ms_meta.data.collect import StopRequest
+
+    stop = StopRequest(on_abort=_abort_now)
 
     def request_stop(signum, frame) -> None:
         if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            stop.abort()
+            return
         stop.set()
         click.echo("\nstopping after the batch in flight (Ctrl-C again to abort now)", err=True)
 
@@ -173,6 +193,11 @@ Measure on remote devices (builds stay on this machine):
   python -m tvm.exec.rpc_server --tracker HOST:9190 --key xeon   # on each device
   ms-meta collect all --rpc-tracker HOST:9190 --rpc-key xeon \\
       --target '{"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 8}'
+
+\b
+Exit status: 0 when every task was collected or skipped for a reason the last line names
+(e.g. "1 task(s) skipped: locked by another collector"); 130 after Ctrl-C or SIGTERM (the
+batch in flight is dropped; re-running the command measures it); 1 for bad input.
 """
 )
 @click.argument("workloads", nargs=-1)

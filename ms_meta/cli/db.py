@@ -300,7 +300,10 @@ def split(
 
     if extend and not out.is_file():
         raise click.UsageError(f"--extend needs an existing split at --out ({out} is missing)")
-    tasks = load_databases(paths).tasks()
+    recordset = load_databases(paths)
+    for folder in recordset.unreadable:
+        click.echo(f"warning: unreadable folder left out: {folder}", err=True)
+    tasks = recordset.tasks()
     if library:
         tasks = {**{w.name: w.op for w in all_named()}, **tasks}
     if not tasks:

@@ -157,22 +157,74 @@ def make_measurer(target, config: CollectConfig) -> Measurer:
     return Measurer(builder, runner, runner_name=config.rpc.describe(), cpu=cpu)
 
 
-@contextlib.contextmanager
-def _workers_spared_from_interrupts() -> Iterator[None]:
-    """Block SIGINT in this thread while measuring, so that the builder's and runner's worker
-    processes started meanwhile inherit the block: Ctrl-C in a terminal signals the whole
-    process group, and a worker it kills turns a valid schedule into a failed run (and prints
-    its traceback). The collector still sees the signal once the block ends, or at once
-    through another thread."""
+class StopRequest(threading.Event):
+    """A request to stop (set it), which a second request can turn into an abort.
+
+    An abort calls ``on_abort`` (which should end the process) at once, or, while records
+    are being written (:meth:`writing`), as soon as they and ``meta.json`` are complete, so
+    that an abort never leaves records that ``meta.json`` does not account for.
+    """
+
+    def __init__(self, on_abort: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_abort = on_abort
+        self._writing = 0
+        self._aborted = False
+
+    def abort(self) -> None:
+        """Abort now, or once the records being written are complete."""
+        self.set()
+        if self._writing:
+            self._aborted = True
+        else:
+            self._on_abort()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Defer an abort until the block ends."""
+        self._writing += 1
+        try:
+            yield
+        finally:
+            self._writing -= 1
+            if self._aborted and not self._writing:
+                self._on_abort()
+
+
+def _writing(stop: threading.Event | None):
+    return stop.writing() if isinstance(stop, StopRequest) else contextlib.nullcontext()
+
+
+def _without_sigint(measure: Callable[[], Any]) -> Any:
+    """``measure()`` in a thread that has SIGINT blocked, so that the builder's and runner's
+    worker processes, started from it, inherit the block.
+
+    Ctrl-C in a terminal signals the whole process group; a worker it reaches dies, and a
+    valid schedule would come back as a failed run (with the worker's traceback). This
+    thread keeps handling signals meanwhile, so a stop request is seen at once.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = measure()
+        except BaseException as err:  # handed to the calling thread
+            outcome["error"] = err
+
     try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    except (AttributeError, OSError, ValueError):  # no POSIX signal masks here
-        yield
-        return
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, OSError, ValueError):  # no POSIX signal masks: measure here
+        return measure()
     try:
-        yield
+        worker = threading.Thread(target=run, name="ms-meta-measure", daemon=True)
+        worker.start()
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _make_cost_model(kind: str, seed: int, target, models: LearnedModels):
@@ -321,47 +373,49 @@ def _collect_locked(
         """Time ``fresh``, append their records and account for them; returns the results, or
         None when a stop was requested meanwhile (the batch is dropped, never recorded)."""
         disturbed_so_far = contention.disturbed
-        with _workers_spared_from_interrupts():
-            results = measure(measurer.builder, measurer.runner, target, fresh, guard, contention)
-        if stop is not None and stop.is_set():
-            seen.difference_update(trace_key(cand.sch.trace) for cand in fresh)
-            progress.stopped = True
-            logger.info(
-                "%s: stop requested; %d schedules left unmeasured", workload.name, len(fresh)
-            )
-            return None
-        first = existing + progress.measured + 1  # the batch's first record line
-        if contention.disturbed > disturbed_so_far and fresh:
-            disturbed_lines.append([first, first + len(fresh) - 1])
-        if fresh:
-            note_source(
-                sources, phase, source_model, run_started, first, len(fresh), machine=machine
-            )
-        check_rpc_results(results, config.rpc)
-        failed_now = 0
-        for cand, result in zip(fresh, results, strict=True):
-            secs = run_secs_of(result)
-            if secs is None:
-                failed_now += 1
-                logger.debug("%s: %s", workload.name, result.error_msg)
-            else:
-                best = 1e6 * sorted(secs)[len(secs) // 2]
-                progress.best_us = min(progress.best_us or best, best)
-            database.commit_tuning_record(
-                ms.database.TuningRecord(
-                    cand.sch.trace,
-                    db_workload,
-                    secs if secs is not None else [FAILED_RUN_SECS],
-                    target,
-                    cand.args_info,
+        results = _without_sigint(
+            lambda: measure(measurer.builder, measurer.runner, target, fresh, guard, contention)
+        )
+        with _writing(stop):  # an abort waits until the records and meta.json agree
+            if stop is not None and stop.is_set():
+                seen.difference_update(trace_key(cand.sch.trace) for cand in fresh)
+                progress.stopped = True
+                logger.info(
+                    "%s: stop requested; %d schedules left unmeasured", workload.name, len(fresh)
                 )
-            )
-        progress.measured += len(fresh)
-        progress.failed += failed_now
-        save_meta()
-        if on_progress is not None:
-            on_progress(workload.name, len(fresh), failed_now)
-        return results
+                return None
+            first = existing + progress.measured + 1  # the batch's first record line
+            if contention.disturbed > disturbed_so_far and fresh:
+                disturbed_lines.append([first, first + len(fresh) - 1])
+            if fresh:
+                note_source(
+                    sources, phase, source_model, run_started, first, len(fresh), machine=machine
+                )
+            check_rpc_results(results, config.rpc)
+            failed_now = 0
+            for cand, result in zip(fresh, results, strict=True):
+                secs = run_secs_of(result)
+                if secs is None:
+                    failed_now += 1
+                    logger.debug("%s: %s", workload.name, result.error_msg)
+                else:
+                    best = 1e6 * sorted(secs)[len(secs) // 2]
+                    progress.best_us = min(progress.best_us or best, best)
+                database.commit_tuning_record(
+                    ms.database.TuningRecord(
+                        cand.sch.trace,
+                        db_workload,
+                        secs if secs is not None else [FAILED_RUN_SECS],
+                        target,
+                        cand.args_info,
+                    )
+                )
+            progress.measured += len(fresh)
+            progress.failed += failed_now
+            save_meta()
+            if on_progress is not None:
+                on_progress(workload.name, len(fresh), failed_now)
+            return results
 
     n_random_target = round(config.trials_per_task * config.random_fraction)
     phases = [("random", n_random_target), ("guided", config.trials_per_task)]

@@ -64,7 +64,8 @@ class CacheEntry:
     latencies: np.ndarray
     task: np.ndarray
     op: str
-    covered: int  # every record line <= covered is in ``lines`` or ``skipped`` (or not ours)
+    # every record line <= covered is in ``lines`` or ``skipped``, or belongs to another workload
+    covered: int
     skipped: dict[int, tuple[str, str]]  # line -> (kind, reason)
 
 

@@ -414,3 +414,33 @@ def test_parse_traces_reports_a_workload_tvm_cannot_decode(tmp_path: Path) -> No
     rs = load_unchanged(db, parse_traces=True)
     assert rs.num_records == 0 and rs.groups == []
     assert rs.skips.by_kind() == {UNDECODABLE_WORKLOAD: 4}
+
+
+def test_folders_that_cannot_be_read_are_listed_not_passed_over(tmp_path: Path) -> None:
+    """A record file that is a directory, or a dangling link, makes its folder unreadable:
+    the reader lists it (for callers to refuse or report) and reads the rest."""
+    tree = tmp_path / "tree"
+    copy_seed(tree, "mm_512")
+    as_dir = copy_seed(tree, "mm_1024")
+    (as_dir / layout.RECORD_FILE).unlink()
+    (as_dir / layout.RECORD_FILE).mkdir()
+    dangling = copy_seed(tree, "gap_r50")
+    (dangling / layout.WORKLOAD_FILE).unlink()
+    (dangling / layout.WORKLOAD_FILE).symlink_to(tmp_path / "gone.json")
+
+    scan = layout.scan_record_folders(tree)
+    assert scan.databases == [tree / "mm_512"]
+    reasons = {u.path.name: u.reason for u in scan.unreadable}
+    assert reasons == {
+        "gap_r50": f"{layout.WORKLOAD_FILE} is a dangling symbolic link",
+        "mm_1024": f"{layout.RECORD_FILE} is a directory, not a file",
+    }
+    rs = load_database(tree)
+    assert [d.files.directory.name for d in rs.databases] == ["mm_512"]
+    assert sorted(u.path.name for u in rs.unreadable) == ["gap_r50", "mm_1024"]
+    assert len(rs.unreadable_sources()) == 2
+
+    only_bad = tmp_path / "only_bad"
+    only_bad.mkdir()
+    as_dir.rename(only_bad / as_dir.name)
+    assert load_database(only_bad).databases == []  # reported, not "no database here"
