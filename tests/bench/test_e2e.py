@@ -169,7 +169,8 @@ def test_xgb_tunes_then_a_later_run_compiles_from_its_database(tmp_path):
         NETWORK, out_dir=tmp_path / "tune", contenders="xgb", runs=2, warmup=1, rounds=1,
         xgb_trials_per_task=2, reruns=0, progress=False,
     )["contenders"]["xgb"]  # fmt: skip
-    assert first["numerics_ok"] and 0 < first["trials"] <= 2 * first["tasks"]
+    assert first["numerics_ok"] and first["trials_per_task"] == 2
+    assert 0 < first["trials"] <= 3 * first["tasks"]  # a search batch may overshoot a little
     assert first["tuning_seconds"] > 0 and first["compile_seconds"] >= first["tuning_seconds"]
     again = run_model_benchmark(
         NETWORK, out_dir=tmp_path / "again", runs=2, warmup=1, rounds=1, contenders="xgb",

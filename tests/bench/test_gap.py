@@ -98,7 +98,7 @@ def test_cli_gap_table_of_a_one_shot_build(tmp_path):
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     written = json.loads((tmp_path / f"{NETWORK}-gap.json").read_text())
-    assert result.output.startswith(format_gap_table(written))
+    assert format_gap_table(written) in result.output
     convs = [r for r in written["rows"] if r["kind"] == "conv2d"]
     assert len(convs) == 2 and all(r["torch_gflops"] and r["one_shot_gflops"] for r in convs)
     assert all(r["origin"] in ("library", "search") for r in convs)
