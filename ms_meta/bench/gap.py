@@ -311,10 +311,11 @@ def build_rows(one_shot: dict, described: dict, outcomes: dict, torch_ops: list,
     total = sum(f["seconds_per_run"] for f in functions.values()) or 1.0
     rows, builtin = [], 0.0
     for name, f in functions.items():
-        if name.startswith("vm.builtin.") or name not in described:
+        if name.startswith("vm.builtin."):
             builtin += f["seconds_per_run"]
             continue
-        info = described[name]
+        # a function the build made after fusion (or a packed library call): no task, no FLOPs
+        info = described.get(name, {"task": None, "flops": None, "kind": operator_kind(name)})
         flops = info.get("flops")
         seconds = f["us_per_call"] / 1e6
         op = match_torch_op(info["kind"], f.get("arg_shapes") or [], torch_ops)
