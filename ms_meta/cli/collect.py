@@ -157,7 +157,9 @@ def stop_on_first_interrupt() -> Iterator[threading.Event]:
         yield stop
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # A stopped run is about to exit: a late Ctrl-C must not end it with a traceback
+            # or another status.
+            signal.signal(sig, signal.SIG_IGN if stop.is_set() else handler)
 
 
 def _report_task(progress) -> None:

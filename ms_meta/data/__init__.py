@@ -57,6 +57,7 @@ _EXPORTS = {
     "TaskLockedError": "task_files",
     "task_lock": "task_files",
     "LearnedModels": "collect",
+    "StopRequest": "stop",
     "collect_task": "collect",
 }
 

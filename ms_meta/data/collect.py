@@ -28,18 +28,17 @@ in packages built on top of this one, so callers pass them in as :class:`Learned
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ms_meta.data.layout import META_FILE, RECORD_FILE, WORKLOAD_FILE
+from ms_meta.data.stop import StopRequest, run_without_sigint, writing
 from ms_meta.data.task_files import (
     TaskLockedError,
     count_lines,
@@ -85,6 +84,7 @@ __all__ = [
     "OneShotSearch",
     "RPCError",
     "RPCSettings",
+    "StopRequest",
     "TaskLockedError",
     "TaskProgress",
     "collect",
@@ -155,76 +155,6 @@ def make_measurer(target, config: CollectConfig) -> Measurer:
         return Measurer(builder, make_local_runner(settings))
     runner, cpu = make_rpc_runner(config.rpc, target, settings.evaluator_config())
     return Measurer(builder, runner, runner_name=config.rpc.describe(), cpu=cpu)
-
-
-class StopRequest(threading.Event):
-    """A request to stop (set it), which a second request can turn into an abort.
-
-    An abort calls ``on_abort`` (which should end the process) at once, or, while records
-    are being written (:meth:`writing`), as soon as they and ``meta.json`` are complete, so
-    that an abort never leaves records that ``meta.json`` does not account for.
-    """
-
-    def __init__(self, on_abort: Callable[[], None]) -> None:
-        super().__init__()
-        self._on_abort = on_abort
-        self._writing = 0
-        self._aborted = False
-
-    def abort(self) -> None:
-        """Abort now, or once the records being written are complete."""
-        self.set()
-        if self._writing:
-            self._aborted = True
-        else:
-            self._on_abort()
-
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        """Defer an abort until the block ends."""
-        self._writing += 1
-        try:
-            yield
-        finally:
-            self._writing -= 1
-            if self._aborted and not self._writing:
-                self._on_abort()
-
-
-def _writing(stop: threading.Event | None):
-    return stop.writing() if isinstance(stop, StopRequest) else contextlib.nullcontext()
-
-
-def _without_sigint(measure: Callable[[], Any]) -> Any:
-    """``measure()`` in a thread that has SIGINT blocked, so that the builder's and runner's
-    worker processes, started from it, inherit the block.
-
-    Ctrl-C in a terminal signals the whole process group; a worker it reaches dies, and a
-    valid schedule would come back as a failed run (with the worker's traceback). This
-    thread keeps handling signals meanwhile, so a stop request is seen at once.
-    """
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = measure()
-        except BaseException as err:  # handed to the calling thread
-            outcome["error"] = err
-
-    try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    except (AttributeError, OSError, ValueError):  # no POSIX signal masks: measure here
-        return measure()
-    try:
-        worker = threading.Thread(target=run, name="ms-meta-measure", daemon=True)
-        worker.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    while worker.is_alive():
-        worker.join(0.1)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def _make_cost_model(kind: str, seed: int, target, models: LearnedModels):
@@ -373,10 +303,10 @@ def _collect_locked(
         """Time ``fresh``, append their records and account for them; returns the results, or
         None when a stop was requested meanwhile (the batch is dropped, never recorded)."""
         disturbed_so_far = contention.disturbed
-        results = _without_sigint(
+        results = run_without_sigint(
             lambda: measure(measurer.builder, measurer.runner, target, fresh, guard, contention)
         )
-        with _writing(stop):  # an abort waits until the records and meta.json agree
+        with writing(stop):  # an abort waits until the records and meta.json agree
             if stop is not None and stop.is_set():
                 seen.difference_update(trace_key(cand.sch.trace) for cand in fresh)
                 progress.stopped = True
