@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
 
+from ms_meta.errors import MsMetaError
 from ms_meta.tuning.contention import ContentionGuard, ForeignLoadMeter
 
 __all__ = [
     "ContentionReport",
     "MeasureSettings",
+    "RealtimeUnavailableError",
+    "check_realtime",
     "device_type",
+    "enter_realtime",
     "make_local_runner",
     "measure",
     "run_secs_of",
@@ -36,6 +40,9 @@ class MeasureSettings:
     min_repeat_ms: int = 40
     enable_cpu_cache_flush: bool = False
     run_timeout_sec: float = 30.0
+    # run each candidate in a SCHED_FIFO process (:func:`enter_realtime`), so that other
+    # processes on a shared machine cannot preempt it mid-measurement
+    realtime: bool = False
 
     def evaluator_config(self) -> ms.runner.EvaluatorConfig:
         return ms.runner.EvaluatorConfig(
@@ -46,9 +53,57 @@ class MeasureSettings:
         )
 
 
+# SCHED_FIFO priority of realtime measurement: above every ordinary process, below the
+# kernel's own realtime threads (50 and up)
+REALTIME_PRIORITY = 10
+
+
+class RealtimeUnavailableError(MsMetaError):
+    """Realtime scheduling was asked for where this process may not use it."""
+
+
+def enter_realtime(priority: int = REALTIME_PRIORITY) -> None:
+    """Make the calling process (and the threads it starts from now on) SCHED_FIFO.
+
+    On a machine shared with other work, a timed run is otherwise preempted by whatever else
+    is runnable, and a 2-core machine's measurements then vary by 2x between candidates. The
+    kernel still keeps 5% of each second for ordinary processes (``sched_rt_runtime_us``), so a
+    runaway candidate cannot lock the machine; the runner's timeout ends it.
+
+    Raises
+    ------
+    RealtimeUnavailableError
+        Without the privilege (root or ``CAP_SYS_NICE``) or on a system without SCHED_FIFO.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError) as err:
+        raise RealtimeUnavailableError(
+            f"realtime measurement needs SCHED_FIFO, which this process may not use ({err}); "
+            "run as root or with CAP_SYS_NICE, or measure without it"
+        ) from None
+
+
+def check_realtime() -> None:
+    """Raise :class:`RealtimeUnavailableError` unless this process may use SCHED_FIFO (tried on
+    itself and undone at once)."""
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (AttributeError, OSError) as err:
+        raise RealtimeUnavailableError(f"no SCHED_FIFO on this system ({err})") from None
+    enter_realtime()
+    os.sched_setscheduler(0, policy, param)
+
+
 def make_local_runner(settings: MeasureSettings = MeasureSettings()) -> ms.runner.LocalRunner:
+    """MetaSchedule's ``LocalRunner`` with ``settings``; with ``settings.realtime`` its worker
+    processes run SCHED_FIFO (:func:`enter_realtime`; checked here, before any candidate)."""
+    if settings.realtime:
+        check_realtime()
     return ms.runner.LocalRunner(
-        timeout_sec=settings.run_timeout_sec, evaluator_config=settings.evaluator_config()
+        timeout_sec=settings.run_timeout_sec,
+        evaluator_config=settings.evaluator_config(),
+        initializer=enter_realtime if settings.realtime else None,
     )
 
 
