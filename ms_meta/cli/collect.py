@@ -2,8 +2,8 @@
 
 Exit status: 0 when every task was collected or skipped for a reason the summary line names
 (another collector holds it, its design space is exhausted); 130 when Ctrl-C or SIGTERM
-stopped the run (the batch in flight is dropped, and the same command measures it again);
-1 for bad input.
+stopped the run (the batch in flight is dropped, and the same command measures as many in
+its place); 1 for bad input.
 """
 
 from __future__ import annotations
@@ -199,7 +199,8 @@ Measure on remote devices (builds stay on this machine):
 \b
 Exit status: 0 when every task was collected or skipped for a reason the last line names
 (e.g. "1 task(s) skipped: locked by another collector"); 130 after Ctrl-C or SIGTERM (the
-batch in flight is dropped; re-running the command measures it); 1 for bad input.
+batch in flight is dropped; re-running the command measures as many in its place); 1 for
+bad input.
 """
 )
 @click.argument("workloads", nargs=-1)

@@ -9,8 +9,9 @@ Layout: ``<root>/<target-key>/<task-name>/{database_workload.json,
 database_tuning_record.json, meta.json}`` (:mod:`ms_meta.data.layout`). Records are appended
 after every measured batch; a kill loses at most the batch in flight, and a re-run continues
 where it stopped. A stop request (Ctrl-C, SIGTERM) that arrives while a batch is measured drops
-that batch, which the next run measures again: its timings may come from worker processes the
-interrupt reached, and a schedule must never be recorded as failed for that.
+that batch, and the next run measures as many schedules in its place: its timings may come from
+worker processes the interrupt reached, and a schedule must never be recorded as failed for
+that.
 
 The same seed samples the same random schedules: candidate generation of the random phase runs
 on one thread, since MetaSchedule hands its per-thread random states to whichever thread is
