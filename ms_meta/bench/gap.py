@@ -305,6 +305,27 @@ def _gflops(flops, seconds) -> float | None:
     return flops / seconds / 1e9 if flops and seconds and seconds > 0 else None
 
 
+def _same_function(name: str, kind: str, arg_shapes, functions: dict[str, dict]):
+    """The function of another build that computes what ``name`` computes: the same name, else
+    the same operator kind with the same output shape and the most argument shapes in common
+    (pipelines that fold batch norm or not name and shape the epilogue differently)."""
+    if name in functions:
+        return functions[name]
+    if kind == "elementwise/other" or not arg_shapes:
+        return None
+    shapes = {_squeezed(s) for s in arg_shapes}
+    output = _squeezed(arg_shapes[-1])
+    best, best_score = None, 0
+    for other, f in functions.items():
+        theirs = [_squeezed(s) for s in f.get("arg_shapes") or []]
+        if operator_kind(other) != kind or not theirs or theirs[-1] != output:
+            continue
+        score = sum(shape in shapes for shape in theirs[:2])  # data and weight
+        if score > best_score:
+            best, best_score = f, score
+    return best
+
+
 def build_rows(one_shot: dict, described: dict, outcomes: dict, torch_ops: list, xgb=None):
     """One row per TVM function of the One-Shot build (VM builtins summed into one row)."""
     functions = one_shot["functions"]
@@ -320,7 +341,7 @@ def build_rows(one_shot: dict, described: dict, outcomes: dict, torch_ops: list,
         seconds = f["us_per_call"] / 1e6
         op = match_torch_op(info["kind"], f.get("arg_shapes") or [], torch_ops)
         torch_s = op["us_per_call"] / 1e6 if op else None
-        xgb_f = (xgb or {}).get(name)
+        xgb_f = _same_function(name, info["kind"], f.get("arg_shapes") or [], xgb or {})
         xgb_s = xgb_f["us_per_call"] / 1e6 if xgb_f else None
         rows.append(
             {

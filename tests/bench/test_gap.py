@@ -103,3 +103,23 @@ def test_cli_gap_table_of_a_one_shot_build(tmp_path):
     assert len(convs) == 2 and all(r["torch_gflops"] and r["one_shot_gflops"] for r in convs)
     assert all(r["origin"] in ("library", "search") for r in convs)
     assert np.isfinite(written["geomean_one_shot_over_torch_gflops"])
+
+
+def test_other_build_functions_match_by_name_else_by_operator_and_shapes():
+    from ms_meta.bench.gap import _same_function
+
+    # a stock build keeps batch norm as four elementwise inputs; One-Shot's folds it to a bias
+    stock = {
+        "fused_conv2d_subtract_divide_multiply_add_relu": {
+            "us_per_call": 5.0,
+            "arg_shapes": [[1, 3, 224, 224], [64, 3, 7, 7]]
+            + [[1, 64, 1, 1]] * 4
+            + [[1, 64, 112, 112]],
+        },
+        "max_pool2d": {"us_per_call": 1.0, "arg_shapes": [[1, 64, 112, 112], [1, 64, 56, 56]]},
+    }
+    folded = [[1, 3, 224, 224], [64, 3, 7, 7], [1, 64, 1, 1], [1, 64, 112, 112]]
+    assert _same_function("fused_conv2d_add_relu", "conv2d", folded, stock)["us_per_call"] == 5.0
+    assert _same_function("max_pool2d", "max_pool", [], stock)["us_per_call"] == 1.0
+    other_conv = [[1, 64, 56, 56], [64, 64, 3, 3], [1, 64, 1, 1], [1, 64, 56, 56]]
+    assert _same_function("fused_conv2d1_add1_relu1", "conv2d", other_conv, stock) is None
