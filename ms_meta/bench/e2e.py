@@ -223,6 +223,7 @@ def run_model_benchmark(
     xgb_database: Path | None = None,
     rtol: float = NUMERICS_RELATIVE_TOLERANCE,
     reruns: int = 2,
+    realtime: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Compile ``network`` every way in ``contenders``, check the outputs and time them.
@@ -263,6 +264,10 @@ def run_model_benchmark(
         A timing process during which other processes took more than a quarter of a core
         (or the hypervisor more than half a core) is run again up to this many times; the
         least disturbed one counts.
+    realtime
+        Run every timing process SCHED_FIFO (:func:`ms_meta.tuning.measure.enter_realtime`):
+        other processes then cannot preempt a timed run, which on a busy 2-core machine moves
+        a contender's median by tens of percent. Checked before anything is compiled.
 
     Returns
     -------
@@ -290,6 +295,10 @@ def run_model_benchmark(
         and not (Path(xgb_database) / "database_tuning_record.json").is_file()
     ):
         raise MsMetaError(f"no MetaSchedule tuning database in {xgb_database}")
+    if realtime:
+        from ms_meta.tuning.measure import check_realtime
+
+        check_realtime()
     target, threads = _target_threads(target, threads)
     out_dir = Path(out_dir)
     work = out_dir / f"{network}-work"
@@ -305,6 +314,7 @@ def run_model_benchmark(
         "machine": {"cpu_model": cpu_model_name(), "logical_cpus": os.cpu_count()},
         "git_commit": git_commit(),
         "threads": threads,
+        "scheduling": "SCHED_FIFO (realtime)" if realtime else "normal",
         "threading": (
             f"TVM: TVM_NUM_THREADS={threads} and target num-cores {threads}; torch: "
             f"torch.set_num_threads({threads}), OMP_NUM_THREADS={threads}; ONNX Runtime: "
@@ -390,7 +400,8 @@ def run_model_benchmark(
             timed = _time_guarded(
                 ["--network", network, "--threads", str(threads), "--contender", name,
                  "--work-dir", str(work / name), "--reference", str(reference),
-                 "--warmup", str(warmup), "--runs", str(runs), "--rtol", str(rtol)],
+                 "--warmup", str(warmup), "--runs", str(runs), "--rtol", str(rtol),
+                 *(["--realtime"] if realtime else [])],
                 work / name, r + 1, reruns, env, say,
             )  # fmt: skip
             _record_round(name, timed, r + 1, samples, round_medians, result, say)

@@ -106,6 +106,10 @@ def _compile(args) -> dict[str, Any]:
 
 
 def _time(args) -> dict[str, Any]:
+    if args.realtime:  # before any runtime starts its threads, which inherit the policy
+        from ms_meta.tuning.measure import enter_realtime
+
+        enter_realtime()
     inputs, reference = read_reference(Path(args.reference))
     start = time.perf_counter()
     loaded = load_contender(args.contender, args.network, Path(args.work_dir), inputs,
@@ -139,6 +143,7 @@ def _time(args) -> dict[str, Any]:
         "max_abs_diff": diff,
         "tolerance": tolerance,
         "numerics_ok": bool(diff <= tolerance),
+        "realtime": os.sched_getscheduler(0) == os.SCHED_FIFO,
         "foreign_cores": None if load is None else round(load.other_processes, 3),
         "steal_cores": None if load is None else round(load.steal, 3),
         **loaded.info,
@@ -182,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--rtol", type=float, default=1e-3)
+    parser.add_argument("--realtime", action="store_true", help="time: run SCHED_FIFO")
     return parser
 
 

@@ -225,6 +225,12 @@ Examples:
     "a quarter of a core (the least disturbed run counts).",
 )
 @click.option(
+    "--realtime",
+    is_flag=True,
+    help="--model: time every contender as a SCHED_FIFO process (needs root or CAP_SYS_NICE), "
+    "so that other processes cannot preempt it: the way to measure on a busy machine.",
+)
+@click.option(
     "--threads",
     type=click.IntRange(1),
     default=None,
@@ -287,6 +293,7 @@ def bench(
     runs,
     warmup,
     reruns,
+    realtime,
     threads,
     verify,
     gap,
@@ -337,7 +344,7 @@ def bench(
         _model(
             model_name, work_dir, json_path, target_json, gap=gap,
             contenders=contenders, runs=runs, warmup=warmup, rounds=rounds, threads=threads,
-            reruns=reruns,
+            reruns=reruns, realtime=realtime,
             weights=weights[0][1], library=_model_library(one_shot_library), verify=verify,
             xgb_trials_per_task=xgb_trials_per_task, xgb_database=xgb_database,
         )  # fmt: skip
@@ -471,7 +478,7 @@ def _model(
     if gap:
         from ms_meta.bench.gap import format_gap_table, run_gap_table
 
-        for key in ("contenders", "reruns"):
+        for key in ("contenders", "reruns", "realtime"):
             options.pop(key)
         result = run_gap_table(name, out_dir=out_dir, target=target_json, **options)
         click.echo(format_gap_table(result))

@@ -200,3 +200,34 @@ def test_timing_disturbed_by_other_processes_is_run_again(small_run, tmp_path):
             process.wait()
     assert timed["numerics_ok"] and timed["reruns"] == 1
     assert timed["foreign_cores"] > 0.25  # both runs were disturbed; the lesser one is kept
+
+
+def _may_use_fifo() -> bool:
+    from ms_meta.tuning.measure import RealtimeUnavailableError, check_realtime
+
+    try:
+        check_realtime()
+    except RealtimeUnavailableError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _may_use_fifo(), reason="this process may not use SCHED_FIFO")
+def test_a_realtime_timing_process_runs_sched_fifo_with_checked_outputs(small_run, tmp_path):
+    out, _ = small_run
+    work = out / f"{NETWORK}-work"
+    args = ["--network", NETWORK, "--threads", "2", "--contender", "untuned", "--work-dir",
+            str(work / "untuned"), "--reference", str(work / "reference.npz"), "--warmup", "1",
+            "--runs", "2"]  # fmt: skip
+    env = worker_env(2, tmp_path)
+    for flags, expected in (([], False), (["--realtime"], True)):
+        timed = run_worker(
+            "time",
+            [*args, *flags],
+            result_path=tmp_path / "time.json",
+            log_path=tmp_path / "time.log",
+            env=env,
+            say=lambda _m: None,
+        )
+        assert timed["realtime"] is expected
+        assert timed["numerics_ok"] and len(timed["samples_s"]) == 2
