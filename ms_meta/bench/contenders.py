@@ -189,8 +189,8 @@ def tvm_compile_default(mod, target):
 
 
 def _compile_one_shot(mod, params, target, work_dir: Path, options, verify: int, say):
-    from ms_meta import one_shot
-    from ms_meta.one_shot import prepare_relax, run_relax
+    from ms_meta.one_shot import compile_relax, run_relax
+    from ms_meta.tuning.measure import MeasureSettings
     from ms_meta.tuning.measured_tuning import meta_schedule_logging_compat
 
     weights, library = options.get("weights", "default"), options.get("library", "default")
@@ -201,17 +201,13 @@ def _compile_one_shot(mod, params, target, work_dir: Path, options, verify: int,
         outcome = run_relax(
             mod, params, target, work_dir / "one_shot", weights=weights, library=library,
             verify=verify,
+            measure_settings=MeasureSettings(realtime=bool(options.get("realtime_measurement"))),
         )  # fmt: skip
     searched = time.perf_counter()
     tasks = outcome.tasks
     say(f"one-shot: {len(tasks)} tasks, {outcome.tasks_from_library} from the schedule library, "
         f"in {searched - start:.0f} s; building")  # fmt: skip
-    package_compile = getattr(one_shot, "compile_relax", None)
-    if package_compile is not None:  # the package's own build, pipeline included
-        executable = package_compile(outcome.database, mod, params, target)
-    else:
-        prepared = prepare_relax(mod, params, target)
-        executable = build_with_database(prepared, outcome.database, target)
+    executable = compile_relax(outcome.database, mod, params, target)
     measured = sum(len(t.verified) for t in tasks)
     return executable, {
         "search_seconds": searched - start,

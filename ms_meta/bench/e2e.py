@@ -331,6 +331,8 @@ def run_model_benchmark(
             "weights": None if weights is None else str(weights),
             "library": None if library is None else str(library),
             "verify": verify,
+            # one-shot-verify's measurements too, as the timing processes
+            "realtime_measurement": realtime,
             "xgb_trials_per_task": xgb_trials_per_task,
             "xgb_database": None if xgb_database is None else str(xgb_database),
         },
