@@ -283,6 +283,13 @@ bad input.
     "(or the hypervisor more than half a core); local runner only.",
 )
 @click.option(
+    "--realtime",
+    is_flag=True,
+    help="Time each candidate in a SCHED_FIFO process (needs root or CAP_SYS_NICE; local "
+    "runner only), so that other processes cannot preempt it: on a busy machine the records' "
+    "latencies are otherwise off by up to 2x, and the fastest ones are flukes.",
+)
+@click.option(
     "--retry-exhausted",
     is_flag=True,
     help="Also measure tasks an earlier run marked as having no unmeasured schedule left "
@@ -299,7 +306,8 @@ bad input.
 def collect(
     workloads, root, trials_per_task, random_fraction, batch_size, cost_model, population_size,
     one_shot_picks, one_shot_per_search, one_shot_weights, rpc_tracker, rpc_key, rpc_workers,
-    contention_guard, retry_exhausted, shard, start, end, step, list_only, target_json, seed,
+    contention_guard, realtime, retry_exhausted, shard, start, end, step, list_only, target_json,
+    seed,
 ):  # fmt: skip
     """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine,
     or with --rpc-tracker/--rpc-key on every device registered under the key.
@@ -336,6 +344,7 @@ def collect(
         seed=seed,
         rpc=rpc,
         contention_guard=contention_guard,
+        realtime=realtime,
         retry_exhausted=retry_exhausted,
         one_shot_picks=one_shot_picks,
         one_shot_per_search=one_shot_per_search,

@@ -149,7 +149,10 @@ def make_measurer(target, config: CollectConfig) -> Measurer:
     from ms_meta.tuning.measure import MeasureSettings, make_local_runner
 
     settings = MeasureSettings(
-        number=config.number, repeat=config.repeat, min_repeat_ms=config.min_repeat_ms
+        number=config.number,
+        repeat=config.repeat,
+        min_repeat_ms=config.min_repeat_ms,
+        realtime=config.realtime and config.rpc is None,
     )
     builder = make_builder(max_workers=config.max_workers)
     if config.rpc is None:

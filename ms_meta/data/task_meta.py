@@ -65,6 +65,10 @@ class CollectConfig:
     # Re-time a batch measured while other processes took CPU (local runner only; see
     # ms_meta.tuning.contention).
     contention_guard: bool = True
+    # Time candidates in SCHED_FIFO runner workers (local runner only; see
+    # ms_meta.tuning.measure.enter_realtime): on a shared machine, the only way to keep other
+    # processes from preempting a timed run.
+    realtime: bool = False
     # Measure tasks an earlier run marked as exhausted (say, to top them up with another model).
     retry_exhausted: bool = False
     # Records measured from One-Shot searches (ms_meta.one_shot.search), counted apart from
