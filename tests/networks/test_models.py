@@ -58,7 +58,7 @@ def test_resnet50_has_torchvision_parameter_count_and_bottleneck_layout():
 
 
 def test_resnet18_batch_norms_are_not_the_identity():
-    # fresh batch norms are the identity in eval mode; ours must not be (see docstring)
+    # fresh batch norms are the identity in eval mode; the registry's must not be (see docstring)
     bn = resnet18().bn1
     assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
     assert not torch.allclose(bn.weight, torch.ones_like(bn.weight))
