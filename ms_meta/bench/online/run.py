@@ -240,7 +240,7 @@ def ensure_run(
     ):
         return previous, True
     if run_dir.exists():
-        # no run file (interrupted) or another configuration: this directory belongs to this run, start over
+        # no run file (interrupted) or another configuration: the directory is the run's, start over
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     load = _load_average()  # a busy machine slows tuning and skews its run_secs
