@@ -4,7 +4,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["GraphFeatureExtractor", "MetaCostModel", "__version__", "make_builder", "one_shot"]
+__all__ = [
+    "GraphFeatureExtractor",
+    "MetaCostModel",
+    "RecordStore",
+    "__version__",
+    "make_builder",
+    "one_shot",
+]
 
 
 def __getattr__(name: str):
@@ -18,6 +25,10 @@ def __getattr__(name: str):
         from ms_meta.model.cost_model import MetaCostModel
 
         return MetaCostModel
+    if name == "RecordStore":
+        from ms_meta.store import RecordStore
+
+        return RecordStore
     if name == "make_builder":
         from ms_meta.tuning.builder import make_builder
 
