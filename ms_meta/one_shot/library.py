@@ -30,7 +30,7 @@ from typing import Any
 
 from ms_meta.atomic import atomic_write
 from ms_meta.errors import MsMetaError
-from ms_meta.feature.schema import FEATURE_VERSION, NUM_TASK_FEATURES
+from ms_meta.feature.schema import FEATURE_VERSION, NUM_TASK_FEATURES, TASK_FEATURE_INDEX
 from ms_meta.labels import cpu_label
 
 __all__ = [
@@ -186,7 +186,8 @@ class ScheduleLibrary:
             if (t.kind != kind or d <= SAME_TASK_DISTANCE) and self.same_main_block(t, features)
         ]
         exact.sort(key=lambda item: (item[0].best_seconds is None, item[0].best_seconds or 0.0))
-        return exact + [item for item in found if item not in exact]
+        leading = {id(task) for task, _ in exact}
+        return exact + [item for item in found if id(item[0]) not in leading]
 
     @staticmethod
     def same_main_block(task: LibraryTask, features: Sequence[float]) -> bool:
@@ -228,8 +229,6 @@ SAME_MAIN_BLOCK_DISTANCE = 1e-3
 
 def _as_kind(features: Sequence[float], kind: str, other: str) -> list[float]:
     """``features`` with the operator-kind one-hot moved from ``kind`` to ``other``."""
-    from ms_meta.feature.schema import TASK_FEATURE_INDEX
-
     out = [float(x) for x in features]
     out[TASK_FEATURE_INDEX[f"op_{kind}"]] = 0.0
     out[TASK_FEATURE_INDEX[f"op_{other}"]] = 1.0
@@ -239,8 +238,6 @@ def _as_kind(features: Sequence[float], kind: str, other: str) -> list[float]:
 def _main_block_distance(a: Sequence[float], b: Sequence[float]) -> float:
     """Distance between two signatures over the main block alone: the input, weight and output
     shapes and the loop extents (not the kind, FLOPs, input count or bytes an epilogue adds)."""
-    from ms_meta.feature.schema import NUM_TASK_FEATURES, TASK_FEATURE_INDEX
-
     keep = [i for name, i in TASK_FEATURE_INDEX.items() if name[:4] in ("out_", "in0_", "in1_")]
     keep += list(range(NUM_TASK_FEATURES, len(a)))
     if len(a) != len(b):
