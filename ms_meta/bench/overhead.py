@@ -20,8 +20,9 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 
+from ms_meta.model.factory import make_cost_model
 from ms_meta.tuning.intrin import import_tensor_intrinsics
-from ms_meta.tuning.measured_tuning import make_cost_model, tune_workload
+from ms_meta.tuning.measured_tuning import tune_workload
 from ms_meta.workloads import resolve_one
 
 __all__ = [

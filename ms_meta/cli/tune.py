@@ -50,7 +50,7 @@ Examples:
 @click.option("--trials-per-iter", type=click.IntRange(1), default=16, show_default=True)
 @click.option(
     "--cost-model",
-    type=click.Choice(["meta", "meta-online", "xgb", "random"]),
+    type=click.Choice(["meta", "meta-online", "xgb", "random"]),  # model.factory.COST_MODELS
     default="meta",
     show_default=True,
     help="meta: MetaCostModel with shipped weights; meta-online: untrained MetaCostModel; "
@@ -104,6 +104,7 @@ def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_me
 
 
 def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed) -> None:
+    from ms_meta.model.factory import make_cost_model
     from ms_meta.tuning.measured_tuning import tune_workload
     from ms_meta.tuning.target import parse_target
 
@@ -117,7 +118,7 @@ def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_di
         work_dir,
         max_trials=trials,
         num_trials_per_iter=min(trials_per_iter, trials),
-        cost_model=cost_model,
+        cost_model=make_cost_model(cost_model, target=target, seed=seed),
         seed=seed,
         quiet=True,
     )

@@ -27,6 +27,8 @@ _EXPORTS = {
     "save_checkpoint": "weights",
     "MetaCostModel": "cost_model",
     "CostModelSummary": "cost_model",
+    "COST_MODELS": "factory",
+    "make_cost_model": "factory",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,7 +20,6 @@ _EXPORTS = {
     "MeasureSettings": "measure",
     "make_local_runner": "measure",
     "TuneResult": "measured_tuning",
-    "make_cost_model": "measured_tuning",
     "tune_workload": "measured_tuning",
     "check_target": "target",
     "host_target": "target",

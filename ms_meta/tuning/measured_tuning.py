@@ -1,5 +1,5 @@
 """Measured tuning of one workload: ``ms.tune_tir`` with a builder and runner that work on small
-machines, and the cost model picked by name (``ms-meta tune --mode measured``)."""
+machines and a given cost model (``ms-meta tune --mode measured``)."""
 
 from __future__ import annotations
 
@@ -21,17 +21,13 @@ from ms_meta.tuning.measure import MeasureSettings, make_local_runner
 from ms_meta.tuning.target import parse_target
 
 __all__ = [
-    "COST_MODELS",
     "TuneResult",
     "best_record_seconds",
-    "make_cost_model",
     "meta_schedule_logging_compat",
     "tune_workload",
 ]
 
 logger = logging.getLogger(__name__)
-
-COST_MODELS = ("meta", "meta-online", "xgb", "random")
 
 
 @dataclass
@@ -75,26 +71,6 @@ def meta_schedule_logging_compat():
                 logger.addHandler(handler)
 
 
-def make_cost_model(kind, *, target=None, seed: int = 0):
-    """A MetaSchedule cost model from a name (``meta``, ``meta-online``, ``xgb``, ``random``)
-    or a ready :class:`~tvm.s_tir.meta_schedule.cost_model.CostModel`."""
-    if not isinstance(kind, str):
-        return kind
-    if kind == "meta":
-        from ms_meta.model.cost_model import MetaCostModel
-
-        return MetaCostModel(target=target, seed=seed)
-    if kind == "meta-online":
-        from ms_meta.model.cost_model import MetaCostModel
-
-        return MetaCostModel(weights=None, target=target, seed=seed)
-    if kind == "xgb":
-        return ms.cost_model.XGBModel()
-    if kind == "random":
-        return ms.cost_model.RandomModel(seed=seed)
-    raise ValueError(f"unknown cost model {kind!r}; expected one of {', '.join(COST_MODELS)}")
-
-
 def best_record_seconds(database: ms.database.Database, mod: tvm.IRModule) -> float | None:
     if not database.has_workload(mod):
         return None
@@ -111,7 +87,7 @@ def tune_workload(
     *,
     max_trials: int = 64,
     num_trials_per_iter: int = 16,
-    cost_model="meta",
+    cost_model,
     seed: int = 0,
     population_size: int = 512,
     measure: MeasureSettings | None = None,
@@ -119,7 +95,8 @@ def tune_workload(
 ) -> TuneResult:
     """Tune one task with MetaSchedule's evolutionary search and the given cost model.
 
-    ``cost_model`` is a name from :data:`COST_MODELS` or a CostModel instance; ``quiet`` keeps
+    ``cost_model`` is a MetaSchedule CostModel (one by name:
+    :func:`ms_meta.model.factory.make_cost_model`); ``quiet`` keeps
     MetaSchedule's progress tables off the console (they still go to the log files). The
     builder skips the slow ``tensor_intrin`` import and links in parallel (see
     :mod:`ms_meta.tuning.builder`), for every cost model alike, so comparisons are fair.
@@ -128,7 +105,12 @@ def tune_workload(
     import_tensor_intrinsics(target.kind.name)
     work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ms-meta-tune-"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    model = make_cost_model(cost_model, target=target, seed=seed)
+    if isinstance(cost_model, str):
+        raise TypeError(
+            f"tune_workload takes a CostModel; for {cost_model!r} pass "
+            "ms_meta.model.factory.make_cost_model(name, target=..., seed=...)"
+        )
+    model = cost_model
     if quiet:
         # tune_tir derives its console level from this logger's level, and leaves it at DEBUG
         # after each run; set it again before every run.

@@ -8,6 +8,7 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from ms_meta import MetaCostModel
+from ms_meta.model.factory import make_cost_model
 from ms_meta.tuning.builder import make_builder
 from ms_meta.tuning.measure import make_local_runner
 from ms_meta.tuning.measured_tuning import meta_schedule_logging_compat, tune_workload
@@ -56,7 +57,7 @@ def test_tune_tir_with_meta_cost_model_small_matmul(target, tmp_path):
 def test_tunes_the_four_operator_kinds(target, tmp_path, spec):
     result = tune_workload(
         resolve_one(spec).build(), target, tmp_path, max_trials=16, num_trials_per_iter=8,
-        cost_model="meta-online", population_size=128,
+        cost_model=make_cost_model("meta-online", target=target), population_size=128,
     )  # fmt: skip
     assert result.valid_trials >= 12
     assert result.best_seconds is not None and result.best_seconds > 0
