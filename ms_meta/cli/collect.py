@@ -9,6 +9,7 @@ its place); 1 for bad input.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -19,7 +20,13 @@ from typing import Any
 
 import click
 
-from ms_meta.cli.options import library_errors, quiet_meta_schedule, seed_option, target_option
+from ms_meta.cli.options import (
+    any_cpu_weights_option,
+    library_errors,
+    quiet_meta_schedule,
+    seed_option,
+    target_option,
+)
 
 
 def _select_shard(items: list, shard: str | None, start: int, end: int | None, step: int):
@@ -68,15 +75,16 @@ class _OneShotSearch:
     """One-Shot searches with the collection's weights (see :class:`ms_meta.data.collect.
     OneShotSearch`)."""
 
-    def __init__(self, config, target) -> None:
+    def __init__(self, config, target, allow_other_cpu: bool = False) -> None:
         from ms_meta.model.cost_model import MetaCostModel
         from ms_meta.one_shot.settings import SearchSettings
 
         weights = config.one_shot_weights or "default"
         # no scoring process: it must not run beside the timed runs
         self.model = MetaCostModel(
-            weights=weights, target=target, scoring_process=False, seed=config.seed
-        )
+            weights=weights, target=target, scoring_process=False, seed=config.seed,
+            allow_other_cpu=allow_other_cpu,
+        )  # fmt: skip
         self.label = f"one-shot:{Path(weights).name if config.one_shot_weights else 'shipped'}"
         self.settings = SearchSettings()
         self.target = target
@@ -99,12 +107,16 @@ def _meta_cost_model(target, seed: int):
     return MetaCostModel(target=target, seed=seed, scoring_process=False)
 
 
-def learned_models():
+def learned_models(allow_other_cpu: bool = False):
     """The shipped learned models for :func:`ms_meta.data.collect.collect`: the meta-learned
-    cost model (``--cost-model meta``) and One-Shot searches (``--one-shot-picks``)."""
+    cost model (``--cost-model meta``) and One-Shot searches (``--one-shot-picks``, whose
+    ``--one-shot-weights`` may be of another CPU with ``allow_other_cpu``)."""
     from ms_meta.data.collect import LearnedModels
 
-    return LearnedModels(meta_cost_model=_meta_cost_model, one_shot_search=_OneShotSearch)
+    return LearnedModels(
+        meta_cost_model=_meta_cost_model,
+        one_shot_search=functools.partial(_OneShotSearch, allow_other_cpu=allow_other_cpu),
+    )
 
 
 def summary_line(summary) -> str:
@@ -300,14 +312,15 @@ bad input.
 @click.option("--end", type=int, default=None, help="Stop before this task index.")
 @click.option("--step", type=int, default=1, show_default=True, help="Task index step.")
 @click.option("--list", "list_only", is_flag=True, help="Print the task list and exit.")
+@any_cpu_weights_option
 @target_option
 @seed_option
 @library_errors
 def collect(
     workloads, root, trials_per_task, random_fraction, batch_size, cost_model, population_size,
     one_shot_picks, one_shot_per_search, one_shot_weights, rpc_tracker, rpc_key, rpc_workers,
-    contention_guard, realtime, retry_exhausted, shard, start, end, step, list_only, target_json,
-    seed,
+    contention_guard, realtime, retry_exhausted, shard, start, end, step, list_only,
+    any_cpu_weights, target_json, seed,
 ):  # fmt: skip
     """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine,
     or with --rpc-tracker/--rpc-key on every device registered under the key.
@@ -371,7 +384,7 @@ def collect(
             on_progress=lambda task, n, failed: bar.update(n, note=task),
             on_task_done=_report_task,
             stop=stop,
-            models=learned_models(),
+            models=learned_models(any_cpu_weights),
         )
     bar.close()
     click.echo(summary_line(summary))

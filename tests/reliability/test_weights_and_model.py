@@ -163,7 +163,7 @@ def test_the_weights_mismatch_error_names_the_flag_and_the_api_argument():
 
 
 # Commands that take weights and check them against a target.
-WEIGHTS_COMMANDS = ["bench", "eval", "tune"]
+WEIGHTS_COMMANDS = ["bench", "collect", "eval", "tune"]
 
 
 @pytest.mark.parametrize("command", WEIGHTS_COMMANDS)
