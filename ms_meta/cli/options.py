@@ -200,9 +200,11 @@ def records_target(dataset) -> dict | None:
         meta = Path(task.source) / META_FILE
         try:
             target = json.loads(meta.read_text()).get("target")
+            if isinstance(target, str):  # stored as a JSON string (MetaSchedule's own style)
+                target = json.loads(target)
         except (OSError, ValueError, AttributeError):
             target = None
-        if target:
+        if isinstance(target, dict) and target:
             kept = {k: target.get(k) for k in ("kind", "mcpu", "num-cores")}
             if target.get("mattr"):  # e.g. AVX-512 turned off: other kernels than the bare mcpu
                 kept["mattr"] = target["mattr"]

@@ -135,3 +135,17 @@ def test_default_records_of_several_targets_must_be_named(tmp_path, monkeypatch,
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "2 targets (llvm-rocketlake-2c, llvm-znver4-noavx512-2c)" in result.output
     assert not (tmp_path / "w.pt").exists()
+
+
+def test_pretrain_reads_targets_stored_as_json_strings(tmp_path):
+    # the seed records' meta.json keep the target as a JSON string, as MetaSchedule does
+    from tests.conftest import SEED_RECORDS
+
+    metas = [json.loads(p.read_text()) for p in SEED_RECORDS.glob("*/meta.json")]
+    assert any(isinstance(m.get("target"), str) for m in metas)
+    out = tmp_path / "w.pt"
+    args = ["pretrain", str(SEED_RECORDS), "--split", "none", "--method", "transfer",
+            "--epochs", "1", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
