@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,34 +18,10 @@ import pytest
 from ms_meta.model.weights import DEFAULT_WEIGHTS_DIR
 from ms_meta.one_shot.library import build_library
 from tests.conftest import SEED_RECORDS
+from tests.reliability.cli import assert_one_line_error, ms_meta
 
-REPO = Path(__file__).resolve().parents[2]
 DENSE_TASKS = ["mm_512", "mm_1024", "bert_qkv"]  # dense 512^3, 1024^3, 128x768x768
 TINY = ["--population", "16", "--generations", "1", "--no-measure"]
-
-
-def ms_meta(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m ms_meta ARGS`` in its own process; stdout and stderr as text."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "ms_meta", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
-    """A non-zero exit with one ``Error:`` line holding ``needles``, no traceback; the line."""
-    assert result.returncode != 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def target(**config) -> str:

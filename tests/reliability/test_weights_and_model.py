@@ -7,9 +7,6 @@ shipped weights, altered, and a few shipped tuning records.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,34 +14,11 @@ import torch
 
 from ms_meta.errors import WeightsError
 from ms_meta.model.weights import DEFAULT_WEIGHTS_DIR, load_checkpoint, save_checkpoint
+from tests.reliability.cli import REPO, assert_one_line_error, ms_meta
 
-REPO = Path(__file__).resolve().parents[2]
 RECORDS = REPO / "tuning_records" / "llvm-rocketlake-2c"
 TRAIN, HELD_OUT = "softmax_12_128_128", "dense_128_3072_768"
 SHIPPED = DEFAULT_WEIGHTS_DIR / "llvm-rocketlake.pt"
-
-
-def ms_meta(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m ms_meta ARGS`` in its own process; stdout and stderr as text."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "ms_meta", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    """A non-zero exit with a one-line ``Error:`` message holding ``needles``, no traceback."""
-    assert result.returncode != 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")
