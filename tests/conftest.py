@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,22 @@ def tree_hash(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_record_store(tmp_path_factory):
+    """Commands record their measurements into the record store by default: during the tests
+    (and in the CLI processes they start, which inherit the environment) that store is a
+    temporary file, never the user's."""
+    from ms_meta.store.sql import STORE_ENV
+
+    previous = os.environ.get(STORE_ENV)
+    os.environ[STORE_ENV] = str(tmp_path_factory.mktemp("store") / "records.sqlite")
+    yield
+    if previous is None:
+        os.environ.pop(STORE_ENV, None)
+    else:
+        os.environ[STORE_ENV] = previous
 
 
 @pytest.fixture(autouse=True)

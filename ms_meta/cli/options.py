@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_RECORDS",
     "any_cpu_weights_option",
     "default_record_paths",
+    "feed_store",
     "find_split",
     "library_errors",
     "load_parts",
@@ -28,6 +29,7 @@ __all__ = [
     "records_target",
     "seed_option",
     "split_option",
+    "store_option",
     "target_option",
     "work_dir_option",
 ]
@@ -83,6 +85,32 @@ def any_cpu_weights_option(func: Callable[..., Any]) -> Callable[..., Any]:
         help="Accept weights trained for another CPU of the same target kind (with a warning); "
         "without it they are refused.",
     )(func)
+
+
+store_option = click.option(
+    "--store",
+    "store",
+    default="default",
+    show_default=True,
+    metavar="PATH|default|none",
+    help="Record store that receives every measured record (ms_meta.store; default: "
+    "$MS_META_STORE, else ~/.cache/ms-meta/records.sqlite); none: do not record.",
+)
+
+
+def feed_store(store: str | None, *paths: Path) -> None:
+    """Add the MetaSchedule databases at ``paths`` to the record store ``store`` (a
+    ``--store`` value), and say how many records it gained; a store that cannot take them
+    costs a warning, never the command (:func:`ms_meta.store.feed.feed_json_databases`)."""
+    store = none_or(store)
+    paths = tuple(p for p in paths if Path(p).exists())
+    if store is None or not paths:
+        return
+    from ms_meta.store.feed import feed_json_databases
+
+    report = feed_json_databases(*paths, store_path=None if store == "default" else store)
+    if report is not None:
+        click.echo(f"record store: +{report.added} records", err=True)
 
 
 def none_or(value: str | None) -> str | None:

@@ -11,10 +11,12 @@ import click
 
 from ms_meta.cli.options import (
     any_cpu_weights_option,
+    feed_store,
     library_errors,
     none_or,
     quiet_meta_schedule,
     seed_option,
+    store_option,
     target_option,
     work_dir_option,
 )
@@ -68,6 +70,7 @@ Examples:
                    "default: the one shipped for the target; none: search the design "
                    "space instead.")  # fmt: skip
 @any_cpu_weights_option
+@store_option
 @click.option("--population", type=click.IntRange(2), default=None,
               help="One-shot: search population [default: 128].")  # fmt: skip
 @click.option("--generations", type=click.IntRange(0), default=None,
@@ -78,8 +81,8 @@ Examples:
 @library_errors
 @click.pass_context
 def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_measure, weights,
-         library, any_cpu_weights, population, generations, target_json, work_dir: Path | None,
-         seed):  # fmt: skip
+         library, any_cpu_weights, store, population, generations, target_json,
+         work_dir: Path | None, seed):  # fmt: skip
     """Tune WORKLOAD (a spec like conv2d_nchw:1,64,56,56,64,3,3,1,1, or a named task) with
     MetaSchedule and print the best measured latency, or, with --mode one-shot, the schedule
     the pre-trained model picks without measuring anything."""
@@ -94,16 +97,20 @@ def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_me
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             verb = "applies" if len(given) == 1 else "apply"
             raise click.UsageError(f"{flags} {verb} only to --mode one-shot")
-        _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed)
+        result = _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir,
+                                seed)  # fmt: skip
+        feed_store(store, result.work_dir)
     else:
-        _tune_one_shot(wl, verify=verify, measure_pick=not no_measure, weights=weights,
+        result = _tune_one_shot(wl, verify=verify, measure_pick=not no_measure, weights=weights,
                        any_cpu_weights=any_cpu_weights, library=library,
                        population=population, generations=generations,
                        target_json=target_json, work_dir=work_dir, seed=seed,
                        started=started)  # fmt: skip
+        if verify:  # only measured records: One-Shot's predicted ones live in other files
+            feed_store(store, result.work_dir)
 
 
-def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed) -> None:
+def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed):
     from ms_meta.model.factory import make_cost_model
     from ms_meta.tuning.measured_tuning import tune_workload
     from ms_meta.tuning.target import parse_target
@@ -132,6 +139,7 @@ def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_di
         f"{result.valid_trials}/{result.trials} valid trials, tuned in "
         f"{result.tuning_seconds:.0f} s; database: {result.work_dir}"
     )
+    return result
 
 
 @contextlib.contextmanager
@@ -155,7 +163,7 @@ def _latency(wl, seconds: float) -> str:
 
 
 def _tune_one_shot(wl, *, verify, measure_pick, weights, any_cpu_weights, library, population,
-                   generations, target_json, work_dir, seed, started) -> None:  # fmt: skip
+                   generations, target_json, work_dir, seed, started):  # fmt: skip
     from ms_meta.one_shot import SearchSettings, run_tir
     from ms_meta.tuning.target import parse_target
 
@@ -188,6 +196,7 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, any_cpu_weights, librar
     _print_files(result)
     if failed_check is not None:
         raise click.ClickException(f"the picked schedule did not build or run: {failed_check}")
+    return result
 
 
 def _print_pick(wl, result, *, startup: float) -> None:
