@@ -22,9 +22,11 @@ import click
 
 from ms_meta.cli.options import (
     any_cpu_weights_option,
+    feed_store,
     library_errors,
     quiet_meta_schedule,
     seed_option,
+    store_option,
     target_option,
 )
 
@@ -313,6 +315,7 @@ bad input.
 @click.option("--step", type=int, default=1, show_default=True, help="Task index step.")
 @click.option("--list", "list_only", is_flag=True, help="Print the task list and exit.")
 @any_cpu_weights_option
+@store_option
 @target_option
 @seed_option
 @library_errors
@@ -320,7 +323,7 @@ def collect(
     workloads, root, trials_per_task, random_fraction, batch_size, cost_model, population_size,
     one_shot_picks, one_shot_per_search, one_shot_weights, rpc_tracker, rpc_key, rpc_workers,
     contention_guard, realtime, retry_exhausted, shard, start, end, step, list_only,
-    any_cpu_weights, target_json, seed,
+    any_cpu_weights, store, target_json, seed,
 ):  # fmt: skip
     """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine,
     or with --rpc-tracker/--rpc-key on every device registered under the key.
@@ -388,6 +391,8 @@ def collect(
         )
     bar.close()
     click.echo(summary_line(summary))
+    # what this run measured (and earlier runs of these tasks: importing again adds nothing)
+    feed_store(store, *(key_dir / w.name for w in selected))
     if stop.is_set():
         click.echo(
             "stopped on request; the same command continues where this one stopped", err=True

@@ -1,4 +1,5 @@
-"""ms-meta tune records what it measures into the record store, and --store none opts out."""
+"""ms-meta tune and collect record what they measure into the record store, and --store none
+opts out."""
 
 from __future__ import annotations
 
@@ -40,3 +41,14 @@ def test_store_none_records_nothing_and_the_default_is_the_environments(tmp_path
     result = CliRunner().invoke(cli, [*TUNE, "--work-dir", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert "record store: +" in result.output and _records(default) > before
+
+
+def test_collect_records_into_the_store_given(tmp_path):
+    store = tmp_path / "mine.sqlite"
+    args = ["collect", "dense:16,16,16", "--out", str(tmp_path / "records"),
+            "--trials-per-task", "2", "--batch-size", "2", "--population-size", "4",
+            "--cost-model", "random", "--store", str(store)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "record store: +2 records" in result.output
+    assert _records(str(store)) == 2
