@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from ms_meta.cli.main import cli
+from ms_meta.data.measurements import measurement_sources
 from ms_meta.model.weights import load_checkpoint
 
 RECORDS = Path(__file__).resolve().parents[2] / "tuning_records" / "llvm-rocketlake-2c"
@@ -104,9 +106,13 @@ def test_pretrain_meta_learns_on_search_episodes(tmp_path, small_records):
 
 
 def records_after(path: str, line: int) -> int:
-    """How many records of a database directory lie after ``line`` (all of them usable)."""
+    """How many records of a database directory's own measurement (source 0, the task without
+    an ``@machine`` suffix) lie after ``line``; the shipped records are all usable."""
     with open(Path(path) / "database_tuning_record.json") as f:
-        return sum(1 for number, text in enumerate(f, 1) if number > line and text.strip())
+        lines = np.asarray([n for n, text in enumerate(f, 1) if text.strip()], np.int64)
+    meta = json.loads((Path(path) / "meta.json").read_text())
+    sources, _ = measurement_sources(meta, lines)
+    return int(np.count_nonzero((lines > line) & (sources == 0)))
 
 
 def test_pretrain_and_eval_bad_input(tmp_path, small_records):
