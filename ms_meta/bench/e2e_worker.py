@@ -28,6 +28,7 @@ import numpy as np
 
 from ms_meta.bench.contenders import CONTENDERS, compile_contender, load_contender, write_json
 from ms_meta.tuning.contention import ForeignLoadMeter
+from ms_meta.tuning.lock import measurement_lock
 
 PROGRESS_PREFIX = "progress: "
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TVM_NUM_THREADS")
@@ -111,29 +112,31 @@ def _time(args) -> dict[str, Any]:
 
         enter_realtime()
     inputs, reference = read_reference(Path(args.reference))
-    start = time.perf_counter()
-    loaded = load_contender(args.contender, args.network, Path(args.work_dir), inputs,
-                            args.threads)  # fmt: skip
-    load_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    first = loaded.run()
-    first_call = time.perf_counter() - start
-    diff = max_abs_diff(loaded.to_numpy(first), reference)
-    tolerance = reference_tolerance(reference, args.rtol)
-    for _ in range(max(0, args.warmup - 1)):  # the first call was one of the warm-up runs
-        loaded.run()
-    samples = []
-    run = loaded.run
-    gc.collect()
-    gc.disable()  # no collection pause inside a timed run, for every contender alike
-    try:
-        with ForeignLoadMeter() as meter:
-            for _ in range(args.runs):
-                started = time.perf_counter()
-                run()
-                samples.append(time.perf_counter() - started)
-    finally:
-        gc.enable()
+    # the machine-wide measurement lock: no other ms-meta process times anything meanwhile
+    with measurement_lock():
+        start = time.perf_counter()
+        loaded = load_contender(args.contender, args.network, Path(args.work_dir), inputs,
+                                args.threads)  # fmt: skip
+        load_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        first = loaded.run()
+        first_call = time.perf_counter() - start
+        diff = max_abs_diff(loaded.to_numpy(first), reference)
+        tolerance = reference_tolerance(reference, args.rtol)
+        for _ in range(max(0, args.warmup - 1)):  # the first call was one of the warm-up runs
+            loaded.run()
+        samples = []
+        run = loaded.run
+        gc.collect()
+        gc.disable()  # no collection pause inside a timed run, for every contender alike
+        try:
+            with ForeignLoadMeter() as meter:
+                for _ in range(args.runs):
+                    started = time.perf_counter()
+                    run()
+                    samples.append(time.perf_counter() - started)
+        finally:
+            gc.enable()
     load = meter.load
     return {
         "samples_s": samples,

@@ -9,14 +9,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
 
 from ms_meta.errors import MsMetaError
 from ms_meta.tuning.contention import ContentionGuard, ForeignLoadMeter
+from ms_meta.tuning.lock import measurement_lock
 
 __all__ = [
     "ContentionReport",
+    "ExclusiveRunner",
     "MeasureSettings",
     "RealtimeUnavailableError",
     "check_realtime",
@@ -95,15 +98,42 @@ def check_realtime() -> None:
     os.sched_setscheduler(0, policy, param)
 
 
-def make_local_runner(settings: MeasureSettings = MeasureSettings()) -> ms.runner.LocalRunner:
-    """MetaSchedule's ``LocalRunner`` with ``settings``; with ``settings.realtime`` its worker
+@derived_object
+class ExclusiveRunner(ms.runner.PyRunner):
+    """A runner that times each batch of ``inner`` under the machine-wide measurement lock
+    (:func:`~ms_meta.tuning.lock.measurement_lock`).
+
+    ``run`` returns only when the batch is timed, with every future already done; the search
+    waits for the results right after anyway.
+    """
+
+    def __init__(self, inner: ms.runner.Runner) -> None:
+        super().__init__()
+        self.inner = inner
+        self.waited_seconds = 0.0  # total time spent waiting for other processes
+
+    def run(self, runner_inputs: list[ms.runner.RunnerInput]) -> list[ms.runner.RunnerFuture]:
+        with measurement_lock() as waited:
+            self.waited_seconds += waited
+            futures = self.inner.run(runner_inputs)
+            for future in futures:
+                future.result()
+        return futures
+
+
+def make_local_runner(settings: MeasureSettings = MeasureSettings()) -> ms.runner.Runner:
+    """MetaSchedule's ``LocalRunner`` with ``settings``, timing each batch under the
+    machine-wide measurement lock (:class:`ExclusiveRunner`), so that
+    two measuring processes on one machine take turns; with ``settings.realtime`` its worker
     processes run SCHED_FIFO (:func:`enter_realtime`; checked here, before any candidate)."""
     if settings.realtime:
         check_realtime()
-    return ms.runner.LocalRunner(
-        timeout_sec=settings.run_timeout_sec,
-        evaluator_config=settings.evaluator_config(),
-        initializer=enter_realtime if settings.realtime else None,
+    return ExclusiveRunner(
+        ms.runner.LocalRunner(
+            timeout_sec=settings.run_timeout_sec,
+            evaluator_config=settings.evaluator_config(),
+            initializer=enter_realtime if settings.realtime else None,
+        )
     )
 
 
