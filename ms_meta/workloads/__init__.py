@@ -1,4 +1,5 @@
-"""The workload library: real-model operators built with TE/TOPI, specs, presets."""
+"""The workload library: real-model operators built with TE/TOPI, specs, presets, and sampled
+sets of many distinct tasks (``sampled:COUNT:SEED``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable
 from ms_meta.errors import WorkloadSpecError
 from ms_meta.workloads.operators import OPERATORS, OperatorDef
 from ms_meta.workloads.presets import NAMED, PRESETS
+from ms_meta.workloads.sampler import is_sampled_spec, parse_sampled_spec, sample_workloads
 from ms_meta.workloads.spec import Workload, parse_spec
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "parse_spec",
     "resolve",
     "resolve_one",
+    "sample_workloads",
 ]
 
 _ALIASES_BY_SPEC: dict[str, tuple[str, ...]] = {}
@@ -51,17 +54,24 @@ def resolve_one(name: str) -> Workload:
             f"a named task ({', '.join(sorted(NAMED)[:4])}, ...; see `ms-meta workloads`) "
             f"or a preset ({', '.join(PRESETS)})"
         )
+    if is_sampled_spec(text):
+        raise WorkloadSpecError(f"{text!r} is a sampled set of several workloads; use resolve()")
     return _with_aliases(parse_spec(text))
 
 
 def resolve(names: Iterable[str]) -> list[Workload]:
     """Workloads for specs, named tasks and presets (``resnet18``), de-duplicated, in order.
 
-    A comma-free list item may also be a preset name, which expands to all its layers.
+    A comma-free list item may also be a preset name, which expands to all its layers, or a
+    sampled set ``sampled:COUNT[:SEED]`` (:func:`ms_meta.workloads.sampler.sample_workloads`).
     """
     seen: dict[str, Workload] = {}
     for name in names:
         text = name.strip()
+        if is_sampled_spec(text):
+            for workload in sample_workloads(*parse_sampled_spec(text)):
+                seen.setdefault(workload.spec, workload)
+            continue
         specs = PRESETS[text] if text in PRESETS else (text,)
         for spec in specs:
             workload = resolve_one(spec)

@@ -71,6 +71,16 @@ def _depthwise_conv2d_flops(n, c, h, w, r, s, stride, pad):
     return 2.0 * n * c * _conv_out(h, r, stride, pad) * _conv_out(w, s, stride, pad) * r * s
 
 
+def _group_conv2d_nchw(n, c, h, w, k, r, s, stride, pad, groups):
+    data = te.placeholder((n, c, h, w), name="data")
+    weight = te.placeholder((k, c // groups, r, s), name="weight")
+    return [data, weight, topi.nn.group_conv2d_nchw(data, weight, stride, pad, 1, groups)]
+
+
+def _group_conv2d_nchw_flops(n, c, h, w, k, r, s, stride, pad, groups):
+    return _conv2d_nchw_flops(n, c // groups, h, w, k, r, s, stride, pad)
+
+
 def _conv2d_bias_relu(n, c, h, w, k, r, s, stride, pad):
     data = te.placeholder((n, c, h, w), name="data")
     weight = te.placeholder((k, c, r, s), name="weight")
@@ -211,6 +221,12 @@ OPERATORS: dict[str, OperatorDef] = {
             "depthwise_conv2d", ("N", "C", "H", "W", "R", "S", "stride", "pad"),
             "depthwise 2-D convolution, NCHW, channel multiplier 1", _depthwise_conv2d,
             _depthwise_conv2d_flops, "depthwise_conv2d",
+        ),
+        OperatorDef(
+            # the block is named group_conv2d_nchw, which the task features read as conv2d_nchw
+            "group_conv2d_nchw", (*_CONV_FIELDS, "groups"),
+            "grouped 2-D convolution, NCHW (ResNeXt, RegNet); C and K divisible by groups",
+            _group_conv2d_nchw, _group_conv2d_nchw_flops, "conv2d_nchw",
         ),
         OperatorDef(
             "conv2d_bias_relu", _CONV_FIELDS, "conv2d_nchw + bias + ReLU fused in one task",

@@ -150,6 +150,12 @@ def _check_values(op: OperatorDef, params: tuple[int, ...], spec: str) -> None:
                 f"workload spec {spec!r}: field {key} must be >= {minimum}, got {value} "
                 f"(expected {_expected(op)})"
             )
+    groups = named.get("groups")
+    if groups is not None and (named["C"] % groups or named["K"] % groups):
+        raise WorkloadSpecError(
+            f"workload spec {spec!r}: C ({named['C']}) and K ({named['K']}) must be "
+            f"divisible by groups ({groups})"
+        )
     if op.variadic and min(params) < 1:
         raise WorkloadSpecError(f"workload spec {spec!r}: dimensions must be >= 1")
     if {"H", "W", "stride", "pad"} <= named.keys():
