@@ -203,6 +203,12 @@ Examples:
   ms-meta collect resnet18 --trials-per-task 256 --cost-model meta --retry-exhausted  # top up
   ms-meta collect resnet18 --trials-per-task 0 --one-shot-picks 16   # the model's own picks
 
+\b
+Breadth-first: thousands of sampled tasks, few records each, packed as they finish:
+  ms-meta collect sampled:2000:0 --out breadth_work --trials-per-task 16 --cost-model meta \\
+      --realtime --skip-packed tuning_records/llvm-rocketlake-2c-breadth
+  ms-meta db pack breadth_work/llvm-rocketlake-2c   # -> tuning_records/llvm-rocketlake-2c-breadth
+
 
 Measure on remote devices (builds stay on this machine):
   python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190
@@ -313,6 +319,14 @@ bad input.
 @click.option("--start", type=int, default=0, show_default=True, help="First task index.")
 @click.option("--end", type=int, default=None, help="Stop before this task index.")
 @click.option("--step", type=int, default=1, show_default=True, help="Task index step.")
+@click.option(
+    "--skip-packed",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="PACK_DIR",
+    help="Leave out the tasks already packed there (`ms-meta db pack`), e.g. "
+    "tuning_records/<target-key>-breadth.",
+)
 @click.option("--list", "list_only", is_flag=True, help="Print the task list and exit.")
 @any_cpu_weights_option
 @store_option
@@ -322,11 +336,12 @@ bad input.
 def collect(
     workloads, root, trials_per_task, random_fraction, batch_size, cost_model, population_size,
     one_shot_picks, one_shot_per_search, one_shot_weights, rpc_tracker, rpc_key, rpc_workers,
-    contention_guard, realtime, retry_exhausted, shard, start, end, step, list_only,
+    contention_guard, realtime, retry_exhausted, shard, start, end, step, skip_packed, list_only,
     any_cpu_weights, store, target_json, seed,
 ):  # fmt: skip
-    """Measure schedules of WORKLOADS (specs, named tasks, presets, or `all`) on this machine,
-    or with --rpc-tracker/--rpc-key on every device registered under the key.
+    """Measure schedules of WORKLOADS (specs, named tasks, presets, `all`, or sampled sets
+    `sampled:COUNT:SEED`) on this machine, or with --rpc-tracker/--rpc-key on every device
+    registered under the key.
 
     Resumable: re-running continues each task where it stopped; records are appended after
     every measured batch, so a kill loses at most the batch in flight.
@@ -337,6 +352,11 @@ def collect(
     names = list(workloads) or ["all"]
     selected = all_named() if names == ["all"] else resolve(names)
     selected = _select_shard(_interleave_by_operator(selected), shard, start, end, step)
+    if skip_packed is not None:
+        from ms_meta.data.pack import packed_tasks
+
+        packed = packed_tasks(skip_packed)
+        selected = [w for w in selected if w.name not in packed]
     if list_only:
         for w in selected:
             click.echo(f"{w.name}\t{w.spec}")

@@ -68,7 +68,8 @@ def _print_stats(result: dict[str, Any]) -> None:
         ]
         return "  ".join(parts).rstrip()
 
-    click.echo(line(header))
+    if rows:
+        click.echo(line(header))
     for row in rows:
         click.echo(line(row))
     totals = result["totals"]
@@ -79,7 +80,7 @@ def _print_stats(result: dict[str, Any]) -> None:
     )
     click.echo("best µs: the lowest mean of run_secs over a task's records (MetaSchedule's order)")
     click.echo("\nper operator:")
-    op_width = max([len("op"), *(len(op) for op in result["operators"])])
+    op_width = max([len("op"), len("total"), *(len(op) for op in result["operators"])])
     click.echo(f"  {'op'.ljust(op_width)}  {'tasks':>5}  {'records':>7}  {'hours':>6}")
     for op, counts in result["operators"].items():
         click.echo(
@@ -102,16 +103,21 @@ Examples:
 )
 @paths_argument
 @json_option
+@click.option(
+    "--summary", is_flag=True, help="Only the totals per operator (for thousands of tasks)."
+)
 @library_errors
-def stats(paths: tuple[Path, ...], as_json: bool) -> None:
-    """Per-task record counts, failed runs and best latency, with totals per operator."""
+def stats(paths: tuple[Path, ...], as_json: bool, summary: bool) -> None:
+    """Per-task record counts, failed runs and best latency, with totals per operator.
+
+    A PATH may also be a folder of packed parts (``ms-meta db pack``) or one part."""
     from ms_meta.data.db_check import stats as compute_stats
 
     result = compute_stats(paths)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        _print_stats(result)
+        _print_stats({**result, "tasks": []} if summary else result)
     _warn_skipped(result["totals"]["skipped_lines"], result["skipped"])
     for folder in result["unreadable"]:
         click.echo(
@@ -323,3 +329,79 @@ def split(
     click.echo(f"{out}: {len(result['train'])} training tasks, {len(result['held_out'])} held out:")
     for name in result["held_out"]:
         click.echo(f"  {name} ({ops[name]})")
+
+
+@db.command(
+    epilog="""\b
+Examples:
+  ms-meta db pack breadth_work/llvm-rocketlake-2c
+  ms-meta db pack breadth_work/llvm-rocketlake-2c --out tuning_records/llvm-rocketlake-2c-breadth
+
+\b
+The work folders are left in place; a task already in a part is never packed again.
+"""
+)
+@click.argument("work_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the parts.  [default: tuning_records/<WORK_DIR name>-breadth]",
+)
+@click.option("--max-tasks", type=click.IntRange(min=1), default=None, help="Tasks per part.")
+@click.option(
+    "--min-tasks",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Write no part when fewer tasks are finished.",
+)
+@library_errors
+def pack(work_dir: Path, out: Path | None, max_tasks: int | None, min_tasks: int) -> None:
+    """Pack the finished tasks of a collection's work folder (one target's folder, as
+    ``collect --out`` makes it) into the next compressed part ``part-NNNN.tar.gz``."""
+    from ms_meta.data.layout import RECORDS_DIR
+    from ms_meta.data.pack import pack_tasks
+
+    out = out or Path(RECORDS_DIR) / f"{Path(work_dir).resolve().name}-breadth"
+    result = pack_tasks(work_dir, out, max_tasks=max_tasks, min_tasks=min_tasks)
+    if result.part is None:
+        click.echo(f"nothing to pack: no new finished task in {work_dir} (parts in {out})")
+    else:
+        size = result.part.stat().st_size
+        ops = ", ".join(f"{op} {n}" for op, n in sorted(result.operators.items()))
+        click.echo(
+            f"{result.part}: {len(result.tasks)} tasks, {result.records} records, "
+            f"{size / 2**20:.2f} MiB ({ops})"
+        )
+    if result.skipped_locked:
+        click.echo(
+            f"warning: {len(result.skipped_locked)} finished task(s) left for the next part: "
+            "locked by a collector",
+            err=True,
+        )
+
+
+@db.command(
+    epilog="""\b
+Examples:
+  ms-meta db unpack tuning_records/llvm-rocketlake-2c-breadth --out /tmp/breadth
+  ms-meta db unpack tuning_records/llvm-rocketlake-2c-breadth/part-0001.tar.gz --out part1/
+"""
+)
+@click.argument("packed", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write one plain MetaSchedule database per task to (OUT/<task>/).",
+)
+@click.option("--task", "tasks", multiple=True, help="Only these tasks (repeatable).")
+@library_errors
+def unpack(packed: Path, out: Path, tasks: tuple[str, ...]) -> None:
+    """Write packed tasks (a folder of parts, or one part) back as plain MetaSchedule
+    databases, byte for byte; refuses to overwrite a task folder already in OUT."""
+    from ms_meta.data.pack import unpack as run_unpack
+
+    result = run_unpack(packed, out, tasks=set(tasks) or None)
+    click.echo(f"{out}: {len(result.tasks)} tasks, {result.records} records")

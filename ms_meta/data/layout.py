@@ -329,6 +329,10 @@ def resolve_databases(
         When ``path`` is missing or holds no database (and no unreadable folder).
     """
     path = Path(path)
+    from ms_meta.data import pack  # packed parts (part-NNNN.tar.gz): a cached unpacked copy
+
+    if pack.is_packed(path):
+        return pack.packed_databases(path)
     if path.is_file():
         return [files_for_path(path)]
     scan = scan_record_folders(path)
