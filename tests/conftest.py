@@ -43,6 +43,15 @@ def _isolated_record_store(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_record_store(monkeypatch, tmp_path_factory):
+    """Each test starts with an empty record store: One-Shot and the cost model learn from the
+    store, so one test's measurements must not change what another test picks."""
+    from ms_meta.store.sql import STORE_ENV
+
+    monkeypatch.setenv(STORE_ENV, str(tmp_path_factory.mktemp("store") / "records.sqlite"))
+
+
+@pytest.fixture(autouse=True)
 def _isolate_meta_schedule_logging():
     """Each test starts with the MetaSchedule logger's handlers as they were: tune_tir
     reconfigures that logger, and stray handlers from one test must not reach the next."""

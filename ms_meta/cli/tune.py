@@ -1,4 +1,10 @@
-"""``ms-meta tune``: tune one workload and print its latency."""
+"""``ms-meta tune``: tune one workload and print its latency.
+
+Both modes learn from the record store (``--store``): measured tuning's MetaCostModel adapts to
+the store's records of the task before measuring, and One-Shot takes the store's record of a
+task measured before (else adds the store's schedules to its library); both record what they
+measure into it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,6 @@ import click
 
 from ms_meta.cli.options import (
     any_cpu_weights_option,
-    feed_store,
     library_errors,
     none_or,
     quiet_meta_schedule,
@@ -36,6 +41,7 @@ Examples:
   ms-meta tune conv2d_nchw:1,64,56,56,64,3,3,1,1 --work-dir runs/conv
   ms-meta tune conv2d_nchw:1,64,56,56,64,3,3,1,1 --mode one-shot
   ms-meta tune dense:128,768,768 --mode one-shot --verify 4
+  ms-meta tune dense:128,768,768 --mode one-shot --store none   # ignore the record store
 """
 )
 @click.argument("workload")
@@ -98,19 +104,18 @@ def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_me
             verb = "applies" if len(given) == 1 else "apply"
             raise click.UsageError(f"{flags} {verb} only to --mode one-shot")
         result = _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir,
-                                seed)  # fmt: skip
-        feed_store(store, result.work_dir)
+                                seed, store)  # fmt: skip
     else:
         result = _tune_one_shot(wl, verify=verify, measure_pick=not no_measure, weights=weights,
                        any_cpu_weights=any_cpu_weights, library=library,
                        population=population, generations=generations,
-                       target_json=target_json, work_dir=work_dir, seed=seed,
+                       target_json=target_json, work_dir=work_dir, seed=seed, store=store,
                        started=started)  # fmt: skip
-        if verify:  # only measured records: One-Shot's predicted ones live in other files
-            feed_store(store, result.work_dir)
+    if result.store_report is not None:
+        click.echo(f"record store: +{result.store_report.added} records", err=True)
 
 
-def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed):
+def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir, seed, store):
     from ms_meta.model.factory import make_cost_model
     from ms_meta.tuning.measured_tuning import tune_workload
     from ms_meta.tuning.target import parse_target
@@ -125,9 +130,10 @@ def _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_di
         work_dir,
         max_trials=trials,
         num_trials_per_iter=min(trials_per_iter, trials),
-        cost_model=make_cost_model(cost_model, target=target, seed=seed),
+        cost_model=make_cost_model(cost_model, target=target, seed=seed, store=store),
         seed=seed,
         quiet=True,
+        store=store,
     )
     if result.best_seconds is None:
         raise click.ClickException(
@@ -163,7 +169,7 @@ def _latency(wl, seconds: float) -> str:
 
 
 def _tune_one_shot(wl, *, verify, measure_pick, weights, any_cpu_weights, library, population,
-                   generations, target_json, work_dir, seed, started):  # fmt: skip
+                   generations, target_json, work_dir, seed, store, started):  # fmt: skip
     from ms_meta.one_shot import SearchSettings, run_tir
     from ms_meta.tuning.target import parse_target
 
@@ -186,7 +192,7 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, any_cpu_weights, librar
     with _model_warning_shown_once():
         result = run_tir(mod, target, work_dir, weights=none_or(weights),
                          allow_other_cpu=any_cpu_weights, library=library, verify=verify,
-                         seed=seed, settings=settings)  # fmt: skip
+                         seed=seed, settings=settings, store=store)  # fmt: skip
     if result.model_warning:
         click.secho(f"WARNING: {result.model_warning}", fg="red", bold=True, err=True)
     _print_pick(wl, result, startup=(imported - started) + result.startup_seconds)
@@ -203,6 +209,14 @@ def _print_pick(wl, result, *, startup: float) -> None:
     task = result.tasks[0]
     finalists = f"rank {task.predicted_rank} of {task.finalists} finalists"
     population_note = f"{task.scored} candidates scored"
+    if task.source == "store":
+        click.echo(
+            f"{wl.spec}: {_latency(wl, task.measured_seconds)}, MEASURED earlier: the record "
+            "store's fastest record of this task (no search; --store none to search)"
+        )
+        click.echo(f"  start-up, once per process (imports, intrinsics, model load): "
+                   f"{startup:.2f} s")  # fmt: skip
+        return
     if task.source == "library":
         finalists = (f"rank {task.predicted_rank} of {task.finalists} library schedules "
                      f"(from {task.origin}; neighbours {', '.join(task.neighbours)})")  # fmt: skip

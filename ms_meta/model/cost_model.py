@@ -3,7 +3,9 @@
 A thin adapter: encoding is :class:`~ms_meta.GraphFeatureExtractor`'s job, learning is in
 :mod:`ms_meta.model.meta` (TVM-free). On every ``update`` the model adapts, from its
 (pre-trained or freshly initialized) parameters, to all samples measured so far for the task,
-and ``predict`` scores with the adapted parameters of that task.
+and ``predict`` scores with the adapted parameters of that task. A task's samples start with
+what the record store (:mod:`ms_meta.store`) measured of the same workload for the same target,
+so a search of a task measured before adapts before its first measurement (the warm start).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ms_meta.model.meta import (
 )
 from ms_meta.model.scoring_process import ScoringProcess, ScoringProcessError
 from ms_meta.model.train import init_model
+from ms_meta.model.warm_start import WarmStart
 from ms_meta.model.weights import (
     Checkpoint,
     check_target,
@@ -128,6 +131,8 @@ class CostModelSummary:
     updates: int = 0
     samples: int = 0
     unencodable: int = 0
+    warm_tasks: int = 0  # tasks whose samples started with the record store's records
+    warm_samples: int = 0  # those records
 
 
 def _host_target_dict() -> dict:
@@ -205,6 +210,11 @@ class MetaCostModel(_PyCostModel):
     allow_other_cpu : bool
         Accept weights trained for another ``mcpu`` of the same target kind (with a logged
         warning) instead of refusing them; the README's "Other CPUs" has measured figures.
+    store : "default", path or None
+        The record store whose records of a task (same workload, same target; the last
+        ``max_samples`` of the adaptation) start that task's samples the first time the model
+        meets the task, so that it adapts before measuring anything. ``"default"``:
+        ``$MS_META_STORE``, else the user's cache file; ``None``: no warm start.
     """
 
     def __init__(
@@ -219,6 +229,7 @@ class MetaCostModel(_PyCostModel):
         extractor: GraphFeatureExtractor | None = None,
         scoring_process: bool | None = None,
         allow_other_cpu: bool = False,
+        store: str | os.PathLike | None = "default",
     ) -> None:
         super().__init__()
         self.target = self._target_dict(target)
@@ -254,6 +265,8 @@ class MetaCostModel(_PyCostModel):
             scoring_process = (os.cpu_count() or 1) >= 2
         self.scoring_process = scoring_process
         self._scorer: ScoringProcess | None = None
+        self.store = store
+        self._warm_start = WarmStart(store)
 
     # -- construction helpers -------------------------------------------------------------
     @staticmethod
@@ -355,21 +368,43 @@ class MetaCostModel(_PyCostModel):
             path,
         )
 
+    def _start_task(self, key: str, context) -> None:
+        """On first meeting a task: its samples start with the record store's records of it,
+        and the model adapts to them at once."""
+        if not self._warm_start.first_time(key):
+            return
+        found = self._warm_start.samples(context, self.target, self.adapt_config.max_samples)
+        if not found:
+            return
+        candidates, latencies = found
+        samples = self._samples.setdefault(key, _TaskSamples())
+        samples.graphs.extend(self.extractor.encode(context, candidates))
+        samples.latencies.extend(latencies)
+        self._adapt(key, samples)
+        self.summary.warm_tasks += 1
+        self.summary.warm_samples += len(candidates)
+        logger.info("task %s: adapted to %d records of the record store before measuring",
+                    key, len(candidates))  # fmt: skip
+
+    def _adapt(self, key: str, samples: _TaskSamples) -> None:
+        labels = normalized_throughput(samples.latencies)
+        with _torch_threads(self.torch_threads):
+            self._adapted[key] = adapt(
+                self.model, self.meta_params, samples.graphs, labels, self.adapt_config
+            )
+
     def update(self, context, candidates, results) -> None:
         if len(candidates) == 0:
             return
         key = self._task_key(context, candidates)
+        self._start_task(key, context)
         samples = self._samples.setdefault(key, _TaskSamples())
         samples.graphs.extend(self.extractor.encode(context, candidates))
         for result in results:
             secs = None if result.error_msg is not None else result.run_secs
             # The minimum over repeats, as in the pretraining data (robust to interference).
             samples.latencies.append(min(float(s) for s in secs) if secs else None)
-        labels = normalized_throughput(samples.latencies)
-        with _torch_threads(self.torch_threads):
-            self._adapted[key] = adapt(
-                self.model, self.meta_params, samples.graphs, labels, self.adapt_config
-            )
+        self._adapt(key, samples)
         self.summary.updates += 1
         self.summary.samples = sum(len(s.graphs) for s in self._samples.values())
         self.summary.unencodable = self.extractor.stats.unencodable
@@ -440,7 +475,9 @@ class MetaCostModel(_PyCostModel):
     def predict(self, context, candidates) -> np.ndarray:
         if len(candidates) == 0:
             return np.zeros(0, np.float64)
-        params = self._adapted.get(self._task_key(context, candidates))
+        key = self._task_key(context, candidates)
+        self._start_task(key, context)
+        params = self._adapted.get(key)
         scores, failed = None, []
         scorer = self._scorer_for(len(candidates))
         if scorer is not None:

@@ -12,12 +12,13 @@ __all__ = ["COST_MODELS", "make_cost_model"]
 COST_MODELS = ("meta", "meta-online", "xgb", "random")
 
 
-def make_cost_model(kind, *, target=None, seed: int = 0):
+def make_cost_model(kind, *, target=None, seed: int = 0, store="default"):
     """A MetaSchedule cost model from a name (``meta``, ``meta-online``, ``xgb``, ``random``)
     or a ready :class:`~tvm.s_tir.meta_schedule.cost_model.CostModel`.
 
     ``meta`` is :class:`~ms_meta.model.cost_model.MetaCostModel` with the shipped weights for
     ``target``, ``meta-online`` the untrained one, ``xgb`` and ``random`` MetaSchedule's own.
+    ``store`` is the record store the MetaCostModels warm-start from (None: none).
     """
     if not isinstance(kind, str):
         return kind
@@ -27,7 +28,7 @@ def make_cost_model(kind, *, target=None, seed: int = 0):
         from ms_meta.model.cost_model import MetaCostModel
 
         weights = {} if kind == "meta" else {"weights": None}
-        return MetaCostModel(target=target, seed=seed, **weights)
+        return MetaCostModel(target=target, seed=seed, store=store, **weights)
     if kind == "xgb":
         return ms.cost_model.XGBModel()
     if kind == "random":

@@ -232,6 +232,7 @@ def run_relax(
     runner: ms.runner.Runner | None = None,
     measure_settings: MeasureSettings | None = None,
     op_names: list[str] | None = None,
+    store: str | os.PathLike | None = "default",
 ) -> OneShotResult:
     """:func:`tune_relax`, returning the full :class:`~ms_meta.one_shot.result.OneShotResult`
     (per-task scores and timings) instead of the database only."""
@@ -242,7 +243,7 @@ def run_relax(
         neighbours=neighbours, verify=verify, seed=seed,
         settings=settings, cost_model=cost_model, allow_other_cpu=allow_other_cpu,
         builder=builder, runner=runner,
-        measure_settings=measure_settings,
+        measure_settings=measure_settings, store=store,
     ).run(tasks, "relax")  # fmt: skip
 
 
@@ -264,6 +265,7 @@ def tune_relax(
     runner: ms.runner.Runner | None = None,
     measure_settings: MeasureSettings | None = None,
     op_names: list[str] | None = None,
+    store: str | os.PathLike | None = "default",
 ) -> ms.database.Database:
     """One-shot tuning of every TIR task of a Relax model.
 
@@ -282,6 +284,9 @@ def tune_relax(
         Weights to bind to ``main``'s parameters (as ``compile_relax`` does).
     op_names : list of str, optional
         Tune only tasks whose name contains one of these.
+    store : "default", path or None
+        The record store to learn from and record ``verify``'s measurements into, as in
+        :func:`tune_tir`.
 
     Other parameters are those of :func:`tune_tir`. A task whose search fails is logged and
     left untuned (``compile_relax`` then compiles it with its default schedule).
@@ -291,5 +296,5 @@ def tune_relax(
         neighbours=neighbours, verify=verify, seed=seed,
         settings=settings, cost_model=cost_model, allow_other_cpu=allow_other_cpu,
         builder=builder, runner=runner,
-        measure_settings=measure_settings, op_names=op_names,
+        measure_settings=measure_settings, op_names=op_names, store=store,
     ).database  # fmt: skip

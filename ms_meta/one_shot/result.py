@@ -19,7 +19,8 @@ __all__ = [
 ]
 
 # predicted: the committed record is the model's pick, not measured;
-# measured: ``verify`` measured finalists and the committed record is the fastest of them;
+# measured: ``verify`` measured finalists and the committed record is the fastest of them, or
+# (source "store") the record store's fastest measurement of this very task, with no search;
 # no-schedule: the search found nothing valid, nothing committed (the task compiles untuned);
 # failed: the search raised, nothing committed.
 TaskStatus = Literal["predicted", "measured", "no-schedule", "failed"]
@@ -91,7 +92,8 @@ class TaskOutcome:
     verified: list[Measurement] = field(default_factory=list)
     error: str | None = None
     # "library": the finalists were library schedules replayed on the task (``neighbours``
-    # lent them; ``origin`` names the committed one); "search": the evolutionary search's
+    # lent them; ``origin`` names the committed one); "search": the evolutionary search's;
+    # "store": the record store's fastest measurement of this task, no search (origin "store")
     source: str = "search"
     origin: str | None = None
     own_measurement: bool = False  # the pick is the library's measurement of this very task
@@ -151,6 +153,9 @@ class OneShotResult:
     seed: int
     library: str | None = None  # the schedule library's file, None when every task was searched
     summary_path: Path | None = None
+    # what recording ``verify``'s measurements into the record store did (None: nothing
+    # recorded; an ms_meta.store.ImportReport otherwise)
+    store_report: Any = None
 
     @property
     def search_seconds(self) -> float:
@@ -161,6 +166,11 @@ class OneShotResult:
     def tasks_from_library(self) -> int:
         """Tasks whose finalists were library schedules (the others were searched)."""
         return sum(t.source == "library" for t in self.tasks)
+
+    @property
+    def tasks_from_store(self) -> int:
+        """Tasks that took the record store's measurement of themselves (no search)."""
+        return sum(t.source == "store" for t in self.tasks)
 
     @property
     def measured(self) -> bool:
@@ -189,6 +199,8 @@ class OneShotResult:
             "seed": self.seed,
             "library": self.library,
             "tasks_from_library": self.tasks_from_library,
+            "tasks_from_store": self.tasks_from_store,
+            "record_store_added": None if self.store_report is None else self.store_report.added,
             "startup_seconds": round(self.startup_seconds, 4),
             "search_seconds": round(self.search_seconds, 4),
             "tasks": [t.to_dict() for t in self.tasks],

@@ -4,9 +4,12 @@ A run loads the cost model (warning when it is untrained or trained on another C
 schedule library, searches each task (library schedules first, MetaSchedule's evolutionary search
 where the library has none that fit; see :mod:`ms_meta.one_shot.search`), commits the
 best-ranked schedule of every task to the predicted database, optionally measures the top
-finalists (``verify``), and writes the summary. Records are stored as described in
-:mod:`ms_meta.one_shot.store`: predicted ones apart from measured ones, under names nothing else
-reads as measurements. The front ends are :mod:`ms_meta.one_shot.tir` (PrimFuncs) and
+finalists (``verify``), and writes the summary. It learns from the record store
+(:mod:`ms_meta.store`; ``store=None`` leaves it alone): a task the store measured for the
+target compiles from its fastest record with no search, the store's schedules of other tasks
+join the library, and ``verify``'s measurements are recorded into it. Records are stored as
+described in :mod:`ms_meta.one_shot.store`: predicted ones apart from measured ones, under names
+nothing else reads as measurements. The front ends are :mod:`ms_meta.one_shot.tir` (PrimFuncs) and
 :mod:`ms_meta.one_shot.relax` (Relax models).
 """
 
@@ -27,7 +30,7 @@ from tvm.s_tir.meta_schedule.utils import fork_seed
 
 from ms_meta.errors import MsMetaError, TargetError
 from ms_meta.labels import cpu_label
-from ms_meta.one_shot import store
+from ms_meta.one_shot import store as one_shot_files
 from ms_meta.one_shot.library import (
     DEFAULT_NEIGHBOURS,
     ScheduleLibrary,
@@ -38,6 +41,8 @@ from ms_meta.one_shot.result import Measurement, OneShotResult, TaskOutcome
 from ms_meta.one_shot.search import TaskSearch, library_search, search_task
 from ms_meta.one_shot.settings import PREDICTED_RUN_SECS, SearchSettings
 from ms_meta.run_secs import FAILED_RUN_SECS
+from ms_meta.store.access import Store, open_store, resolve_store_path
+from ms_meta.store.feed import feed_json_databases
 from ms_meta.tuning.intrin import import_tensor_intrinsics
 from ms_meta.tuning.measure import (
     MeasureSettings,
@@ -142,7 +147,12 @@ class _Model:
 
 
 def _load_model(
-    weights: Weights, target: tvm.target.Target, seed: int, cost_model, allow_other_cpu: bool
+    weights: Weights,
+    target: tvm.target.Target,
+    seed: int,
+    cost_model,
+    allow_other_cpu: bool,
+    store: Store = "default",
 ) -> _Model:
     started = time.perf_counter()
     import_tensor_intrinsics(target.kind.name)  # TuneContext would import every backend's
@@ -150,8 +160,9 @@ def _load_model(
         from ms_meta.model.cost_model import MetaCostModel
 
         cost_model = MetaCostModel(
-            weights=weights, target=target, seed=seed, allow_other_cpu=allow_other_cpu
-        )
+            weights=weights, target=target, seed=seed, allow_other_cpu=allow_other_cpu,
+            store=store,
+        )  # fmt: skip
         source = cost_model.weights_source
     else:
         source = getattr(cost_model, "weights_source", None) or type(cost_model).__name__
@@ -170,9 +181,29 @@ def _load_model(
     return _Model(cost_model, pretrained, source, warning, time.perf_counter() - started)
 
 
-def _resolve_library(library: Library, target: tvm.target.Target, model: _Model):
-    """(library or None, what to report as its source)."""
-    if library is None or isinstance(library, ScheduleLibrary):
+def _resolve_library(library: Library, target: tvm.target.Target, model: _Model, record_store):
+    """(library or None, what to report as its source): the library asked for, with the
+    record store's schedules for ``target`` added
+    (:func:`~ms_meta.one_shot.store.merge_libraries`) unless ``library`` is None."""
+    if library is None:
+        return None, None
+    shipped, source = _given_library(library, target, model)
+    own = None
+    if record_store is not None:
+        try:
+            own = one_shot_files.store_library(record_store, target)
+        except MsMetaError as err:  # the store is an aid: the shipped library still serves
+            logger.warning("the record store's schedules are left out: %s", err)
+    if own is None:
+        return shipped, source
+    merged = one_shot_files.merge_libraries(shipped, own)
+    label = f"record store {record_store.path} ({len(own.tasks)} tasks)"
+    return merged, label if source is None else f"{source} + {label}"
+
+
+def _given_library(library: Library, target: tvm.target.Target, model: _Model):
+    """(the library asked for, or None, what to report as its source)."""
+    if isinstance(library, ScheduleLibrary):
         source = None if library is None else library.meta.get("path", "in memory")
         return library, source
     summary = target_summary(target)
@@ -232,6 +263,7 @@ class OneShotRun:
     def __init__(
         self, *, target, work_dir, weights, verify, seed, settings, cost_model, builder, runner,
         measure_settings, library="default", neighbours=DEFAULT_NEIGHBOURS, allow_other_cpu=False,
+        store: Store = "default",
     ) -> None:  # fmt: skip
         if verify < 0:
             raise OneShotError(f"verify must be >= 0, got {verify}")
@@ -240,11 +272,17 @@ class OneShotRun:
         self.verify = int(verify)
         self.seed = int(seed)
         self.settings = settings or SearchSettings()
-        self.model = _load_model(weights, self.target, self.seed, cost_model, allow_other_cpu)
-        self.library, self.library_source = _resolve_library(library, self.target, self.model)
+        self.store_path = resolve_store_path(store)
+        self.model = _load_model(
+            weights, self.target, self.seed, cost_model, allow_other_cpu, self.store_path
+        )
+        self.record_store = open_store(self.store_path, target=self.target)
+        self.library, self.library_source = _resolve_library(
+            library, self.target, self.model, self.record_store
+        )
         self.neighbours = int(neighbours)
-        self.predicted_db = store.fresh_predicted_database(self.work_dir)
-        self.measured_db = store.measured_database(self.work_dir) if self.verify else None
+        self.predicted_db = one_shot_files.fresh_predicted_database(self.work_dir)
+        self.measured_db = one_shot_files.measured_database(self.work_dir) if self.verify else None
         self._builder, self._runner = builder, runner
         self.measure_settings = measure_settings or MeasureSettings()
 
@@ -262,8 +300,20 @@ class OneShotRun:
     def run(self, tasks: list[Task], kind: str) -> OneShotResult:
         rand_states = fork_seed(self.seed, n=len(tasks))
         outcomes = []
-        for task, rand_state in zip(tasks, rand_states, strict=True):
-            outcomes.append(self._tune_task(task, rand_state))
+        try:
+            for task, rand_state in zip(tasks, rand_states, strict=True):
+                outcomes.append(self._tune_task(task, rand_state))
+        finally:
+            if self.record_store is not None:
+                self.record_store.close()
+        store_report = None
+        if (
+            self.verify
+            and self.store_path is not None
+            and (self.work_dir / one_shot_files.MEASURED_RECORD_FILE).is_file()
+        ):
+            # verify's measurements; One-Shot's predicted records never go in
+            store_report = feed_json_databases(self.work_dir, store_path=self.store_path)
         database = self.predicted_db
         if self.measured_db is not None:
             # measured records first; a task whose measurements all failed keeps its prediction
@@ -281,24 +331,25 @@ class OneShotRun:
             verify=self.verify,
             seed=self.seed,
             library=self.library_source,
+            store_report=store_report,
         )
         summary = result.to_dict()
         summary.update(
             kind=kind,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             predicted_database={
-                "workload": store.PREDICTED_WORKLOAD_FILE,
-                "tuning_record": store.PREDICTED_RECORD_FILE,
+                "workload": one_shot_files.PREDICTED_WORKLOAD_FILE,
+                "tuning_record": one_shot_files.PREDICTED_RECORD_FILE,
             },
             library_damaged=None if self.library is None else self.library.meta.get("damaged"),
             measured_database=None
             if self.measured_db is None
             else {
-                "workload": store.MEASURED_WORKLOAD_FILE,
-                "tuning_record": store.MEASURED_RECORD_FILE,
+                "workload": one_shot_files.MEASURED_WORKLOAD_FILE,
+                "tuning_record": one_shot_files.MEASURED_RECORD_FILE,
             },
         )
-        result.summary_path = store.write_summary(self.work_dir, summary)
+        result.summary_path = one_shot_files.write_summary(self.work_dir, summary)
         if not any(t.status in ("predicted", "measured") for t in outcomes):
             details = "; ".join(f"{t.task_name}: {t.error or t.status}" for t in outcomes)
             raise OneShotError(f"one-shot tuning found no schedule for any task ({details})")
@@ -330,7 +381,44 @@ class OneShotRun:
         found.notes[:0] = library_notes
         return found
 
+    def _from_store(self, task: Task) -> TaskOutcome | None:
+        """The task's outcome when the record store measured this very task for the target: its
+        fastest record is committed as the pick, with no search and no measurement."""
+        started = time.perf_counter()
+        record = one_shot_files.stored_record(self.record_store, task.mod, self.target)
+        if record is None:
+            return None
+        mod = one_shot_files.task_module(task.mod)
+        run_secs = [float(s) for s in record.run_secs]
+        workload = self.predicted_db.commit_workload(mod)
+        self.predicted_db.commit_tuning_record(
+            ms.database.TuningRecord(
+                record.trace, workload, run_secs, self.target, record.args_info
+            )
+        )
+        seconds = Measurement(1, 0.0, run_secs).median_seconds
+        logger.info("%s: the record store's fastest measurement (%.4g s), no search",
+                    task.name, seconds)  # fmt: skip
+        return TaskOutcome(
+            task_name=task.name,
+            status="measured",
+            weight=task.weight,
+            search_seconds=time.perf_counter() - started,
+            measured_seconds=seconds,
+            source="store",
+            origin="store",
+            own_measurement=True,
+        )
+
     def _tune_task(self, task: Task, rand_state: int) -> TaskOutcome:
+        try:
+            stored = self._from_store(task)
+        except Exception as err:  # the store is an aid: the search can still serve
+            logger.warning("the record store's record of %s failed: %s; searching instead",
+                           task.name, first_line(err))  # fmt: skip
+            stored = None
+        if stored is not None:
+            return stored
         try:
             found = self._search(task, rand_state)
         except Exception as err:  # one broken task must not cost the whole model its tuning

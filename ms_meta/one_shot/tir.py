@@ -5,6 +5,7 @@ measured schedules of its nearest tasks in a schedule library (:mod:`ms_meta.one
 replayed on it, or, where the library has none that fit, those of MetaSchedule's evolutionary
 search; :class:`~ms_meta.MetaCostModel` alone scores them, and the best-ranked schedule of every
 task is committed to a database that ``compile_tir`` applies (see :mod:`ms_meta.one_shot.run`).
+A task the record store already measured for the target takes the store's fastest record.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ms_meta.one_shot.run import (
     check_static,
 )
 from ms_meta.one_shot.settings import SearchSettings
+from ms_meta.store.access import Store
 from ms_meta.tuning.measure import MeasureSettings
 
 __all__ = ["run_tir", "tune_tir"]
@@ -70,6 +72,7 @@ def run_tir(
     builder: ms.builder.Builder | None = None,
     runner: ms.runner.Runner | None = None,
     measure_settings: MeasureSettings | None = None,
+    store: Store = "default",
 ) -> OneShotResult:
     """:func:`tune_tir`, returning the full :class:`~ms_meta.one_shot.result.OneShotResult`
     (per-task scores and timings) instead of the database only."""
@@ -79,7 +82,7 @@ def run_tir(
         neighbours=neighbours, verify=verify, seed=seed,
         settings=settings, cost_model=cost_model, allow_other_cpu=allow_other_cpu,
         builder=builder, runner=runner,
-        measure_settings=measure_settings,
+        measure_settings=measure_settings, store=store,
     ).run(tasks, "tir")  # fmt: skip
 
 
@@ -99,6 +102,7 @@ def tune_tir(
     builder: ms.builder.Builder | None = None,
     runner: ms.runner.Runner | None = None,
     measure_settings: MeasureSettings | None = None,
+    store: Store = "default",
 ) -> ms.database.Database:
     """Tune TIR with the cost model alone: no builder, no runner, no model update.
 
@@ -146,6 +150,12 @@ def tune_tir(
         Used by ``verify`` only (default: ``make_builder()``, ``make_local_runner()``).
     measure_settings : MeasureSettings, optional
         How ``verify`` times candidates.
+    store : "default", path or None
+        The record store (:mod:`ms_meta.store`; ``"default"``: ``$MS_META_STORE``, else the
+        user's cache file). A task it holds a valid measurement of for ``target`` compiles
+        from its fastest record with no search (origin ``"store"``); its fastest schedules of
+        other tasks measured for ``target`` join ``library``, replacing the library's own for
+        the same task; ``verify``'s measurements are recorded into it. ``None``: none of this.
 
     Returns
     -------
@@ -166,5 +176,5 @@ def tune_tir(
         mod, target, work_dir, weights=weights, library=library, neighbours=neighbours,
         verify=verify, seed=seed, settings=settings,
         cost_model=cost_model, allow_other_cpu=allow_other_cpu, builder=builder, runner=runner,
-        measure_settings=measure_settings,
+        measure_settings=measure_settings, store=store,
     ).database  # fmt: skip

@@ -327,6 +327,27 @@ class RecordStore(PyDatabase):
         """Import MetaSchedule JSON databases (directories or trees of them) into the store."""
         return import_json_databases(self._sql, scan_json_databases(paths))
 
+    def measured_candidates(
+        self, mod: IRModule, target: Target | dict, limit: int
+    ) -> list[tuple[Any, list[float] | None]]:
+        """The last ``limit`` records of ``mod`` measured for ``target``, failed ones too, as
+        ``(MeasureCandidate, run_secs or None for a failure)`` in the order they were stored:
+        what a cost model adapts to (:class:`~ms_meta.MetaCostModel`'s warm start)."""
+        ids = self._ids(mod)
+        if not ids or limit <= 0:
+            return []
+        key = key_of(target)
+        stored = [r for i in ids for r in self._sql.records(workload_id=i, key=key)]
+        stored.sort(key=lambda r: r.id)
+        workload = Workload(mod)
+        out = []
+        for item in stored[-limit:]:
+            record = self._tvm_record(item, workload)
+            if record is not None:
+                run_secs = [float(s) for s in record.run_secs] if item.is_valid else None
+                out.append((record.as_measure_candidate(), run_secs))
+        return out
+
     def schedule_records(self, target: Target | dict, top_k: int = 1) -> Iterator[TuningRecord]:
         """The ``top_k`` fastest valid records of every workload measured for ``target``
         (for a schedule library), workload by workload."""

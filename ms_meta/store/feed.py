@@ -3,7 +3,9 @@
 A tuning run, One-Shot's verification or ``ms-meta collect`` has already done its work when it
 offers its records to the store; a store that cannot be opened (a read-only cache directory, a
 damaged file, another process holding the write lock past the timeout) must not turn that run
-into an error. These helpers log a warning instead and return None.
+into an error. These helpers log a warning instead and return None. They take the same store
+values as every ``store=`` argument (:mod:`ms_meta.store.access`): ``MS_META_STORE=none`` turns
+the default store off.
 
 Examples
 --------
@@ -24,6 +26,7 @@ import sqlite3
 from typing import Any
 
 from ms_meta.errors import MsMetaError
+from ms_meta.store.access import resolve_store_path
 from ms_meta.store.jsondb import ImportReport, import_json_databases, scan_json_databases
 from ms_meta.store.sql import SqlStore
 
@@ -40,11 +43,15 @@ def feed_json_databases(
     """Import MetaSchedule JSON databases (directories or trees) into the store.
 
     Importing the same files again adds nothing, so a command may feed its whole output
-    directory after every task. Returns the import report, or None (logged) when the store
-    could not take the records.
+    directory after every task. ``store_path`` is a ``store=`` value
+    (:func:`~ms_meta.store.access.resolve_store_path`; None: the default store). Returns the
+    import report, or None when the store is off or could not take the records (logged).
     """
+    path = resolve_store_path("default" if store_path is None else store_path)
+    if path is None:
+        return None
     try:
-        with SqlStore(store_path) as store:
+        with SqlStore(path) as store:
             return import_json_databases(store, scan_json_databases(paths))
     except _STORE_FAILURES as err:
         logger.warning("records not added to the record store: %s", err)
@@ -53,12 +60,15 @@ def feed_json_databases(
 
 def feed_database(database: Any, store_path: str | os.PathLike | None = None) -> int | None:
     """Copy every record of a MetaSchedule database (e.g. what ``tune_tir`` returns) into the
-    store; returns the number of records read, or None (logged) when the store could not take
-    them. Imports TVM."""
+    store (``store_path`` as in :func:`feed_json_databases`); returns the number of records
+    read, or None when the store is off or could not take them (logged). Imports TVM."""
     from ms_meta.store.database import RecordStore
 
+    path = resolve_store_path("default" if store_path is None else store_path)
+    if path is None:
+        return None
     try:
-        store = RecordStore(store_path)
+        store = RecordStore(path)
         try:
             return store.record_database(database)
         finally:

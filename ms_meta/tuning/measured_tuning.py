@@ -1,5 +1,6 @@
 """Measured tuning of one workload: ``ms.tune_tir`` with a builder and runner that work on small
-machines and a given cost model (``ms-meta tune --mode measured``)."""
+machines and a given cost model (``ms-meta tune --mode measured``); what it measures goes into
+the record store (:mod:`ms_meta.store`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from ms_meta.run_secs import is_failed
+from ms_meta.store.feed import feed_json_databases
 from ms_meta.tuning.builder import make_builder
 from ms_meta.tuning.intrin import import_tensor_intrinsics
 from ms_meta.tuning.measure import MeasureSettings, make_local_runner
@@ -41,6 +44,9 @@ class TuneResult:
     valid_trials: int
     tuning_seconds: float
     cost_model: str
+    # what recording the work directory's records into the record store did (an
+    # ms_meta.store.ImportReport; None when the store is off or could not take them)
+    store_report: Any = None
 
     @property
     def best_us(self) -> float | None:
@@ -92,6 +98,7 @@ def tune_workload(
     population_size: int = 512,
     measure: MeasureSettings | None = None,
     quiet: bool = False,
+    store: str | Path | None = "default",
 ) -> TuneResult:
     """Tune one task with MetaSchedule's evolutionary search and the given cost model.
 
@@ -100,6 +107,10 @@ def tune_workload(
     MetaSchedule's progress tables off the console (they still go to the log files). The
     builder skips the slow ``tensor_intrin`` import and links in parallel (see
     :mod:`ms_meta.tuning.builder`), for every cost model alike, so comparisons are fair.
+
+    The records of ``work_dir`` are then recorded into the record ``store`` (``"default"``:
+    ``$MS_META_STORE``, else the user's cache file; a path; ``None``: not recorded); a store
+    that cannot take them costs a logged warning, never the run.
     """
     target = parse_target(target)
     import_tensor_intrinsics(target.kind.name)
@@ -136,7 +147,9 @@ def tune_workload(
     if summary is not None and getattr(summary, "unencodable", 0):
         logger.warning("%d candidates could not be encoded and were scored neutral",
                        summary.unencodable)  # fmt: skip
+    store_report = None if store is None else feed_json_databases(work_dir, store_path=store)
     return TuneResult(
+        store_report=store_report,
         database=database,
         work_dir=work_dir,
         best_seconds=best_record_seconds(database, mod),
