@@ -13,6 +13,7 @@ from ms_meta import __version__
 # and does not import TVM.
 _COMMANDS = {
     "tune": ("ms_meta.cli.tune:tune", "Tune a workload and print its latency."),
+    "adapt": ("ms_meta.cli.adapt:adapt", "Adapt shipped weights to a new CPU from its records."),
     "bench": ("ms_meta.cli.bench:bench", "Benchmark extraction, prediction and tuning."),
     "collect": ("ms_meta.cli.collect:collect", "Measure schedules into tuning_records/."),
     "db": ("ms_meta.cli.db:db", "Inspect, merge, validate and split tuning databases."),
