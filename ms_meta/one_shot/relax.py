@@ -16,6 +16,7 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from ms_meta.errors import MsMetaError
+from ms_meta.one_shot.blocked import BLOCKED_DEFAULT, legalize_blocked_conv2d, to_blocked_layout
 from ms_meta.one_shot.library import DEFAULT_NEIGHBOURS
 from ms_meta.one_shot.result import OneShotResult
 from ms_meta.one_shot.run import (
@@ -59,14 +60,16 @@ def _as_module(mod, params) -> tvm.IRModule:
     return mod
 
 
-def prepare_for_inference(mod, params=None) -> tvm.IRModule:
+def prepare_for_inference(mod, params=None, *, blocked: bool | None = None) -> tvm.IRModule:
     """Bind ``params`` as constants and rewrite training-form operators for inference.
 
     Batch norm after a convolution is folded into the convolution's weights and a bias
     (``FoldBatchnormToConv2D``): the fused task is then a convolution with a bias epilogue, as
     the schedule library's tasks are, instead of four elementwise operations per output. What
     is left of batch norm, layer norm and the like is decomposed into elementwise operations
-    (``DecomposeOpsForInference``) that ``FuseOps`` merges into the kernel before them.
+    (``DecomposeOpsForInference``) that ``FuseOps`` merges into the kernel before them. With
+    ``blocked``, convolutions whose channels split into 16-channel blocks run in the NCHW16c
+    layout (:mod:`ms_meta.one_shot.blocked`), their weights transformed at compile time.
     Idempotent: preparing a prepared module changes nothing.
 
     Parameters
@@ -75,6 +78,8 @@ def prepare_for_inference(mod, params=None) -> tvm.IRModule:
         The Relax model, as imported.
     params : dict of name to Tensor, optional
         Weights to bind to ``main``'s parameters.
+    blocked : bool, optional
+        Convert convolutions to NCHW16c (default: :data:`BLOCKED_DEFAULT`).
 
     Returns
     -------
@@ -87,12 +92,13 @@ def prepare_for_inference(mod, params=None) -> tvm.IRModule:
     try:
         if params:
             mod = relax.transform.BindParams("main", params)(mod)
-        return tvm.transform.Sequential([
+        mod = tvm.transform.Sequential([
             relax.transform.FoldBatchnormToConv2D(),
             relax.transform.FoldConstant(),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.CanonicalizeBindings(),
         ])(mod)  # fmt: skip
+        return to_blocked_layout(mod) if (BLOCKED_DEFAULT if blocked is None else blocked) else mod
     except MsMetaError:
         raise
     except Exception as err:  # TVM's errors carry a C++ backtrace; keep the message
@@ -118,7 +124,7 @@ def _gelu_with_fast_erf(bb, call):
 
 
 # operators legalized otherwise than by Relax's default, for speed on CPUs
-_LEGALIZE = {"relax.nn.gelu": _gelu_with_fast_erf}
+_LEGALIZE = {"relax.nn.gelu": _gelu_with_fast_erf, "relax.nn.conv2d": legalize_blocked_conv2d}
 
 
 def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
