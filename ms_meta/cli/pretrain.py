@@ -1,8 +1,14 @@
-"""``ms-meta pretrain``: meta-train (or transfer-train) the GNN on tuning records."""
+"""``ms-meta pretrain``: meta-train (or transfer-train) the GNN on tuning records.
+
+``--from-store`` trains on the record store's records of one target (this machine's CPU by
+default), e.g. to make weights for a CPU that ships none: they are exported as MetaSchedule JSON
+databases beside the store file and read by the same data path as any records.
+"""
 
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,6 +24,7 @@ from ms_meta.cli.options import (
     records_target,
     seed_option,
     split_option,
+    target_option,
 )
 
 VAL_SHOTS = 16  # support size of the per-epoch few-shot validation score
@@ -30,6 +37,8 @@ Examples:
   ms-meta pretrain tuning_records/llvm-rocketlake-2c --method transfer --out transfer.pt
   ms-meta pretrain tuning_records/llvm-rocketlake-2c --split none --out all_tasks.pt
   ms-meta pretrain ~/my_db tuning_records/llvm-rocketlake-2c --out mine.pt  # add your own
+  ms-meta pretrain --from-store --out mine.pt     # the record store's records of this CPU
+  ms-meta pretrain --from-store --init ms_meta/weights/llvm-rocketlake.pt --out mine.pt
 """
 )
 @records_argument
@@ -148,6 +157,17 @@ Examples:
     show_default=True,
     help="Evaluate on the held-out tasks at the end (as `ms-meta eval`).",
 )
+@click.option(
+    "--from-store",
+    "from_store",
+    is_flag=False,
+    flag_value="default",
+    default=None,
+    metavar="[PATH]",
+    help="Also train on the record store's records of --target (PATH: another store file than "
+    "$MS_META_STORE / ~/.cache/ms-meta/records.sqlite); with no RECORDS, on those alone.",
+)
+@target_option
 @seed_option
 @library_errors
 def pretrain(
@@ -169,6 +189,8 @@ def pretrain(
     init_path,
     resume,
     run_eval,
+    from_store,
+    target_json,
     seed,
 ):
     """Pretrain the GNN cost model across the tasks of tuning databases.
@@ -188,6 +210,12 @@ def pretrain(
     from ms_meta.model.weights import Checkpoint, save_checkpoint
 
     torch.set_num_threads(1)  # measured faster than 2 on this 2-core machine beside a collector
+    store_source = store_target = None
+    if from_store is not None:
+        exported, store_source, store_target = _export_store(from_store, target_json)
+        paths = [*paths, exported]
+    elif target_json is not None:
+        raise click.UsageError("--target applies only to --from-store")
     paths = list(paths) or default_record_paths()
     split_file = find_split(paths, split_path)
     dataset, parts, _ = load_parts(paths, split_file)
@@ -293,6 +321,7 @@ def pretrain(
             "val_tasks": names(val_tasks),
             "held_out_tasks": names(held_out),
             "sources": sorted({str(p) for p in paths}),
+            "record_store": store_source,
             "split": str(split_file) if split_file else None,
         },
         "training": {**summary, "history": [vars(r) for r in result.history]},
@@ -302,7 +331,8 @@ def pretrain(
         Checkpoint(
             gnn_config=config.gnn,
             state_dict={k: v.detach().clone() for k, v in result.model.state_dict().items()},
-            target=records_target(dataset),
+            # weights made from the store are for its target, whatever other records joined
+            target=store_target or records_target(dataset),
             meta=meta,
         ),
         out,
@@ -313,3 +343,35 @@ def pretrain(
         from ms_meta.cli.eval import print_evaluation
 
         print_evaluation(out, held_out, seed=seed)
+
+
+def _export_store(from_store: str, target_json: str | None) -> tuple[Path, str, dict]:
+    """Export the record store's records of the target as MetaSchedule JSON databases into
+    ``<store file>.pretrain/`` (replacing an earlier export: a stable path lets the data set
+    cache reuse what it featurized before); returns that directory, a description and the
+    target (as the weights record it)."""
+    from ms_meta.errors import DatabaseError
+    from ms_meta.labels import target_label
+    from ms_meta.store import SqlStore, export_json_databases, target_key
+    from ms_meta.store.access import resolve_store_path
+    from ms_meta.tuning.target import parse_target, target_summary
+
+    path = resolve_store_path(from_store)
+    if path is None or not path.is_file():
+        raise DatabaseError(f"no record store at {path or from_store}")
+    target = target_summary(parse_target(target_json))
+    key = target_key(target)
+    out = path.with_name(path.name + ".pretrain")
+    with SqlStore(path) as store:
+        count = store.count(key)
+        if not count:
+            raise DatabaseError(
+                f"the record store {path} holds no records of {target_label(target)} "
+                f"(key {key}); `ms-meta store stats {path}` lists its targets"
+            )
+        shutil.rmtree(out, ignore_errors=True)
+        written = export_json_databases(store, out, key=key)
+    click.echo(f"record store {path}: {count} records of {len(written)} tasks for "
+               f"{target_label(target)}", err=True)  # fmt: skip
+    kept = {k: target[k] for k in ("kind", "mcpu", "mattr", "num-cores") if target.get(k)}
+    return out, f"{path} ({key}, {count} records)", kept
