@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ms_meta.lazy import lazy_exports
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -13,28 +15,14 @@ __all__ = [
     "one_shot",
 ]
 
+# TVM takes seconds to import; the learnable core (ms_meta.model.gnn) must stay importable
+# without it, so the TVM adapters are loaded on first use.
+_EXPORTS = {
+    "GraphFeatureExtractor": "ms_meta.feature.extractor",
+    "MetaCostModel": "ms_meta.model.cost_model",
+    "RecordStore": "ms_meta.store",
+    "make_builder": "ms_meta.tuning.builder",
+    "one_shot": "ms_meta.one_shot",
+}
 
-def __getattr__(name: str):
-    # TVM takes seconds to import; the learnable core (ms_meta.model.gnn) must stay importable
-    # without it, so the TVM adapters are loaded on first use.
-    if name == "GraphFeatureExtractor":
-        from ms_meta.feature.extractor import GraphFeatureExtractor
-
-        return GraphFeatureExtractor
-    if name == "MetaCostModel":
-        from ms_meta.model.cost_model import MetaCostModel
-
-        return MetaCostModel
-    if name == "RecordStore":
-        from ms_meta.store import RecordStore
-
-        return RecordStore
-    if name == "make_builder":
-        from ms_meta.tuning.builder import make_builder
-
-        return make_builder
-    if name == "one_shot":
-        import importlib
-
-        return importlib.import_module("ms_meta.one_shot")
-    raise AttributeError(f"module 'ms_meta' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -12,8 +12,7 @@ records reader) stays free of TVM, torch and the feature encoder.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ms_meta.lazy import lazy_exports
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -63,15 +62,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

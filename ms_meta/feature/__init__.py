@@ -7,7 +7,7 @@ the schema never imports TVM.
 
 from __future__ import annotations
 
-import importlib
+from ms_meta.lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -22,9 +22,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ms_meta.feature' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ms_meta.feature.{module}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -8,7 +8,7 @@ Everything but :class:`MetaCostModel` is TVM-free; names are imported on first u
 
 from __future__ import annotations
 
-import importlib
+from ms_meta.lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -33,9 +33,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ms_meta.model' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ms_meta.model.{module}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
