@@ -254,6 +254,13 @@ def pretrain(
         gnn=gnn_config,
     )
 
+    needed = config.support_min + 2  # an episode's smallest support and query
+    if method != "transfer" and not any(len(t) >= needed for t in train_tasks):
+        raise click.ClickException(
+            f"no training task has the {needed} records a {method} episode needs (support "
+            "and query); measure more records, or use --method transfer"
+        )
+
     def names(part) -> list[str]:
         return sorted({t.split_name for t in part})
 

@@ -39,7 +39,8 @@ def test_weights_are_trained_on_the_stores_records_of_the_target(tmp_path, monke
     assert MetaCostModel(weights=out, target=ROCKETLAKE, store=None).pretrained
 
 
-def test_a_store_without_records_of_the_target_is_a_one_line_error(tmp_path):
+def test_a_store_without_records_of_the_target_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     store = tmp_path / "records.sqlite"
     feed_json_databases(SEED_RECORDS / "mm_1024", store_path=store)
     other = json.dumps({"kind": "llvm", "mcpu": "icelake-server", "num-cores": 2})
@@ -48,6 +49,11 @@ def test_a_store_without_records_of_the_target_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1 and "holds no records of llvm-icelake-server-2c" in result.output
     assert "Traceback" not in result.output
+    # 4 records: too few for a meta-learning episode (transfer trains on them)
+    args = ["pretrain", "--from-store", str(store), "--target", json.dumps(ROCKETLAKE), "--out",
+            str(tmp_path / "w.pt")]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "a fomaml episode needs" in result.output
     result = CliRunner().invoke(cli, ["pretrain", "--from-store", str(tmp_path / "missing.sqlite"),
                                       "--out", str(tmp_path / "w.pt")])  # fmt: skip
     assert result.exit_code == 1 and "no record store at" in result.output
