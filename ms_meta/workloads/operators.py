@@ -51,6 +51,22 @@ def _conv2d_nchw_flops(n, c, h, w, k, r, s, stride, pad):
     return 2.0 * n * k * _conv_out(h, r, stride, pad) * _conv_out(w, s, stride, pad) * c * r * s
 
 
+# channels per block of conv2d_nchwc (ms_meta.one_shot.blocked.BLOCK)
+CHANNEL_BLOCK = 16
+
+
+def _conv2d_nchwc(n, c, h, w, k, r, s, stride, pad):
+    """TOPI's conv2d_NCHWc on 16-channel blocks (NCHW16c data, OIHW16i16o weight): the
+    convolutions of a network prepared with ``blocked=True`` (ms_meta.one_shot.blocked)."""
+    bn = CHANNEL_BLOCK
+    data = te.placeholder((n, c // bn, h, w, bn), name="data")
+    weight = te.placeholder((k // bn, c // bn, r, s, bn, bn), name="weight")
+    with tvm.target.Target("llvm"):  # TOPI asks for a target; the computation is the same
+        layout = f"NCHW{bn}c"
+        out = topi.nn.conv2d_NCHWc(data, weight, stride, pad, 1, layout, layout, "float32")
+    return [data, weight, out]
+
+
 def _conv2d_nhwc(n, h, w, c, k, r, s, stride, pad):
     data = te.placeholder((n, h, w, c), name="data")
     weight = te.placeholder((r, s, c, k), name="weight")
@@ -216,6 +232,11 @@ OPERATORS: dict[str, OperatorDef] = {
             "conv2d_nhwc", ("N", "H", "W", "C", "K", "R", "S", "stride", "pad"),
             "2-D convolution, NHWC data, RSCK weight", _conv2d_nhwc, _conv2d_nhwc_flops,
             "conv2d_nhwc",
+        ),
+        OperatorDef(
+            "conv2d_nchwc", _CONV_FIELDS,
+            "2-D convolution on 16-channel blocks: NCHW16c data, OIHW16i16o weight; C and K "
+            "multiples of 16", _conv2d_nchwc, _conv2d_nchw_flops, "conv2d_nchw",
         ),
         OperatorDef(
             "depthwise_conv2d", ("N", "C", "H", "W", "R", "S", "stride", "pad"),

@@ -157,6 +157,23 @@ PRESETS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+
+def _blocked(spec: str) -> str | None:
+    """The NCHW16c form of a plain NCHW convolution whose channels split into 16-channel
+    blocks, as a network prepared with ``blocked=True`` runs it; None for any other task."""
+    op, _, values = spec.partition(":")
+    fields = [int(v) for v in values.split(",")]
+    if op != "conv2d_nchw" or fields[1] % 16 or fields[4] % 16:
+        return None
+    return f"conv2d_nchwc:{values}"
+
+
+# the convolutions of the ResNets in the blocked layout (ms_meta.one_shot.blocked)
+for _name in ("resnet18", "resnet50"):
+    PRESETS[f"{_name}-blocked"] = tuple(
+        b for b in (_blocked(s) for s in PRESETS[_name]) if b is not None
+    )
+
 # Short names for single tasks; the seed records (../shared/seed_records) use these.
 NAMED: dict[str, str] = {
     "r18_c1_3x3_64": "conv2d_nchw:1,64,56,56,64,3,3,1,1",
