@@ -356,15 +356,27 @@ The work folders are left in place; a task already in a part is never packed aga
     show_default=True,
     help="Write no part when fewer tasks are finished.",
 )
+@click.option(
+    "--min-share",
+    type=click.FloatRange(0, 1),
+    default=0.75,
+    show_default=True,
+    help="Share of the records a task's collector asked for that makes it finished (searches "
+    "that keep proposing measured schedules end a record or two short).",
+)
 @library_errors
-def pack(work_dir: Path, out: Path | None, max_tasks: int | None, min_tasks: int) -> None:
+def pack(
+    work_dir: Path, out: Path | None, max_tasks: int | None, min_tasks: int, min_share: float
+) -> None:
     """Pack the finished tasks of a collection's work folder (one target's folder, as
     ``collect --out`` makes it) into the next compressed part ``part-NNNN.tar.gz``."""
     from ms_meta.data.layout import RECORDS_DIR
     from ms_meta.data.pack import pack_tasks
 
     out = out or Path(RECORDS_DIR) / f"{Path(work_dir).resolve().name}-breadth"
-    result = pack_tasks(work_dir, out, max_tasks=max_tasks, min_tasks=min_tasks)
+    result = pack_tasks(
+        work_dir, out, max_tasks=max_tasks, min_tasks=min_tasks, min_share=min_share
+    )
     if result.part is None:
         click.echo(f"nothing to pack: no new finished task in {work_dir} (parts in {out})")
     else:

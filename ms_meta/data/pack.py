@@ -23,6 +23,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -38,6 +39,7 @@ from ms_meta.errors import DatabaseError
 
 __all__ = [
     "CACHE_ENV",
+    "MIN_SHARE",
     "PACK_FORMAT_VERSION",
     "PackResult",
     "UnpackResult",
@@ -55,6 +57,10 @@ CACHE_ENV = "MS_META_PACK_CACHE"  # where unpacked copies are cached (default ~/
 _PART = re.compile(r"^part-(\d{4,})\.tar\.gz$")
 _TASK_FILES = (WORKLOAD_FILE, RECORD_FILE, META_FILE)  # in this order inside a part
 _COMPLETE = ".complete"  # marks a finished cache entry
+# Share of the asked-for records that makes a task finished: with 16 asked for, guided searches
+# that keep proposing measured schedules stop at 14-15; a run killed after its random phase
+# (a third) must not be packed.
+MIN_SHARE = 0.75
 
 
 @dataclass
@@ -144,11 +150,13 @@ def _task_target(meta: dict) -> int | None:
     return int(wanted) if isinstance(wanted, int) else None
 
 
-def finished_tasks(work_dir: Path) -> list[Path]:
+def finished_tasks(work_dir: Path, min_share: float = MIN_SHARE) -> list[Path]:
     """Task folders under ``work_dir`` (one target's folder) that their collector finished.
 
     A task is finished when it holds the records its ``meta.json`` asked for
-    (``collector.trials_per_task``) or was marked exhausted at its present count.
+    (``collector.trials_per_task``), at least ``min_share`` of them (a search that proposed
+    schedules already measured ends a record or two short), or was marked exhausted at its
+    present count. A task being collected holds its lock; :func:`pack_tasks` leaves it out.
     """
     work_dir = Path(work_dir)
     if not work_dir.is_dir():
@@ -163,7 +171,8 @@ def finished_tasks(work_dir: Path) -> list[Path]:
         wanted = _task_target(meta)
         exhausted = meta.get("exhausted_at")
         if records and (
-            (wanted is not None and records >= wanted) or (exhausted and exhausted == records)
+            (wanted is not None and records >= math.ceil(min_share * wanted))
+            or (exhausted and exhausted == records)
         ):
             done.append(task)
     return done
@@ -188,7 +197,12 @@ def _next_part(pack_dir: Path) -> Path:
 
 
 def pack_tasks(
-    work_dir: Path, pack_dir: Path, *, max_tasks: int | None = None, min_tasks: int = 1
+    work_dir: Path,
+    pack_dir: Path,
+    *,
+    max_tasks: int | None = None,
+    min_tasks: int = 1,
+    min_share: float = MIN_SHARE,
 ) -> PackResult:
     """Pack the finished, not yet packed tasks of ``work_dir`` into the next part of ``pack_dir``.
 
@@ -202,6 +216,8 @@ def pack_tasks(
         At most this many tasks in the part (the first ones by name).
     min_tasks : int
         Write no part when fewer tasks are ready.
+    min_share : float
+        Share of its asked-for records that makes a task finished (:func:`finished_tasks`).
 
     Returns
     -------
@@ -215,7 +231,7 @@ def pack_tasks(
     files: list[tuple[str, bytes]] = []
     manifest_tasks: dict[str, dict] = {}
     cpus: set[str] = set()
-    for task in finished_tasks(work_dir):
+    for task in finished_tasks(work_dir, min_share):
         if task.name in already:
             continue
         if max_tasks is not None and len(manifest_tasks) >= max_tasks:

@@ -50,7 +50,7 @@ def work(tmp_path: Path, monkeypatch) -> Path:
     work = tmp_path / "work" / "llvm-rocketlake-2c"
     _finished_task(work, "mm_512", "dense")
     _finished_task(work, "gap_r50", "global_avg_pool")
-    _finished_task(work, "bmm_16_256", "batch_matmul", wanted=64)  # 52 of 64: not finished
+    _finished_task(work, "bmm_16_256", "batch_matmul", wanted=72)  # 52 of 72: not finished
     return work
 
 
@@ -64,6 +64,14 @@ def test_only_finished_tasks_are_packed_and_the_manifest_counts_them(work, tmp_p
     assert manifest["operators"] == {"dense": 1, "global_avg_pool": 1}
     assert is_packed(tmp_path / "packs") and is_packed(result.part)
     assert not is_packed(work)
+
+
+def test_a_task_a_few_records_short_is_finished_and_one_killed_early_is_not(tmp_path):
+    work = tmp_path / "work"
+    _finished_task(work, "bmm_16_256", "batch_matmul", wanted=64)  # 52 of 64: a short search
+    _finished_task(work, "gap_r50", "global_avg_pool", wanted=96)  # 32 of 96: the random third
+    assert [t.name for t in finished_tasks(work)] == ["bmm_16_256"]
+    assert finished_tasks(work, min_share=1.0) == []
 
 
 def test_parts_are_append_only_and_a_task_is_packed_once(work, tmp_path):
