@@ -146,9 +146,13 @@ def _compile_tvm_contender(name, network, work_dir, threads, options, say) -> di
     _export_library(executable, work_dir / LIBRARY_FILE)
     if options.get("describe_functions"):  # the per-operator gap table's view of the build
         from ms_meta.bench.gap import describe_functions
+        from ms_meta.networks import bind_for_inference
         from ms_meta.one_shot import prepare_relax
 
-        info["functions"] = describe_functions(prepare_relax(mod, params, target), target)
+        one_shot = name.startswith("one-shot")
+        prepared = prepare_one_shot(mod, params, options) if one_shot else None
+        prepared = prepared or bind_for_inference(mod, params)
+        info["functions"] = describe_functions(prepare_relax(prepared, None, target), target)
     info.update(
         import_seconds=import_seconds,
         target=target_summary(target),
@@ -173,13 +177,26 @@ def _compile_tvm(name: str, mod, params, target, work_dir: Path, options: dict[s
 
     if name in ("one-shot", "one-shot-verify"):
         verify = int(options.get("verify") or DEFAULT_VERIFY) if name == "one-shot-verify" else 0
-        return _compile_one_shot(mod, params, target, work_dir, options, verify, say)
+        mod = prepare_one_shot(mod, params, options)
+        return _compile_one_shot(mod, None, target, work_dir, options, verify, say)
     if name == "untuned":
         say("untuned: compiling with TVM's default Relax pipeline")
         return tvm_compile_default(bind_for_inference(mod, params), target), {}
     if name == "xgb":
         return _compile_xgb(bind_for_inference(mod, params), target, work_dir, options, say)
     raise MsMetaError(f"{name} is not a TVM contender")
+
+
+def prepare_one_shot(mod, params, options: dict[str, Any]):
+    """The network as One-Shot compiles it: weights bound, prepared for inference in the
+    layout ``options["layout"]`` asks for (``"blocked"``, ``"plain"``, None: the default)."""
+    from ms_meta.one_shot import prepare_for_inference
+
+    layout = options.get("layout")
+    if layout not in (None, "blocked", "plain"):
+        raise MsMetaError(f"unknown layout {layout!r}; choose blocked or plain")
+    blocked = None if layout is None else layout == "blocked"
+    return prepare_for_inference(mod, params, blocked=blocked)
 
 
 def tvm_compile_default(mod, target):

@@ -221,6 +221,7 @@ def run_model_benchmark(
     verify: int = DEFAULT_VERIFY,
     xgb_trials_per_task: int = DEFAULT_XGB_TRIALS_PER_TASK,
     xgb_database: Path | None = None,
+    layout: str | None = None,
     rtol: float = NUMERICS_RELATIVE_TOLERANCE,
     reruns: int = 2,
     realtime: bool = False,
@@ -258,6 +259,10 @@ def run_model_benchmark(
     xgb_trials_per_task, xgb_database
         Stock MetaSchedule's trial budget, or a tuning database of an earlier run to compile
         from without tuning again.
+    layout
+        One-Shot's convolution layout: ``"blocked"`` (NCHW16c, :mod:`ms_meta.one_shot.blocked`),
+        ``"plain"`` (as written), or None for the package's default. Stock MetaSchedule and
+        ``untuned`` always compile the plain layout, as a user of TVM would.
     rtol
         Numerics tolerance, relative to the largest reference output magnitude (at least 1).
     reruns
@@ -330,6 +335,7 @@ def run_model_benchmark(
             "target": target,
             "weights": None if weights is None else str(weights),
             "library": None if library is None else str(library),
+            "layout": layout,
             "verify": verify,
             # one-shot-verify's measurements too, as the timing processes
             "realtime_measurement": realtime,

@@ -432,6 +432,7 @@ def run_gap_table(
     weights="default",
     library="default",
     xgb_database: Path | None = None,
+    layout: str | None = None,
     progress: bool = True,
     **_ignored,
 ) -> dict[str, Any]:
@@ -484,6 +485,7 @@ def run_gap_table(
         "target": target,
         "weights": None if weights is None else str(weights),
         "library": None if library is None else str(library),
+        "layout": layout,
         "xgb_database": None if xgb_database is None else str(xgb_database),
         "describe_functions": True,
     }

@@ -265,6 +265,14 @@ Examples:
     help="--model: compile the xgb contender from this MetaSchedule tuning database (e.g. "
     "<work-dir>/<model>-work/xgb/xgb of an earlier run) instead of tuning again.",
 )
+@click.option(
+    "--layout",
+    type=click.Choice(["blocked", "plain"]),
+    default=None,
+    help="--model: One-Shot's convolution layout: blocked (NCHW16c) or plain (as the model "
+    "is written). Default: the package's (ms_meta.one_shot.blocked.BLOCKED_DEFAULT). Stock "
+    "MetaSchedule always compiles the plain layout.",
+)
 @target_option
 @seed_option
 @library_errors
@@ -299,6 +307,7 @@ def bench(
     gap,
     xgb_trials_per_task,
     xgb_database,
+    layout,
     target_json,
     seed,
 ):
@@ -346,7 +355,7 @@ def bench(
             contenders=contenders, runs=runs, warmup=warmup, rounds=rounds, threads=threads,
             reruns=reruns, realtime=realtime,
             weights=weights[0][1], library=_model_library(one_shot_library), verify=verify,
-            xgb_trials_per_task=xgb_trials_per_task, xgb_database=xgb_database,
+            xgb_trials_per_task=xgb_trials_per_task, xgb_database=xgb_database, layout=layout,
         )  # fmt: skip
         return
     from ms_meta.bench.overhead import as_dict, measure_throughput, measure_tuning

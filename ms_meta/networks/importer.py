@@ -88,11 +88,13 @@ def bind_for_inference(mod: tvm.IRModule, params: Params | None) -> tvm.IRModule
     does (:func:`ms_meta.one_shot.prepare_for_inference`: batch norm folded into the
     convolution before it, the rest decomposed into elementwise ops that ``FuseOps`` merges
     into the kernel before them). Every compile path of the benchmark starts from this module,
-    so MetaSchedule's database keys match between tuning and compiling.
+    so MetaSchedule's database keys match between tuning and compiling. Convolutions keep the
+    layout the model was written in: ``blocked=False``, since MetaSchedule's own
+    ``compile_relax`` legalizes only the plain layouts.
     """
     from ms_meta.one_shot.relax import prepare_for_inference
 
-    return prepare_for_inference(mod, params)
+    return prepare_for_inference(mod, params, blocked=False)
 
 
 def fuse_for_tuning(mod: tvm.IRModule) -> tvm.IRModule:

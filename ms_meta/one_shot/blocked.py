@@ -48,9 +48,9 @@ def blocked_layout_name(block: int = BLOCK) -> tuple[str, str]:
 def to_blocked_layout(mod: tvm.IRModule, block: int = BLOCK) -> tvm.IRModule:
     """Convert the blockable convolutions of ``mod``'s ``main`` to ``NCHW{block}c``.
 
-    Convolutions whose channels do not split into blocks (a network's first one, on 3 color
-    channels) or that are grouped keep their layout. Weights bound as constants are
-    transformed at compile time (``FoldConstant``).
+    Relax converts a convolution when its channels (per group) split into blocks; others (a
+    network's first one, on 3 color channels; depthwise ones) keep their layout. Weights
+    bound as constants are transformed at compile time (``FoldConstant``).
     """
     from tvm import relax
 
@@ -105,7 +105,6 @@ def legalize_blocked_conv2d(bb, call):
         _is_blocked(data_layout)
         and str(attrs.out_layout) == data_layout
         and str(attrs.kernel_layout).startswith("OIHW")
-        and int(attrs.groups) == 1
     )
     if not blocked:
         return _nn_conv2d(bb, call)

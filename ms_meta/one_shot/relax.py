@@ -79,7 +79,9 @@ def prepare_for_inference(mod, params=None, *, blocked: bool | None = None) -> t
     params : dict of name to Tensor, optional
         Weights to bind to ``main``'s parameters.
     blocked : bool, optional
-        Convert convolutions to NCHW16c (default: :data:`BLOCKED_DEFAULT`).
+        Convert convolutions to NCHW16c. Default: the choice made when ``mod`` was prepared
+        before (recorded in the module attribute ``ms_meta.layout``), else
+        :data:`~ms_meta.one_shot.blocked.BLOCKED_DEFAULT`.
 
     Returns
     -------
@@ -98,11 +100,19 @@ def prepare_for_inference(mod, params=None, *, blocked: bool | None = None) -> t
             relax.transform.DecomposeOpsForInference(),
             relax.transform.CanonicalizeBindings(),
         ])(mod)  # fmt: skip
-        return to_blocked_layout(mod) if (BLOCKED_DEFAULT if blocked is None else blocked) else mod
+        if blocked is None:  # a module prepared before keeps the layout chosen then
+            chosen = (mod.attrs or {}).get(LAYOUT_ATTR)
+            blocked = BLOCKED_DEFAULT if chosen is None else str(chosen) == "blocked"
+        mod = to_blocked_layout(mod) if blocked else mod
+        return mod.with_attr(LAYOUT_ATTR, "blocked" if blocked else "plain")
     except MsMetaError:
         raise
     except Exception as err:  # TVM's errors carry a C++ backtrace; keep the message
         raise OneShotError(f"could not prepare the Relax module: {first_line(err)}") from None
+
+
+# the module attribute in which prepare_for_inference records its layout choice
+LAYOUT_ATTR = "ms_meta.layout"
 
 
 def _gelu_with_fast_erf(bb, call):

@@ -78,12 +78,25 @@ def test_blocked_convolutions_are_tasks_of_their_own(target):
     assert any(n.startswith("fused_conv2d_NCHWc") and "relu" in n for n in names), names
 
 
-@pytest.mark.parametrize("groups", [2])
-def test_grouped_convolutions_keep_their_layout(groups):
+@pytest.mark.parametrize(("groups", "layout"), [(2, "NCHW16c"), (4, "NCHW"), (32, "NCHW")])
+def test_grouped_convolutions_are_blocked_when_each_group_splits_into_blocks(
+    groups, layout, target
+):
+    """32 channels in 2 groups of 16 are blocked; 4 groups of 8 and depthwise ones are not."""
     bb = relax.BlockBuilder()
     x = relax.Var("x", R.Tensor((1, 32, 8, 8), "float32"))
     w = relax.Var("w", R.Tensor((32, 32 // groups, 3, 3), "float32"))
     with bb.function("main", [x, w]):
-        y = bb.emit(relax.op.nn.conv2d(x, w, padding=1, groups=groups))
+        with bb.dataflow():
+            y = bb.emit_output(relax.op.nn.conv2d(x, w, padding=1, groups=groups))
         bb.emit_func_output(y)
-    assert _layouts(prepare_for_inference(bb.get(), None, blocked=True)) == ["NCHW"]
+    rng = np.random.default_rng(2)
+    params = {"w": tvm.runtime.tensor(rng.standard_normal((32, 32 // groups, 3, 3), "float32"))}
+    data = tvm.runtime.tensor(rng.standard_normal((1, 32, 8, 8), "float32"))
+    outputs = []
+    for blocked in (False, True):
+        prepared = prepare_for_inference(bb.get(), params, blocked=blocked)
+        assert _layouts(prepared) == [layout if blocked else "NCHW"]
+        executable = compile_relax(ms.database.MemoryDatabase(), prepared, None, target)
+        outputs.append(relax.VirtualMachine(executable, tvm.cpu())["main"](data).numpy())
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-4)
