@@ -254,44 +254,6 @@ def _compile_one_shot(mod, params, target, work_dir: Path, options, verify: int,
     }
 
 
-def build_with_database(prepared, database, target):
-    """Build a module already legalized and fused (by :func:`ms_meta.one_shot.prepare_relax`)
-    with the schedules of ``database``: MetaSchedule's ``compile_relax`` after its own fusion
-    step (apply the database, then TVM's lowering and finalizing passes for ``target``)."""
-    import tvm
-    from tvm import relax
-    from tvm.relax import pipeline as relax_pipeline
-    from tvm.relax.transform import MetaScheduleApplyDatabase
-
-    try:
-        lower = list(relax_pipeline.dataflow_lower_passes(target))
-        finalize = list(relax_pipeline.finalize_passes(target))
-    except (ValueError, AttributeError):  # the generic CPU backend: compile_relax's own lists
-        lower = [
-            relax.transform.RewriteDataflowReshape(),
-            relax.transform.ToNonDataflow(),
-            relax.transform.RemovePurityChecking(),
-            relax.transform.CallTIRRewrite(),
-        ]
-        finalize = [
-            relax.transform.StaticPlanBlockMemory(),
-            relax.transform.LowerAllocTensor(),
-            relax.transform.KillAfterLastUse(),
-            relax.transform.LowerRuntimeBuiltin(),
-            relax.transform.ComputePrimValue(),
-            relax.transform.VMShapeLower(),
-            relax.transform.AttachGlobalSymbol(),
-        ]
-
-    @tvm.transform.module_pass(opt_level=3)
-    def _apply_and_lower(mod, _ctx):
-        mod = MetaScheduleApplyDatabase(enable_warning=False)(mod)
-        return tvm.transform.Sequential(lower + finalize)(mod)
-
-    with target, database, tvm.transform.PassContext(opt_level=3):
-        return relax.build(prepared, target=target, relax_pipeline=_apply_and_lower)
-
-
 def _compile_xgb(mod, target, work_dir: Path, options, say):
     """Stock MetaSchedule: ``tune_relax`` with XGBModel (or a database from an earlier run),
     then ``compile_relax``."""

@@ -36,17 +36,17 @@ def test_torch_ops_are_captured_once_each_with_their_flops():
 def test_tvm_functions_map_to_tasks_and_to_the_same_torch_op(target, tmp_path):
     from tvm.s_tir import meta_schedule as ms
 
-    from ms_meta.bench.contenders import build_with_database
     from ms_meta.networks import bind_for_inference, import_model
-    from ms_meta.one_shot import prepare_relax
+    from ms_meta.one_shot import compile_relax, prepare_relax
 
     mod, params, inputs = import_model(NETWORK)
-    prepared = prepare_relax(bind_for_inference(mod, params), None, target)
+    bound = bind_for_inference(mod, params)
+    prepared = prepare_relax(bound, None, target)
     described = describe_functions(prepared, target)
     convs = {name: d for name, d in described.items() if d["kind"] == "conv2d"}
     assert len(convs) == 2 and all(d["task"] and d["flops"] > 0 for d in convs.values())
     library = tmp_path / "model.so"
-    build_with_database(prepared, ms.database.MemoryDatabase(), target).export_library(str(library))
+    compile_relax(ms.database.MemoryDatabase(), bound, None, target).export_library(str(library))
     profile = profile_tvm(library, [x.numpy() for x in inputs], runs=2, warmup=1)
     assert set(convs) <= set(profile["functions"])
     assert all(profile["functions"][name]["calls_per_run"] == 1 for name in convs)
