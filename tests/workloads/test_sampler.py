@@ -113,3 +113,19 @@ def test_grouped_convolution_checks_divisibility():
     w = parse_spec("group_conv2d_nchw:1,32,14,14,64,3,3,1,1,4")
     assert w.flops == 2 * 64 * 14 * 14 * 8 * 9
     assert w.kind == "conv2d_nchw"
+
+
+def test_the_version_1_stream_is_pinned():
+    # Collections are resumed by name: a change to the stream must come with a new
+    # SAMPLER_VERSION (and this list), never silently.
+    from ms_meta.workloads.sampler import SAMPLER_VERSION
+
+    assert SAMPLER_VERSION == 1
+    assert [w.spec for w in sample_workloads(6, seed=0)] == [
+        "batch_matmul:2,307,307,128",
+        "softmax:1,6,14,14",
+        "dense:38,64,2560",
+        "conv2d_bias_relu:1,288,35,35,1024,1,1,2,0",
+        "batch_matmul:2,64,14,36",
+        "batch_matmul:32,32,77,128",
+    ]
