@@ -188,8 +188,9 @@ class Study:
 
     def plan(self) -> list[tuple[int, str, object]]:
         """Every cell as ``(priority, name, make)``: the main comparison first (both
-        directions), then meta-training, the full-data references, a second sample seed and
-        the step sweep, so that a run cut short still holds the cells that matter most."""
+        directions), then meta-training, the full-data references, the recipe's step sweep
+        and variants, and more sample seeds, so that a run cut short still holds the cells
+        that matter most."""
         args = self.args
         new_train = self.data[self.new]["train"]
 
@@ -222,7 +223,7 @@ class Study:
                 "inner_steps": args.fomaml_inner_steps,
             }
 
-        def sampled(k: int, seed: int, init: str, steps: int):
+        def sampled(k: int, seed: int, init: str, steps: int, **overrides):
             def make():
                 import torch
 
@@ -230,7 +231,7 @@ class Study:
                 from ms_meta.train.adapt import AdaptRecipe, sample_records, train_recipe
 
                 tasks = sample_records(new_train, k, per_task=args.per_task, seed=seed)
-                recipe = AdaptRecipe(steps=steps)
+                recipe = AdaptRecipe(steps=steps, **overrides)
                 start = None
                 if init == "source":
                     start = _checkpoint(self.source(self.known)[0])
@@ -284,13 +285,27 @@ class Study:
                     ("scratch", "scratch"),
                     ("fomaml", "ft_fomaml"),
                 ):
-                    cells.append((5, f"{prefix}_k{k}_s{seed}", sampled(k, seed, init, args.steps)))
+                    cells.append((6, f"{prefix}_k{k}_s{seed}", sampled(k, seed, init, args.steps)))
         for steps in args.sweep_steps:
             for k in args.records:
                 cells.append(
-                    (6, f"ft_source_k{k}_steps{steps}_s{first}", sampled(k, first, "source", steps))
+                    (5, f"ft_source_k{k}_steps{steps}_s{first}", sampled(k, first, "source", steps))
                 )
+        for name, overrides in args.variants:
+            for k in args.records:
+                make = sampled(k, first, "source", args.steps, **overrides)
+                cells.append((5, f"ft_source_k{k}_{name}_s{first}", make))
         return cells
+
+
+def _variant(text: str) -> tuple[str, dict]:
+    """``NAME:key=value,...`` -> (NAME, AdaptRecipe overrides), e.g. ``lr3e-4:lr=3e-4``."""
+    name, _, pairs = text.partition(":")
+    overrides = {}
+    for pair in filter(None, pairs.split(",")):
+        key, _, value = pair.partition("=")
+        overrides[key] = float(value) if "." in value or "e" in value else int(value)
+    return name, overrides
 
 
 def _model(gnn_config, state_dict):
@@ -361,9 +376,9 @@ def table(out: Path, ks: tuple[int, ...]) -> str:
             (b for b in bases if b.startswith(prefix + "_k")),
             key=lambda b: (int(b.split("_k")[1].split("_")[0]), b),
         ):
-            extra = base.split("_k")[1]
-            k, _, steps = extra.partition("_steps")
-            rows.append((base, f"{label}, {k} records" + (f", {steps} steps" if steps else "")))
+            k, _, extra = base.split("_k")[1].partition("_")
+            extra = extra.replace("steps", "") + " steps" if extra.startswith("steps") else extra
+            rows.append((base, f"{label}, {k} records" + (f", {extra}" if extra else "")))
     rows += [
         ("full_ft", "(e) known-CPU weights fine-tuned on all training records"),
         ("full_scratch", "(e) from scratch on all training records"),
@@ -407,6 +422,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-task", type=int, default=8)
     parser.add_argument("--steps", type=int, default=150, help="The recipe's optimizer steps.")
     parser.add_argument("--sweep-steps", type=int, nargs="*", default=[50, 400])
+    parser.add_argument(
+        "--variants",
+        type=_variant,
+        nargs="*",
+        default=[],
+        help="Recipe variants of the fine-tuned cells, NAME:key=value,... (AdaptRecipe fields).",
+    )
     parser.add_argument("--source-epochs", type=int, default=12)
     parser.add_argument("--fomaml-epochs", type=int, default=3)
     parser.add_argument("--fomaml-inner-steps", type=int, default=5)
