@@ -155,7 +155,8 @@ def tune_tir(
         user's cache file). A task it holds a valid measurement of for ``target`` compiles
         from its fastest record with no search (origin ``"store"``); its fastest schedules of
         other tasks measured for ``target`` join ``library``, replacing the library's own for
-        the same task; ``verify``'s measurements are recorded into it. ``None``: none of this.
+        the same task; ``verify``'s measurements are recorded into it (a task taken from the
+        store is not measured again). ``None``: none of this.
 
     Returns
     -------

@@ -2,12 +2,14 @@
 
 ``RecordStore`` is a MetaSchedule database (tune into it, compile from it) whose lookups return
 only records of the same target; ``SqlStore`` is the TVM-free layer underneath; the JSON
-functions import and export MetaSchedule JSON databases byte for byte. ``RecordStore`` is
-loaded on first use, so ``import ms_meta.store`` does not import TVM.
+functions import and export MetaSchedule JSON databases byte for byte; ``resolve_store_path``
+and ``open_store`` say which store a ``store=`` argument names and open it to learn from.
+``RecordStore`` is loaded on first use, so ``import ms_meta.store`` does not import TVM.
 """
 
 from __future__ import annotations
 
+from ms_meta.store.access import open_store, resolve_store_path
 from ms_meta.store.feed import feed_database, feed_json_databases
 from ms_meta.store.jsondb import (
     ImportReport,
@@ -31,6 +33,8 @@ __all__ = [
     "feed_database",
     "feed_json_databases",
     "import_json_databases",
+    "open_store",
+    "resolve_store_path",
     "scan_json_databases",
     "target_key",
 ]
