@@ -74,6 +74,9 @@ CONTENDERS: dict[str, Contender] = {
         Contender(
             "one-shot-verify", "tvm", "One-Shot measuring the K best-ranked candidates of each task"
         ),
+        Contender(
+            "one-shot-plain", "tvm", "One-Shot with the convolutions in the model's own layout"
+        ),
         Contender("xgb", "tvm", "stock MetaSchedule (XGBModel) at a stated trial budget"),
         Contender("untuned", "tvm", "TVM's default Relax pipeline, no tuning"),
         Contender("torch", "torch", "PyTorch eager, inference_mode", anchor=True),
@@ -90,7 +93,9 @@ CONTENDERS: dict[str, Contender] = {
 ANCHORS = tuple(name for name, c in CONTENDERS.items() if c.anchor)
 # xgb tunes for hours (it joins the default set when a tuning database is given); untuned TVM
 # takes seconds per run of a real network (naive loops), minutes per timing process
-DEFAULT_CONTENDERS = tuple(name for name in CONTENDERS if name not in ("xgb", "untuned"))
+DEFAULT_CONTENDERS = tuple(
+    name for name in CONTENDERS if name not in ("xgb", "untuned", "one-shot-plain")
+)
 
 
 def missing_packages(name: str) -> str | None:
@@ -150,7 +155,8 @@ def _compile_tvm_contender(name, network, work_dir, threads, options, say) -> di
         from ms_meta.one_shot import prepare_relax
 
         one_shot = name.startswith("one-shot")
-        prepared = prepare_one_shot(mod, params, options) if one_shot else None
+        layout = {"layout": "plain"} if name == "one-shot-plain" else {}
+        prepared = prepare_one_shot(mod, params, {**options, **layout}) if one_shot else None
         prepared = prepared or bind_for_inference(mod, params)
         info["functions"] = describe_functions(prepare_relax(prepared, None, target), target)
     info.update(
@@ -175,8 +181,10 @@ def _compile_tvm(name: str, mod, params, target, work_dir: Path, options: dict[s
     """
     from ms_meta.networks import bind_for_inference
 
-    if name in ("one-shot", "one-shot-verify"):
+    if name in ("one-shot", "one-shot-verify", "one-shot-plain"):
         verify = int(options.get("verify") or DEFAULT_VERIFY) if name == "one-shot-verify" else 0
+        if name == "one-shot-plain":
+            options = {**options, "layout": "plain"}
         mod = prepare_one_shot(mod, params, options)
         return _compile_one_shot(mod, None, target, work_dir, options, verify, say)
     if name == "untuned":

@@ -198,9 +198,10 @@ Examples:
     "--contenders",
     default=None,
     metavar="NAMES",
-    help="--model: comma-separated, from one-shot, one-shot-verify, xgb, untuned, torch, "
-    "torch-compile, onnxruntime. Default: all but untuned (seconds per run) and xgb (xgb too "
-    "with --xgb-database).",
+    help="--model: comma-separated, from one-shot, one-shot-verify, one-shot-plain (One-Shot "
+    "in the model's own convolution layout), xgb, untuned, torch, torch-compile, onnxruntime. "
+    "Default: all but one-shot-plain, untuned (seconds per run) and xgb (xgb too with "
+    "--xgb-database).",
 )
 @click.option(
     "--runs",

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from tvm import relax
 from tvm.script import relax as R
 
-from ms_meta.bench.contenders import prepare_one_shot
+from ms_meta.bench.contenders import CONTENDERS, DEFAULT_CONTENDERS, prepare_one_shot
 from ms_meta.cli.main import cli
 from ms_meta.errors import MsMetaError
 from ms_meta.networks import bind_for_inference
@@ -42,3 +42,7 @@ def test_an_unknown_layout_is_refused():
         prepare_one_shot(_conv_model(), None, {"layout": "diagonal"})
     result = CliRunner().invoke(cli, ["bench", "--model", "resnet18", "--layout", "diagonal"])
     assert result.exit_code == 2 and "'diagonal' is not one of" in result.output
+
+
+def test_one_shot_in_the_plain_layout_is_a_contender_of_its_own_outside_the_default_set():
+    assert "one-shot-plain" in CONTENDERS and "one-shot-plain" not in DEFAULT_CONTENDERS
