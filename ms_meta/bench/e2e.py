@@ -160,11 +160,14 @@ def git_commit() -> str | None:
 
 def worker_env(threads: int, work_dir: Path) -> dict[str, str]:
     """The environment of every worker: the same thread count for every runtime, set before
-    Python starts; torch.compile's cache in the benchmark's own directory."""
+    Python starts; torch.compile's cache in the benchmark's own directory; no record store
+    (``MS_META_STORE=none``), so that One-Shot and MetaCostModel work from the shipped
+    library and weights alone, whatever this machine measured before, and record nothing."""
     env = dict(os.environ)
     for key in THREAD_ENV:
         env[key] = str(threads)
     env["TORCHINDUCTOR_CACHE_DIR"] = str(work_dir / "inductor-cache")
+    env["MS_META_STORE"] = "none"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

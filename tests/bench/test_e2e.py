@@ -231,3 +231,10 @@ def test_a_realtime_timing_process_runs_sched_fifo_with_checked_outputs(small_ru
         )
         assert timed["realtime"] is expected
         assert timed["numerics_ok"] and len(timed["samples_s"]) == 2
+
+
+def test_workers_run_with_the_same_threads_and_without_the_record_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MS_META_STORE", str(tmp_path / "mine.sqlite"))
+    env = worker_env(3, tmp_path)
+    assert env["MS_META_STORE"] == "none"  # One-Shot serves from the shipped library alone
+    assert env["OMP_NUM_THREADS"] == env["TVM_NUM_THREADS"] == "3"
