@@ -101,22 +101,24 @@ class _OneShotSearch:
         return [(finalist.trace, finalist.candidate) for finalist in found.finalists]
 
 
-def _meta_cost_model(target, seed: int):
+def _meta_cost_model(target, seed: int, store="default"):
     from ms_meta.model.cost_model import MetaCostModel
 
     # no scoring process: its start-up, once per task, would cost more than it saves,
     # and it must not run beside the timed runs
-    return MetaCostModel(target=target, seed=seed, scoring_process=False)
+    return MetaCostModel(target=target, seed=seed, scoring_process=False, store=store)
 
 
-def learned_models(allow_other_cpu: bool = False):
+def learned_models(allow_other_cpu: bool = False, store="default"):
     """The shipped learned models for :func:`ms_meta.data.collect.collect`: the meta-learned
-    cost model (``--cost-model meta``) and One-Shot searches (``--one-shot-picks``, whose
-    ``--one-shot-weights`` may be of another CPU with ``allow_other_cpu``)."""
+    cost model (``--cost-model meta``, warm-started from the record store ``store``; None or
+    ``"none"``: from the task's own records alone) and One-Shot searches
+    (``--one-shot-picks``, whose ``--one-shot-weights`` may be of another CPU with
+    ``allow_other_cpu``)."""
     from ms_meta.data.collect import LearnedModels
 
     return LearnedModels(
-        meta_cost_model=_meta_cost_model,
+        meta_cost_model=functools.partial(_meta_cost_model, store=store),
         one_shot_search=functools.partial(_OneShotSearch, allow_other_cpu=allow_other_cpu),
     )
 
@@ -407,7 +409,7 @@ def collect(
             on_progress=lambda task, n, failed: bar.update(n, note=task),
             on_task_done=_report_task,
             stop=stop,
-            models=learned_models(any_cpu_weights),
+            models=learned_models(any_cpu_weights, store),
         )
     bar.close()
     click.echo(summary_line(summary))

@@ -93,8 +93,9 @@ store_option = click.option(
     default="default",
     show_default=True,
     metavar="PATH|default|none",
-    help="Record store that receives every measured record (ms_meta.store; default: "
-    "$MS_META_STORE, else ~/.cache/ms-meta/records.sqlite); none: do not record.",
+    help="Record store that receives every measured record and that One-Shot and "
+    "MetaCostModel learn from (ms_meta.store; default: $MS_META_STORE, else "
+    "~/.cache/ms-meta/records.sqlite); none: neither record nor learn.",
 )
 
 
