@@ -36,8 +36,10 @@ __all__ = [
 
 # channels per block: one AVX-512 vector of float32
 BLOCK = 16
-# whether One-Shot, compile_relax and the benchmark's contenders convert convolutions
-BLOCKED_DEFAULT = False
+# whether prepare_for_inference (and so One-Shot's tune_relax and compile_relax) converts
+# convolutions when not told: ResNet-18's One-Shot build ran 1.39x faster blocked than plain
+# (15.8 against 21.9 ms, rocketlake, 2 threads, 2026-12-05, benchmarks/whole_model)
+BLOCKED_DEFAULT = True
 
 
 def blocked_layout_name(block: int = BLOCK) -> tuple[str, str]:
