@@ -271,12 +271,16 @@ class Study:
         cells = [(0, "zero_shipped", shipped), (0, "zero_source", zero_source)]
         first, *others = args.seeds
         for k in args.records:
-            cells.append((1, f"ft_source_k{k}_s{first}", sampled(k, first, "source", args.steps)))
-            cells.append((1, f"scratch_k{k}_s{first}", sampled(k, first, "scratch", args.steps)))
+            cells.append(
+                (1, f"ft_source_k{k}_seed{first}", sampled(k, first, "source", args.steps))
+            )
+            cells.append((1, f"scratch_k{k}_seed{first}", sampled(k, first, "scratch", args.steps)))
         cells.append((2, "full_scratch", full_scratch))
         cells.append((3, "zero_fomaml", zero_fomaml))
         for k in args.records:
-            cells.append((3, f"ft_fomaml_k{k}_s{first}", sampled(k, first, "fomaml", args.steps)))
+            cells.append(
+                (3, f"ft_fomaml_k{k}_seed{first}", sampled(k, first, "fomaml", args.steps))
+            )
         cells.append((4, "full_ft", full_ft))
         for seed in others:
             for k in args.records:
@@ -285,16 +289,22 @@ class Study:
                     ("scratch", "scratch"),
                     ("fomaml", "ft_fomaml"),
                 ):
-                    cells.append((6, f"{prefix}_k{k}_s{seed}", sampled(k, seed, init, args.steps)))
+                    cells.append(
+                        (6, f"{prefix}_k{k}_seed{seed}", sampled(k, seed, init, args.steps))
+                    )
         for steps in args.sweep_steps:
             for k in args.records:
                 cells.append(
-                    (5, f"ft_source_k{k}_steps{steps}_s{first}", sampled(k, first, "source", steps))
+                    (
+                        5,
+                        f"ft_source_k{k}_steps{steps}_seed{first}",
+                        sampled(k, first, "source", steps),
+                    )
                 )
         for name, overrides in args.variants:
             for k in args.records:
                 make = sampled(k, first, "source", args.steps, **overrides)
-                cells.append((5, f"ft_source_k{k}_{name}_s{first}", make))
+                cells.append((5, f"ft_source_k{k}_{name}_seed{first}", make))
         return cells
 
 
@@ -361,7 +371,7 @@ def table(out: Path, ks: tuple[int, ...]) -> str:
     for path in sorted(out.glob("*_to_*/*.json")):
         payload = json.loads(path.read_text())
         name = payload["cell"]
-        base = re.sub(r"_s[0-9]+$", "", name)  # the sample seed
+        base = re.sub(r"_seed[0-9]+$", "", name)
         cells.setdefault((path.parent.name, base), []).append(payload)
     directions = sorted({d for d, _ in cells})
     rows = [(cell, label) for cell, label in ROWS]

@@ -222,4 +222,7 @@ def adapt(paths, store, target_json, init_path, steps, report, report_fraction, 
         click.echo(text_table([result.before, result.after]))
     result.checkpoint.meta["command"] = shlex.join(["ms-meta", *sys.argv[1:]])
     save_checkpoint(result.checkpoint, out)
-    click.echo(f"wrote {out}; use it with MetaCostModel(weights={str(out)!r}) or --weights {out}")
+    click.echo(
+        f"wrote {out}: MetaCostModel(weights={str(out)!r}) in a search, --weights {out} for "
+        "ms-meta eval and One-Shot tuning"
+    )
