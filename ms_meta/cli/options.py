@@ -104,7 +104,8 @@ def feed_store(store: str | None, *paths: Path) -> None:
     ``--store`` value), and say how many records it gained; a store that cannot take them
     costs a warning, never the command (:func:`ms_meta.store.feed.feed_json_databases`)."""
     store = none_or(store)
-    paths = tuple(p for p in paths if Path(p).exists())
+    # a task folder a stopped run created before its first batch holds no records yet
+    paths = tuple(p for p in paths if next(Path(p).glob("**/database_tuning_record.json*"), None))
     if store is None or not paths:
         return
     from ms_meta.store.feed import feed_json_databases
