@@ -154,10 +154,10 @@ def _compile_tvm_contender(name, network, work_dir, threads, options, say) -> di
         from ms_meta.networks import bind_for_inference
         from ms_meta.one_shot import prepare_relax
 
-        one_shot = name.startswith("one-shot")
-        layout = {"layout": "plain"} if name == "one-shot-plain" else {}
-        prepared = prepare_one_shot(mod, params, {**options, **layout}) if one_shot else None
-        prepared = prepared or bind_for_inference(mod, params)
+        if name.startswith("one-shot"):
+            prepared = prepare_one_shot(mod, params, _one_shot_options(name, options))
+        else:
+            prepared = bind_for_inference(mod, params)
         info["functions"] = describe_functions(prepare_relax(prepared, None, target), target)
     info.update(
         import_seconds=import_seconds,
@@ -183,8 +183,7 @@ def _compile_tvm(name: str, mod, params, target, work_dir: Path, options: dict[s
 
     if name in ("one-shot", "one-shot-verify", "one-shot-plain"):
         verify = int(options.get("verify") or DEFAULT_VERIFY) if name == "one-shot-verify" else 0
-        if name == "one-shot-plain":
-            options = {**options, "layout": "plain"}
+        options = _one_shot_options(name, options)
         mod = prepare_one_shot(mod, params, options)
         return _compile_one_shot(mod, None, target, work_dir, options, verify, say)
     if name == "untuned":
@@ -193,6 +192,12 @@ def _compile_tvm(name: str, mod, params, target, work_dir: Path, options: dict[s
     if name == "xgb":
         return _compile_xgb(bind_for_inference(mod, params), target, work_dir, options, say)
     raise MsMetaError(f"{name} is not a TVM contender")
+
+
+def _one_shot_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` as the One-Shot contender ``name`` uses them: ``one-shot-plain`` always
+    compiles the model's own layout."""
+    return {**options, "layout": "plain"} if name == "one-shot-plain" else options
 
 
 def prepare_one_shot(mod, params, options: dict[str, Any]):
