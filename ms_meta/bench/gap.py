@@ -237,6 +237,20 @@ def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
+def _unblocked(shape: Sequence[int]) -> tuple[int, ...]:
+    """The plain shape of a channel-blocked convolution argument: ``NCHW{b}c`` data
+    ``[N, C/b, H, W, b]`` as ``[N, C, H, W]``, ``OIHW{i}i{o}o`` weights ``[O/o, I/i, KH, KW,
+    i, o]`` as ``[O, I, KH, KW]``; other shapes unchanged (PyTorch sees the plain ones)."""
+    shape = tuple(shape)
+    if len(shape) == 5:
+        n, chunks, h, w, block = shape
+        return (n, chunks * block, h, w)
+    if len(shape) == 6:
+        out_chunks, in_chunks, kh, kw, in_block, out_block = shape
+        return (out_chunks * out_block, in_chunks * in_block, kh, kw)
+    return shape
+
+
 def match_torch_op(kind: str, arg_shapes: Sequence[Sequence[int]], ops: list[dict[str, Any]]):
     """The captured PyTorch call that computes the same operator as a TVM function of operator
     ``kind`` whose arguments have ``arg_shapes`` (the output is one of them): same kind, same
@@ -245,6 +259,8 @@ def match_torch_op(kind: str, arg_shapes: Sequence[Sequence[int]], ops: list[dic
     wanted = _TORCH_KIND.get(kind)
     if wanted is None:
         return None
+    if kind == "conv2d":
+        arg_shapes = [_unblocked(s) for s in arg_shapes]
     shapes = {_squeezed(s) for s in arg_shapes}
     best, best_score = None, 0
     for op in ops:

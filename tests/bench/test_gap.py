@@ -80,6 +80,16 @@ def test_torch_op_matching_needs_kind_and_output_shape():
     assert operator_kind("fused_NT_matmul1_add") == "matmul"
 
 
+def test_blocked_convolution_matches_the_plain_torch_convolution():
+    conv = {"op": "conv2d", "arg_shapes": [[1, 64, 56, 56], [128, 64, 1, 1]],
+            "out_shape": [1, 128, 28, 28]}  # fmt: skip
+    other = {"op": "conv2d", "arg_shapes": [[1, 64, 56, 56], [128, 64, 3, 3]],
+             "out_shape": [1, 128, 28, 28]}  # fmt: skip
+    # NCHW16c data, OIHW16i16o weights, a blocked bias and the blocked output
+    blocked = [[1, 4, 56, 56, 16], [8, 4, 1, 1, 16, 16], [1, 8, 1, 1, 16], [1, 8, 28, 28, 16]]
+    assert match_torch_op("conv2d", blocked, [other, conv]) is conv
+
+
 def test_cpu_peak_follows_the_stated_formula(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("model name\t: X\ncpu MHz\t\t: 2600.000\nflags\t\t: fpu avx2 avx512f\n")
