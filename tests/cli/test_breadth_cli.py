@@ -8,27 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
-from ms_meta.cli.main import cli
 from ms_meta.data.layout import META_FILE, RECORD_FILE, WORKLOAD_FILE
 from ms_meta.data.pack import CACHE_ENV
 from ms_meta.workloads import sample_workloads
-
-from ..conftest import SEED_RECORDS, tree_hash
-
-
-def run(*args: str | Path) -> Result:
-    result = CliRunner().invoke(cli, [*map(str, args)])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
-
-
-def one_line_error(result: Result, needle: str) -> None:
-    assert result.exit_code != 0
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and needle in errors[0], result.output
+from tests.cli.runner import assert_one_line_error, invoke
+from tests.conftest import SEED_RECORDS, tree_hash
 
 
 @pytest.fixture
@@ -49,16 +35,16 @@ def work(tmp_path: Path, monkeypatch) -> Path:
 
 def test_pack_unpack_round_trip_and_stats_per_operator(work, tmp_path):
     packs = tmp_path / "packs"
-    packed = run("db", "pack", work, "--out", packs)
+    packed = invoke("db", "pack", work, "--out", packs)
     assert packed.exit_code == 0 and "2 tasks, 88 records" in packed.output
-    assert "nothing to pack" in run("db", "pack", work, "--out", packs).output
-    stats = run("db", "stats", packs, "--summary")
+    assert "nothing to pack" in invoke("db", "pack", work, "--out", packs).output
+    stats = invoke("db", "stats", packs, "--summary")
     assert stats.exit_code == 0, stats.output
     assert "total: 2 tasks, 88 records" in stats.output
     assert any(line.split()[:3] == ["dense", "1", "64"] for line in stats.output.splitlines())
     assert "mm_512" not in stats.output  # --summary: no per-task rows
     out = tmp_path / "plain"
-    unpacked = run("db", "unpack", packs, "--out", out)
+    unpacked = invoke("db", "unpack", packs, "--out", out)
     assert unpacked.exit_code == 0 and "2 tasks, 88 records" in unpacked.output
     for name in ("mm_512", "layernorm_bert"):
         original = {k: v for k, v in tree_hash(work / name).items() if k != ".lock"}
@@ -68,19 +54,19 @@ def test_pack_unpack_round_trip_and_stats_per_operator(work, tmp_path):
 def test_pack_defaults_to_the_breadth_folder_of_the_work_folders_target(work, tmp_path):
     # the default is relative to the working directory
     with CliRunner().isolated_filesystem(temp_dir=tmp_path):
-        result = run("db", "pack", work)
+        result = invoke("db", "pack", work)
         assert Path("tuning_records/llvm-rocketlake-2c-breadth/part-0001.tar.gz").is_file()
     assert "part-0001.tar.gz: 2 tasks" in result.output
 
 
 def test_collect_lists_a_sampled_set_without_its_packed_tasks(work, tmp_path):
-    listed = run("collect", "sampled:6:3", "--list")
+    listed = invoke("collect", "sampled:6:3", "--list")
     names = [line.split("\t")[0] for line in listed.output.splitlines()]
     assert sorted(names) == sorted(w.name for w in sample_workloads(6, seed=3))
     # a packed task of the same name is left out
     shutil.copytree(work / "mm_512", work / names[0])
-    run("db", "pack", work, "--out", tmp_path / "packs")
-    again = run("collect", "sampled:6:3", "--list", "--skip-packed", tmp_path / "packs")
+    invoke("db", "pack", work, "--out", tmp_path / "packs")
+    again = invoke("collect", "sampled:6:3", "--list", "--skip-packed", tmp_path / "packs")
     assert [line.split("\t")[0] for line in again.output.splitlines()] == names[1:]
 
 
@@ -99,4 +85,4 @@ def test_bad_input_gets_one_line(args, needle, tmp_path):
         Path("damaged").mkdir()
         Path("damaged/part-0001.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
         Path("notes.txt").write_text("notes\n")
-        one_line_error(run(*args), needle)
+        assert_one_line_error(invoke(*args), needle)

@@ -14,23 +14,13 @@ from click.testing import CliRunner, Result
 from ms_meta.cli.main import cli
 from ms_meta.data import layout
 from ms_meta.run_secs import is_failed
-
-from ..conftest import SEED_RECORDS as SEED_ROOT
-from ..conftest import tree_hash
+from tests.cli.runner import copy_seed, invoke
+from tests.conftest import SEED_RECORDS as SEED_ROOT
+from tests.conftest import tree_hash
 
 
 def run(*args: str | Path) -> Result:
-    result = CliRunner().invoke(cli, ["db", *map(str, args)])
-    # A clean exit or a ClickException: never an unexpected Python exception.
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
-
-
-def copy_seed(dest_root: Path, task: str = "mm_512", name: str | None = None) -> Path:
-    dest = dest_root / (name or task)
-    shutil.copytree(SEED_ROOT / task, dest)
-    return dest
+    return invoke("db", *args)
 
 
 def edit_records(db: Path, edit) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,23 +19,12 @@ from pathlib import Path
 import pytest
 
 from ms_meta.data import layout
-
-from ..conftest import SEED_RECORDS, tree_hash
+from tests.cli.runner import copy_seed, ms_meta, ms_meta_command
+from tests.conftest import tree_hash
 
 FAILED_SECS = 1e9  # run_secs at or above this mark a failed build or run
 COLLECT_SPEC = "dense:64,64,64"
 COLLECT_TASK = "dense_64_64_64"
-
-
-def ms_meta(*args: str | Path, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``ms-meta ARGS`` to completion (text output captured)."""
-    return subprocess.run(
-        [sys.executable, "-m", "ms_meta", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=kwargs.pop("timeout", 600),
-        **kwargs,
-    )
 
 
 def record_file(root: Path) -> Path:
@@ -87,19 +75,13 @@ class LockHolder:
         self.proc.wait(timeout=30)
 
 
-def copy_seed(tmp_path: Path, task: str = "mm_512", name: str | None = None) -> Path:
-    dest = tmp_path / (name or task)
-    shutil.copytree(SEED_RECORDS / task, dest)
-    return dest
-
-
 # ---- collect: Ctrl-C ----------------------------------------------------------------------
 
 
 def _start_collect_in_its_own_group(root: Path, trials: int) -> subprocess.Popen:
     """``setsid ms-meta collect ...``: a process group of its own, as a terminal job has."""
     return subprocess.Popen(
-        [sys.executable, "-m", "ms_meta", *collect_args(root, trials)],
+        ms_meta_command(*collect_args(root, trials)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -17,8 +17,8 @@ import pytest
 
 from ms_meta.model.weights import DEFAULT_WEIGHTS_DIR
 from ms_meta.one_shot.library import build_library
+from tests.cli.runner import assert_one_line_error, ms_meta
 from tests.conftest import SEED_RECORDS
-from tests.reliability.cli import assert_one_line_error, ms_meta
 
 DENSE_TASKS = ["mm_512", "mm_1024", "bert_qkv"]  # dense 512^3, 1024^3, 128x768x768
 TINY = ["--population", "16", "--generations", "1", "--no-measure"]

@@ -14,7 +14,7 @@ import torch
 
 from ms_meta.errors import WeightsError
 from ms_meta.model.weights import DEFAULT_WEIGHTS_DIR, load_checkpoint, save_checkpoint
-from tests.reliability.cli import REPO, assert_one_line_error, ms_meta
+from tests.cli.runner import REPO, assert_one_line_error, ms_meta
 
 RECORDS = REPO / "tuning_records" / "llvm-rocketlake-2c"
 TRAIN, HELD_OUT = "softmax_12_128_128", "dense_128_3072_768"
