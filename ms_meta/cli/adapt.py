@@ -7,45 +7,34 @@ scores the starting weights and the adapted ones on held-out tasks of the user's
 
 from __future__ import annotations
 
-import shlex
-import sys
 import tempfile
 from pathlib import Path
 
 import click
 
 from ms_meta.cli.options import (
+    FILE_PATH,
+    command_line,
+    from_store_option,
     library_errors,
     load_parts,
     none_or,
+    plain_target,
     records_argument,
     records_target,
     seed_option,
+    shots_option,
     target_option,
 )
 
 __all__ = ["adapt"]
 
-#: The target keys that tell CPUs apart (as ``records_target`` keeps them).
-_TARGET_KEYS = ("kind", "mcpu", "num-cores", "mattr")
 
-
-def _plain_target(target: dict) -> dict:
-    return {k: target[k] for k in _TARGET_KEYS if target.get(k)}
-
-
-def _given_target(target_json: str | None) -> dict | None:
-    if target_json is None:
-        return None
+def _cpu_target(target_json: str | None) -> dict:
+    """The CPU ``--target`` names (this machine's when None), as weights record it."""
     from ms_meta.tuning.target import parse_target, target_summary
 
-    return _plain_target(target_summary(parse_target(target_json)))
-
-
-def _host_target() -> dict:
-    from ms_meta.tuning.target import host_target, target_summary
-
-    return _plain_target(target_summary(host_target()))
+    return plain_target(target_summary(parse_target(target_json)))
 
 
 def _check_same_cpu(given: dict, measured: dict) -> None:
@@ -56,18 +45,6 @@ def _check_same_cpu(given: dict, measured: dict) -> None:
             f"the records were measured on {cpu_label(measured)} ({measured.get('kind')}), "
             f"but --target says {cpu_label(given)} ({given.get('kind')})"
         )
-
-
-def _parse_ks(ks: str) -> tuple[int, ...]:
-    try:
-        shots = tuple(sorted({int(k) for k in ks.split(",") if k.strip()}))
-    except ValueError:
-        raise click.BadParameter(
-            f"takes integers like 0,8, not {ks!r}", param_hint="--ks"
-        ) from None
-    if not shots or shots[0] < 0:
-        raise click.BadParameter(f"takes shots of 0 or more, got {ks!r}", param_hint="--ks")
-    return shots
 
 
 def _store_tasks(store: str, target: dict) -> list:
@@ -93,19 +70,12 @@ Examples:
 """
 )
 @records_argument
-@click.option(
-    "--from-store",
-    "store",
-    default=None,
-    metavar="PATH|default",
-    help="Also take the target's records from this record store (default: $MS_META_STORE, "
-    "else ~/.cache/ms-meta/records.sqlite).",
-)
+@from_store_option
 @target_option
 @click.option(
     "--init",
     "init_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     default=None,
     help="Weights to start from. Default: the nearest shipped weights (this CPU's own if "
     "shipped, else the same mcpu with another vector width, else the first of the kind).",
@@ -131,21 +101,16 @@ Examples:
     show_default=True,
     help="--report: share of the tasks held out (stratified by operator kind).",
 )
-@click.option(
-    "--ks",
-    default="0,8",
-    show_default=True,
-    help="--report: shots, comma-separated (0 = zero-shot).",
-)
+@shots_option("0,8", help="--report: shots, comma-separated (0 = zero-shot).")
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     required=True,
     help="Where to write the adapted weights (atomically).",
 )
 @seed_option
 @library_errors
-def adapt(paths, store, target_json, init_path, steps, report, report_fraction, ks, out, seed):
+def adapt(paths, from_store, target_json, init_path, steps, report, report_fraction, ks, out, seed):
     """Adapt shipped weights to this CPU from its tuning records.
 
     RECORDS are MetaSchedule database directories or trees of them (`ms-meta collect`,
@@ -165,11 +130,10 @@ def adapt(paths, store, target_json, init_path, steps, report, report_fraction, 
     )
 
     torch.set_num_threads(1)
-    store = none_or(store)
+    store = none_or(from_store)
     if not paths and store is None:
         raise click.UsageError("give record directories (RECORDS) or --from-store")
-    shots = _parse_ks(ks)
-    given = _given_target(target_json)
+    given = None if target_json is None else _cpu_target(target_json)
     tasks, measured, sources = [], None, [str(p) for p in paths]
     if paths:
         dataset, _, _ = load_parts(list(paths), None)
@@ -178,9 +142,9 @@ def adapt(paths, store, target_json, init_path, steps, report, report_fraction, 
         if given is not None and measured is not None:
             _check_same_cpu(given, measured)
     if store is not None:
-        tasks += _store_tasks(store, given or measured or _host_target())
+        tasks += _store_tasks(store, given or measured or _cpu_target(None))
         sources.append(f"store:{store}")
-    target = given or measured or _host_target()
+    target = given or measured or _cpu_target(None)
     if init_path is None:
         init_path, own = nearest_weights(target)
         how = "shipped for this CPU" if own else "shipped for another CPU"
@@ -195,11 +159,6 @@ def adapt(paths, store, target_json, init_path, steps, report, report_fraction, 
         f"{sum(len(t) for t in tasks)} records, {recipe.steps} steps"
     )
     bar = Progress(0, "steps")
-
-    def progress(done: int, total: int, note: str) -> None:
-        bar.total = total
-        bar.update(done - bar.done, note)
-
     result = adapt_to_cpu(
         tasks,
         target,
@@ -207,9 +166,9 @@ def adapt(paths, store, target_json, init_path, steps, report, report_fraction, 
         recipe=recipe,
         seed=seed,
         report_fraction=report_fraction if report else 0.0,
-        ks=shots,
+        ks=ks,
         sources=sources,
-        progress=progress,
+        progress=bar.follow,
     )
     bar.close()
     if result.before is not None and result.after is not None:
@@ -220,7 +179,7 @@ def adapt(paths, store, target_json, init_path, steps, report, report_fraction, 
             "trained on the other tasks (the written weights are trained on all)"
         )
         click.echo(text_table([result.before, result.after]))
-    result.checkpoint.meta["command"] = shlex.join(["ms-meta", *sys.argv[1:]])
+    result.checkpoint.meta["command"] = command_line()
     save_checkpoint(result.checkpoint, out)
     click.echo(
         f"wrote {out}: MetaCostModel(weights={str(out)!r}) in a search, --weights {out} for "

@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from ms_meta.cli.options import (
+    DIR_PATH,
     any_cpu_weights_option,
     feed_store,
     library_errors,
@@ -229,7 +230,7 @@ bad input.
 @click.option(
     "--out",
     "root",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIR_PATH,
     default=Path("tuning_records"),
     show_default=True,
     help="Root of the record tree; records go to OUT/<target-key>/<task>/.",

@@ -8,17 +8,17 @@ from typing import Any
 
 import click
 
-from ms_meta.cli.options import library_errors, seed_option
+from ms_meta.cli.options import (
+    DIR_PATH,
+    FILE_PATH,
+    json_option,
+    library_errors,
+    paths_argument,
+    seed_option,
+)
 
 # Problems listed per database before "... and N more".
 _MAX_LISTED = 20
-
-paths_argument = click.argument(
-    "paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="PATH..."
-)
-json_option = click.option(
-    "--json", "as_json", is_flag=True, default=False, help="Print machine-readable JSON."
-)
 
 
 @click.group("db")
@@ -138,7 +138,7 @@ Examples:
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIR_PATH,
     help="Directory to write the merged database to.",
 )
 @click.option(
@@ -274,7 +274,7 @@ Examples:
 @seed_option
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     default=Path("split.json"),
     show_default=True,
     help="Where to write the split (JSON).",
@@ -341,10 +341,10 @@ Examples:
 The work folders are left in place; a task already in a part is never packed again.
 """
 )
-@click.argument("work_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("work_dir", type=DIR_PATH)
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIR_PATH,
     default=None,
     help="Folder of the parts.  [default: tuning_records/<WORK_DIR name>-breadth]",
 )
@@ -405,7 +405,7 @@ Examples:
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIR_PATH,
     help="Folder to write one plain MetaSchedule database per task to (OUT/<task>/).",
 )
 @click.option("--task", "tasks", multiple=True, help="Only these tasks (repeatable).")

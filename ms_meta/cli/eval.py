@@ -10,6 +10,8 @@ import click
 
 from ms_meta.atomic import atomic_write_text
 from ms_meta.cli.options import (
+    DIR_PATH,
+    FILE_PATH,
     any_cpu_weights_option,
     default_record_paths,
     find_split,
@@ -18,6 +20,7 @@ from ms_meta.cli.options import (
     records_argument,
     records_target,
     seed_option,
+    shots_option,
     split_option,
 )
 from ms_meta.eval.protocol import ORDERS
@@ -217,31 +220,29 @@ Examples:
 )
 @click.option(
     "--xgb-pretrained",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     default=None,
     help="A pretrained XGBModel file (else one is pretrained on the training tasks).",
 )
 @click.option(
     "--baseline-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIR_PATH,
     default=Path("eval_baselines"),
     show_default=True,
     help="Where pretrained baselines are written and re-used.",
 )
-@click.option(
-    "--ks", default="0,8,16,32", show_default=True, help="Shots, comma-separated (0 = zero-shot)."
-)
+@shots_option("0,8,16,32", help="Shots, comma-separated (0 = zero-shot).")
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     default=None,
     help="Also write the results as JSON.",
 )
 @click.option(
     "--markdown",
     "markdown_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     default=None,
     help="Also write a Markdown table.",
 )
@@ -290,10 +291,6 @@ def eval_command(
     from ms_meta.tuning.target import host_target, target_summary
 
     torch.set_num_threads(1)
-    try:
-        shots = sorted({int(k) for k in ks.split(",") if k.strip()})
-    except ValueError:
-        raise click.BadParameter(f"--ks takes integers like 0,8,16,32, got {ks!r}") from None
     names = (
         []
         if baselines == "none"
@@ -332,7 +329,7 @@ def eval_command(
         baselines=names,
         xgb_pretrained=xgb_pretrained,
         baseline_dir=baseline_dir,
-        ks=shots,
+        ks=ks,
         seed=seed,
         json_path=json_path,
         markdown_path=markdown_path,

@@ -1,10 +1,14 @@
-"""Options and helpers shared by the ms-meta commands (defined once, as in pip-tools)."""
+"""Options, arguments and small routines shared by the ms-meta commands: each is defined once
+(as in pip-tools' ``scripts/options.py``), so that one option reads, parses and explains the
+same way in every command that takes it."""
 
 from __future__ import annotations
 
 import functools
 import json
 import logging
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,17 +21,27 @@ from ms_meta.errors import MsMetaError
 __all__ = [
     "ANY_CPU_WEIGHTS_FLAG",
     "DEFAULT_RECORDS",
+    "DIR_PATH",
+    "FILE_PATH",
+    "TARGET_KEYS",
     "any_cpu_weights_option",
+    "command_line",
     "default_record_paths",
     "feed_store",
     "find_split",
+    "from_store_option",
+    "json_option",
     "library_errors",
     "load_parts",
     "none_or",
+    "parse_shots",
+    "paths_argument",
+    "plain_target",
     "quiet_meta_schedule",
     "records_argument",
     "records_target",
     "seed_option",
+    "shots_option",
     "split_option",
     "store_option",
     "target_option",
@@ -37,6 +51,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_RECORDS = Path(RECORDS_DIR)
+
+#: A file the command reads or writes (``--out weights.pt``, ``--json eval.json``, ...).
+FILE_PATH = click.Path(dir_okay=False, path_type=Path)
+#: A folder the command reads or writes (``--work-dir``, ``--out merged/``, ...).
+DIR_PATH = click.Path(file_okay=False, path_type=Path)
+
+#: The target keys that tell CPUs apart (as weights and records name their target).
+TARGET_KEYS = ("kind", "mcpu", "num-cores", "mattr")
 
 target_option = click.option(
     "--target",
@@ -49,7 +71,7 @@ target_option = click.option(
 
 work_dir_option = click.option(
     "--work-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIR_PATH,
     default=None,
     help="Where MetaSchedule writes its database and logs. Default: a new temporary directory.",
 )
@@ -97,6 +119,58 @@ store_option = click.option(
     "MetaCostModel learn from (ms_meta.store; default: $MS_META_STORE, else "
     "~/.cache/ms-meta/records.sqlite); none: neither record nor learn.",
 )
+
+
+from_store_option = click.option(
+    "--from-store",
+    "from_store",
+    is_flag=False,
+    flag_value="default",
+    default=None,
+    metavar="[PATH]",
+    help="Also take the target's records from the record store (PATH: another store file than "
+    "$MS_META_STORE / ~/.cache/ms-meta/records.sqlite); with no RECORDS, those alone.",
+)
+
+paths_argument = click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="PATH..."
+)
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, default=False, help="Print machine-readable JSON."
+)
+
+
+def parse_shots(ctx: click.Context | None, param: click.Parameter | None, value: str):
+    """``--ks`` as sorted distinct shot counts: ``"0,8,16"`` -> ``(0, 8, 16)``; a
+    ``click.BadParameter`` for anything but integers of 0 or more."""
+    try:
+        shots = tuple(sorted({int(k) for k in value.split(",") if k.strip()}))
+    except ValueError:
+        raise click.BadParameter(
+            f"takes integers like 0,8, not {value!r}", ctx, param, param_hint="--ks"
+        ) from None
+    if not shots or shots[0] < 0:
+        raise click.BadParameter(
+            f"takes shots of 0 or more, got {value!r}", ctx, param, param_hint="--ks"
+        )
+    return shots
+
+
+def shots_option(default: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--ks``: the support sizes a cost model is scored at (0 = zero-shot), parsed by
+    :func:`parse_shots` into ``ks: tuple[int, ...]``."""
+    return click.option("--ks", default=default, show_default=True, callback=parse_shots, help=help)
+
+
+def command_line() -> str:
+    """The command as the user ran it (``ms-meta ...``), for the files it writes to record."""
+    return shlex.join(["ms-meta", *sys.argv[1:]])
+
+
+def plain_target(target: dict[str, Any]) -> dict[str, Any]:
+    """``target`` reduced to the keys that tell CPUs apart (:data:`TARGET_KEYS`), those set."""
+    return {k: target[k] for k in TARGET_KEYS if target.get(k)}
 
 
 def feed_store(store: str | None, *paths: Path) -> None:
@@ -176,7 +250,7 @@ def records_argument(func: Callable[..., Any]) -> Callable[..., Any]:
 split_option = click.option(
     "--split",
     "split_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     default=None,
     help=f"Task split (JSON from `ms-meta db split`). Default: {SPLIT_FILE} inside the records "
     "tree if there is exactly one; `--split none` trains on every task.",
@@ -203,13 +277,7 @@ def load_parts(paths: list[Path], split_path: Path | None, *, quiet: bool = Fals
     from ms_meta.data.split import read_split
 
     bar = None if quiet else Progress(0, "records")
-
-    def progress(done: int, total: int, note: str) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.update(done - bar.done, note)
-
-    dataset = build_dataset(paths, progress=progress)
+    dataset = build_dataset(paths, progress=None if bar is None else bar.follow)
     if bar is not None:
         bar.close()
     if not dataset.tasks:

@@ -7,19 +7,21 @@ databases beside the store file and read by the same data path as any records.
 
 from __future__ import annotations
 
-import shlex
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import click
 
 from ms_meta.cli.options import (
+    FILE_PATH,
+    command_line,
     default_record_paths,
     find_split,
+    from_store_option,
     library_errors,
     load_parts,
+    plain_target,
     records_argument,
     records_target,
     seed_option,
@@ -132,14 +134,14 @@ Examples:
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     required=True,
     help="Where to write the weights (atomically).",
 )
 @click.option(
     "--init",
     "init_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE_PATH,
     default=None,
     help="Start from these weights (e.g. a --method transfer run) instead of a fresh model; "
     "its width is used.",
@@ -157,16 +159,7 @@ Examples:
     show_default=True,
     help="Evaluate on the held-out tasks at the end (as `ms-meta eval`).",
 )
-@click.option(
-    "--from-store",
-    "from_store",
-    is_flag=False,
-    flag_value="default",
-    default=None,
-    metavar="[PATH]",
-    help="Also train on the record store's records of --target (PATH: another store file than "
-    "$MS_META_STORE / ~/.cache/ms-meta/records.sqlite); with no RECORDS, on those alone.",
-)
+@from_store_option
 @target_option
 @seed_option
 @library_errors
@@ -277,11 +270,6 @@ def pretrain(
     )
     state_path = out.with_name(out.name + ".state.pt")
     bar = Progress(0, "steps")
-
-    def progress(done: int, total: int, note: str) -> None:
-        bar.total = total
-        bar.update(done - bar.done, note)
-
     where = f" after line {val_after_line}" if val_after_line else ""
 
     def on_epoch(report) -> None:
@@ -305,7 +293,7 @@ def pretrain(
         state_path=state_path,
         resume=resume,
         init_state=init_state,
-        progress=progress,
+        progress=bar.follow,
         on_epoch=on_epoch,
     )
     bar.close()
@@ -332,7 +320,7 @@ def pretrain(
             "split": str(split_file) if split_file else None,
         },
         "training": {**summary, "history": [vars(r) for r in result.history]},
-        "command": shlex.join(["ms-meta", *sys.argv[1:]]),
+        "command": command_line(),
     }
     save_checkpoint(
         Checkpoint(
@@ -380,5 +368,4 @@ def _export_store(from_store: str, target_json: str | None) -> tuple[Path, str, 
         written = export_json_databases(store, out, key=key)
     click.echo(f"record store {path}: {count} records of {len(written)} tasks for "
                f"{target_label(target)}", err=True)  # fmt: skip
-    kept = {k: target[k] for k in ("kind", "mcpu", "mattr", "num-cores") if target.get(k)}
-    return out, f"{path} ({key}, {count} records)", kept
+    return out, f"{path} ({key}, {count} records)", plain_target(target)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+__all__ = ["Progress"]
+
 
 def _fmt_duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
@@ -35,6 +37,12 @@ class Progress:
         if self._tty or now - self._last_log >= self.log_every or self.done >= self.total:
             self._last_log = now
             self._draw(note)
+
+    def follow(self, done: int, total: int, note: str = "") -> None:
+        """Show ``done`` of ``total``: the ``progress(done, total[, note])`` callback of the
+        library functions that report their own count (``build_dataset``, ``pretrain``, ...)."""
+        self.total = total
+        self.update(done - self.done, note)
 
     def _draw(self, note: str) -> None:
         elapsed = time.perf_counter() - self.start
