@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ms_meta.cli.options import library_errors
+from ms_meta.cli.options import FILE_PATH, library_errors, paths_argument
+from ms_meta.feature.schema import OPERATOR_KINDS
 
 
 @click.group("library")
@@ -25,11 +26,17 @@ Examples:
   ms-meta library build tuning_records/llvm-znver4-noavx512-2c \\
       --split tuning_records/llvm-rocketlake-2c/split.json --out split.library.json.gz
   ms-meta library build my_tuning_runs/ --out mine.library.json.gz
+
+\b
+Rebuild the convolutions only, keeping the other kinds' tasks of the shipped library:
+  ms-meta library build tuning_records/llvm-rocketlake-2c \\
+      --keep-from ms_meta/weights/llvm-rocketlake.library.json.gz \\
+      --keep-kinds dense,batch_matmul,softmax,layer_norm,pool,elementwise,other \\
+      --out rebuilt.library.json.gz
 """,
 )
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path),
-                metavar="PATH...")  # fmt: skip
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@paths_argument
+@click.option("--out", "out", required=True, type=FILE_PATH,
               help="The library file to write (gzip JSON; replaced atomically).")  # fmt: skip
 @click.option("--split", "split_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Keep only the split's training tasks (for evaluating One-Shot "
@@ -40,34 +47,47 @@ Examples:
               help="Build from the readable sources when a folder or database file cannot be "
                    "read (each is named in a warning); without it such sources are "
                    "refused.")  # fmt: skip
+@click.option("--keep-from", "keep_from", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default=None, metavar="LIBRARY",
+              help="An older library whose tasks of --keep-kinds replace the rebuilt ones of the "
+                   "same name (the rebuild's where it lacks one); e.g. to rebuild the "
+                   "convolutions alone.")  # fmt: skip
+@click.option("--keep-kinds", "keep_kinds", default=None, metavar="KIND,...",
+              help="--keep-from: the operator kinds taken from it, comma-separated "
+                   f"({', '.join(OPERATOR_KINDS)}).")  # fmt: skip
 @library_errors
-def build(paths, out, split_path, per_task, skip_unreadable) -> None:
+def build(paths, out, split_path, per_task, skip_unreadable, keep_from, keep_kinds) -> None:
     """Build a library from tuning databases: tuning_records/<cpu>/, a database directory, or
     any directory holding MetaSchedule JSON databases (such as your own ms.tune_tir work
     directories). Inputs are only read."""
     from ms_meta.cli.progress import Progress
     from ms_meta.data.split import read_split
-    from ms_meta.one_shot.library import build_library
+    from ms_meta.one_shot import library_keep
+    from ms_meta.one_shot.library import build_library, load_library
 
+    if (keep_from is None) != (keep_kinds is None):
+        raise click.UsageError("--keep-from and --keep-kinds go together")
+    kinds = None if keep_kinds is None else library_keep.parse_kinds(keep_kinds)
+    old = None if keep_from is None else load_library(keep_from)  # before the long build
     tasks, meta = None, {}
     if split_path is not None:
         tasks = read_split(split_path)["train"]
         meta["split"] = {"path": str(split_path), "kept": "train", "tasks": len(tasks)}
     bar = Progress(0, "tasks")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(1)
-
     try:
         built = build_library(paths, tasks=tasks, per_task=per_task, meta=meta,
-                              progress=progress, skip_unreadable=skip_unreadable)  # fmt: skip
+                              progress=bar.follow, skip_unreadable=skip_unreadable)  # fmt: skip
     finally:
         bar.close()
+    if old is not None:
+        built = library_keep.keep_kinds(built, old, kinds, source=keep_from)
     built.save(out)
-    kinds = Counter(t.kind for t in built.tasks)
+    counts = Counter(t.kind for t in built.tasks)
     click.echo(f"{out}: {len(built.tasks)} tasks, {built.num_schedules} schedules "
-               f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")  # fmt: skip
+               f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))})")  # fmt: skip
+    if old is not None:
+        click.echo(f"  {built.meta['kept_from']['tasks']} tasks of {', '.join(kinds)} kept from "
+                   f"{keep_from}")  # fmt: skip
 
 
 @library.command("show")
@@ -87,6 +107,10 @@ def show(path) -> None:
         click.echo(f"  only the training tasks of {where}")
     target = meta.get("target") or {}
     click.echo(f"  measured on: {target.get('kind', '?')} mcpu={target.get('mcpu', '?')}")
+    kept = meta.get("kept_from")
+    if kept:
+        click.echo(f"  {kept['tasks']} tasks of {', '.join(kept['kinds'])} kept from "
+                   f"{kept['path']} (built {kept.get('created') or '?'})")  # fmt: skip
     damaged = meta.get("damaged")
     if damaged:
         click.echo(f"  damaged: {damaged['tasks']} tasks left out (first: {damaged['first']})")
