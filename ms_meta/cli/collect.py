@@ -31,6 +31,14 @@ from ms_meta.cli.options import (
     target_option,
 )
 
+__all__ = [
+    "INTERRUPTED_EXIT",
+    "collect",
+    "learned_models",
+    "stop_on_first_interrupt",
+    "summary_line",
+]
+
 
 def _select_shard(items: list, shard: str | None, start: int, end: int | None, step: int):
     if shard:

@@ -17,6 +17,8 @@ from ms_meta.cli.options import (
     seed_option,
 )
 
+__all__ = ["db"]
+
 # Problems listed per database before "... and N more".
 _MAX_LISTED = 20
 

@@ -25,6 +25,8 @@ from ms_meta.cli.options import (
 )
 from ms_meta.eval.protocol import ORDERS
 
+__all__ = ["BASELINES", "eval_command", "gnn_scorer", "print_evaluation"]
+
 BASELINES = ("xgb-stock", "xgb-kshot", "xgb-pretrained", "mlp-pretrained")
 
 

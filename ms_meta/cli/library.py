@@ -10,6 +10,8 @@ import click
 from ms_meta.cli.options import FILE_PATH, library_errors, paths_argument
 from ms_meta.feature.schema import OPERATOR_KINDS
 
+__all__ = ["library"]
+
 
 @click.group("library")
 def library() -> None:

@@ -9,6 +9,8 @@ import click
 
 from ms_meta import __version__
 
+__all__ = ["LazyGroup", "cli"]
+
 # name -> "module:attribute"; imported only when the command runs, so `ms-meta --help` stays fast
 # and does not import TVM.
 _COMMANDS = {

@@ -29,6 +29,8 @@ from ms_meta.cli.options import (
     target_option,
 )
 
+__all__ = ["VAL_SHOTS", "pretrain"]
+
 VAL_SHOTS = 16  # support size of the per-epoch few-shot validation score
 
 

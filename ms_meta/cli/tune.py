@@ -26,6 +26,8 @@ from ms_meta.cli.options import (
     work_dir_option,
 )
 
+__all__ = ["tune"]
+
 # Options that only the one-shot mode reads. --population and --generations default to None
 # (SearchSettings' defaults), so that their help can name them without importing TVM.
 _ONE_SHOT_ONLY = (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+__all__ = ["workloads"]
+
 
 @click.command()
 @click.option("--preset", default=None, help="Only list the layers of this preset.")
