@@ -6,6 +6,13 @@ the same target (kind, CPU, ``mattr`` features, core count: :mod:`ms_meta.store.
 never another CPU's. Storage, deduplication and queries live in :mod:`ms_meta.store.sql`;
 this module only converts between TVM objects and the MetaSchedule JSON text stored there.
 
+``query_tuning_record`` builds the best record's trace straight from its JSON
+(:mod:`ms_meta.store.traces`, well under a millisecond) instead of replaying it on the workload
+the way ``TuningRecord.from_json`` does (milliseconds); ``query_schedule`` applies that trace and,
+should it not apply, falls back to the next records, replayed. Records handed to a search
+(``get_top_k``, ``get_all_tuning_records``) are always replayed, as MetaSchedule's own databases
+do when they load.
+
 MetaSchedule's ``get_top_k(workload, k)`` carries no target. The store answers it for the
 target it was opened for (``target=``); without one, for the target of an enclosing
 ``with target:``, else of the last record committed or queried through it; with nothing to go
@@ -28,6 +35,7 @@ from tvm.ir import IRModule
 from tvm.ir.utils import derived_object
 from tvm.s_tir import Schedule
 from tvm.s_tir.meta_schedule import _ffi_api
+from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 from tvm.s_tir.meta_schedule.database import Database, PyDatabase, TuningRecord, Workload
 from tvm.target import Target
 from tvm.tirx import FloatImm, IntImm
@@ -38,6 +46,7 @@ from ms_meta.store.jsondb import ImportReport, import_json_databases, scan_json_
 from ms_meta.store.msjson import RecordText, dumps
 from ms_meta.store.sql import DEFAULT_BUSY_TIMEOUT_S, SqlStore, StoredRecord
 from ms_meta.store.targets import target_key
+from ms_meta.store.traces import NeedsReplay, build_trace, workload_block_names
 
 __all__ = ["RecordStore"]
 
@@ -45,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 _UINT64 = 1 << 64
 _OBJECT_CACHE_SIZE = 4096
+_TARGET_CACHE_SIZE = 64
 _FALLBACK_CANDIDATES = 8  # records tried when the best one's trace does not replay
 _TO_JSON_GRAPH = tvm_ffi.get_global_func("ffi.ToJSONGraph")
 _STRINGIFY = tvm_ffi.get_global_func("ffi.json.Stringify")
@@ -156,6 +166,12 @@ class RecordStore(PyDatabase):
         self._workloads: dict[int, Workload] = {}
         # TVM record objects by (record id, mean): building one replays its trace (ms each)
         self._objects: OrderedDict[tuple[int, float], TuningRecord] = OrderedDict()
+        # the same, built without a replay (query_tuning_record only)
+        self._built: OrderedDict[tuple[int, float], TuningRecord] = OrderedDict()
+        self._blocks: dict[int, frozenset[str]] = {}
+        self._target_objects: dict[str, Target | None] = {}
+        self._args: dict[str, list] = {}
+        self._target_keys: dict[Target, str] = {}  # holds the targets, so no id is reused
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -188,8 +204,13 @@ class RecordStore(PyDatabase):
 
     def _key(self, target: Target | None = None) -> str | None:
         if target is not None:
-            self._last_key = key_of(target)
-            return self._last_key
+            key = self._target_keys.get(target)  # TVM objects hash by identity
+            if key is None:
+                if len(self._target_keys) >= _TARGET_CACHE_SIZE:
+                    self._target_keys.clear()
+                key = self._target_keys[target] = key_of(target)
+            self._last_key = key
+            return key
         if self._bound_key:
             return self._bound_key
         current = Target.current(allow_none=True)  # inside ``with target:``
@@ -216,6 +237,45 @@ class RecordStore(PyDatabase):
         if len(self._objects) > _OBJECT_CACHE_SIZE:
             self._objects.popitem(last=False)
         return record
+
+    def _built_record(self, stored: StoredRecord, workload: Workload) -> TuningRecord | None:
+        """The TVM object of a stored record with its trace built from the JSON, not replayed
+        (:mod:`ms_meta.store.traces`); replayed when the trace cannot be built that way."""
+        key = (stored.id, stored.mean_secs)
+        record = self._objects.get(key)
+        if record is None:
+            record = self._built.get(key)
+        if record is not None:
+            return record
+        text = stored.text
+        blocks = self._blocks.get(stored.workload_id)
+        if blocks is None:
+            blocks = self._blocks[stored.workload_id] = workload_block_names(workload.mod)
+        try:
+            trace = build_trace(text.insts, text.decisions, blocks)
+            run_secs = json.loads(text.run_secs)
+            record = TuningRecord(
+                trace, workload, run_secs, self._target(text.target), self._arg_info(text.args_info)
+            )
+        except (NeedsReplay, ValueError, TypeError):
+            return self._tvm_record(stored, workload)
+        self._built[key] = record
+        if len(self._built) > _OBJECT_CACHE_SIZE:
+            self._built.popitem(last=False)
+        return record
+
+    def _target(self, config: str) -> Target | None:
+        target = self._target_objects.get(config, False)
+        if target is False:
+            value = json.loads(config)
+            target = self._target_objects[config] = Target(value) if value is not None else None
+        return target
+
+    def _arg_info(self, text: str) -> list:
+        args = self._args.get(text)
+        if args is None:
+            args = self._args[text] = [ArgInfo.from_json(arg) for arg in json.loads(text)]
+        return args
 
     def _tvm_records(self, stored: list[StoredRecord], workload: Workload | None) -> list:
         records = (
@@ -279,13 +339,18 @@ class RecordStore(PyDatabase):
     def query_tuning_record(
         self, mod: IRModule, target: Target, workload_name: str | None = None
     ) -> TuningRecord | None:
-        """The fastest valid record of ``mod`` measured for ``target``; None when there is none."""
+        """The fastest valid record of ``mod`` measured for ``target``; None when there is none.
+
+        Its trace is built from the stored JSON without a replay where
+        :mod:`ms_meta.store.traces` can vouch for it, else replayed; a trace that does not
+        replay yields to the next best record.
+        """
         ids, key = self._ids(mod), self._key(target)
         best = self._sql.best(ids, key, 1)
         if not best:
             return None
         workload = Workload(mod)
-        record = self._tvm_record(best[0], workload)
+        record = self._built_record(best[0], workload)
         if record is None:  # the next best ones, when the best trace does not replay
             nexts = self._tvm_records(self._sql.best(ids, key, _FALLBACK_CANDIDATES)[1:], workload)
             record = nexts[0] if nexts else None
@@ -294,10 +359,25 @@ class RecordStore(PyDatabase):
     def query_schedule(
         self, mod: IRModule, target: Target, workload_name: str | None = None
     ) -> Schedule | None:
-        """The best record's schedule of ``mod`` for ``target`` (its trace replayed)."""
+        """The best record's schedule of ``mod`` for ``target`` (its trace applied); should the
+        trace not apply, the next best record whose trace does."""
         record = self.query_tuning_record(mod, target, workload_name)
         if record is None:
             return None
+        try:
+            return self._apply(record)
+        except Exception as err:  # TVM raises its own errors with a C++ backtrace
+            logger.warning("the best record's trace does not apply (%s); trying the next ones",
+                           first_line(err))  # fmt: skip
+        ids, key = self._ids(mod), self._key(target)
+        for stored in self._sql.best(ids, key, _FALLBACK_CANDIDATES)[1:]:
+            replayed = self._tvm_record(stored, Workload(mod))
+            if replayed is not None:
+                return self._apply(replayed)
+        return None
+
+    @staticmethod
+    def _apply(record: TuningRecord) -> Schedule:
         sch = Schedule(record.workload.mod, error_render_level="detail")
         record.trace.apply_to_schedule(sch, remove_postproc=False)
         return sch
