@@ -1,0 +1,259 @@
+"""The task-count curve's report: aggregate the per-point JSON, plot, tabulate, compare.
+
+Reads what ``run_curve.py`` wrote under ``OUT``; writes ``OUT/curve.json`` (means over the
+replicate seeds), ``OUT/curve.png`` and ``OUT/table.md``, and prints the table. With a
+candidate path, the all-task GNN of seed 0 is written there as ms-meta weights when it ranks
+the held-out tasks better (pairwise) than the shipped weights do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+PARTS = {"held_out": "held-out tasks", "variant": "held-out variant"}
+METRICS = {"pairwise": "pairwise", "top1": "top-1", "top5": "top-5", "tau": "tau"}
+MODELS = {"gnn": "GNN", "xgb": "XGB"}
+
+__all__ = ["report"]
+
+
+def _points(out: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(p.read_text()) for p in sorted(out.glob("*_n*_seed*.json")) if "_n" in p.name
+    ]
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(values) / len(values) if values else math.nan
+
+
+def _subset_summary(result: dict[str, Any], names: set[str] | None) -> dict[str, float]:
+    """The k = 0 macro averages of an ``EvalResult`` dict over the measurement groups whose
+    task (split name) is in ``names`` (all when ``None``)."""
+    from ms_meta.eval import EvalResult
+
+    evaluated = EvalResult.from_dict(result)
+    if names is not None:
+        evaluated.per_task = {
+            k: {t: row for t, row in rows.items() if t.split("@", 1)[0] in names}
+            for k, rows in evaluated.per_task.items()
+        }
+    return evaluated.summary()[0]
+
+
+def aggregate(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, N): the mean, lowest and highest value of each metric over seeds."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for p in points:
+        row = rows.setdefault(
+            (p["model"], p["n_tasks"]),
+            {"model": p["model"], "n_tasks": p["n_tasks"], "all_tasks": p["all_tasks"], "runs": []},
+        )
+        row["runs"].append(
+            {
+                "seed": p["seed"],
+                "train_records": p["train_records"],
+                **{
+                    part: {m: r["summary"]["0"][m] for m in (*METRICS, "tasks")}
+                    for part, r in p["results"].items()
+                },
+            }
+        )
+    out = []
+    for (_, _), row in sorted(rows.items()):
+        runs = row["runs"]
+        row["train_records"] = round(_mean([r["train_records"] for r in runs]))
+        for part in PARTS:
+            row[part] = {
+                m: {
+                    "mean": _mean([r[part][m] for r in runs]),
+                    "min": min(r[part][m] for r in runs),
+                    "max": max(r[part][m] for r in runs),
+                }
+                for m in METRICS
+            }
+            row[part]["tasks"] = runs[0][part]["tasks"]
+        out.append(row)
+    return out
+
+
+def _cell(entry: dict[str, float], n_runs: int) -> str:
+    if not math.isfinite(entry["mean"]):
+        return ""
+    text = f"{entry['mean']:.3f}"
+    if n_runs > 1:
+        text += f" ±{(entry['max'] - entry['min']) / 2:.3f}"
+    return text
+
+
+def table(rows: list[dict[str, Any]], part: str) -> str:
+    """The Markdown table of one evaluation set: a row per N, GNN and XGB side by side."""
+    sizes = sorted({r["n_tasks"] for r in rows})
+    by = {(r["model"], r["n_tasks"]): r for r in rows}
+    head = ["training tasks", "records"]
+    head += [f"{MODELS[m]} {label}" for m in MODELS for label in METRICS.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for n in sizes:
+        any_row = next(r for r in rows if r["n_tasks"] == n)
+        label = f"{n} (all)" if any_row["all_tasks"] else str(n)
+        cells = [label, f"{any_row['train_records']:,}"]
+        for m in MODELS:
+            row = by.get((m, n))
+            cells += [_cell(row[part][k], len(row["runs"])) if row else "" for k in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], shipped: dict[str, Any] | None, path: Path) -> Path:
+    """Pairwise accuracy and top-1 against N, one panel per evaluation set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    styles = {"gnn": {"color": "tab:blue", "marker": "o"}, "xgb": {"color": "tab:orange"}}
+    styles["xgb"]["marker"] = "s"
+    for col, part in enumerate(PARTS):
+        for row_i, metric in enumerate(("pairwise", "top1")):
+            ax = axes[row_i][col]
+            for model, style in styles.items():
+                mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["n_tasks"])
+                if not mine:
+                    continue
+                xs = [r["n_tasks"] for r in mine]
+                ax.plot(xs, [r[part][metric]["mean"] for r in mine], label=MODELS[model], **style)
+                for r in mine:
+                    for run in r["runs"]:
+                        ax.scatter(r["n_tasks"], run[part][metric], s=12, alpha=0.4, **style)
+            if shipped is not None:
+                value = shipped["results"][part]["summary"]["0"][metric]
+                ax.axhline(value, color="grey", linestyle=":", label="shipped weights (see README)")
+            ax.set_xscale("log")
+            ax.set_title(f"{PARTS[part]}: {METRICS[metric]}")
+            ax.grid(alpha=0.3)
+            if row_i == 1:
+                ax.set_xlabel("distinct training tasks")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Zero-shot ranking of unseen tasks against training tasks (rocketlake)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare_shipped(
+    out: Path, points: list[dict[str, Any]], shipped: dict[str, Any]
+) -> dict[str, Any]:
+    """Shipped weights against the all-task GNN of each seed: on each evaluation set, all of
+    it and only the tasks the shipped weights were not trained on."""
+    seen = set(shipped["trained_on"])
+    split = json.loads((out / "split.json").read_text())
+    full = [p for p in points if p["model"] == "gnn" and p["all_tasks"]]
+    table: dict[str, Any] = {}
+    for part in PARTS:
+        unseen = {n for n in split[part] if n not in seen}
+        for label, names in ((part, None), (f"{part}, unseen by shipped", unseen)):
+            entry = {"shipped": _subset_summary(shipped["results"][part], names)}
+            for p in full:
+                entry[f"gnn all, seed {p['seed']}"] = _subset_summary(p["results"][part], names)
+            entry["tasks"] = entry["shipped"]["tasks"]
+            table[label] = entry
+    return table
+
+
+def _save_candidate(out: Path, point: dict[str, Any], path: Path, figures: dict) -> Path:
+    import torch
+
+    from ms_meta.model.gnn import GNNConfig
+    from ms_meta.model.weights import Checkpoint, load_checkpoint, save_checkpoint
+
+    settings = point["settings"]
+    shipped = load_checkpoint(
+        Path(__file__).resolve().parents[2] / "ms_meta/weights/llvm-rocketlake.pt"
+    )
+    state = torch.load(settings["weights"], weights_only=True)
+    meta = {
+        "method": "transfer",
+        "pretrain_settings": settings,
+        "adapt": {"steps": 5, "lr": 1e-3},
+        "data": {
+            "train_tasks": point["train_tasks"],
+            "records": point["train_records"],
+            "split": str(out / "split.json"),
+        },
+        "figures": figures,
+        "commit": point["commit"],
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    target = path / "llvm-rocketlake.pt"
+    save_checkpoint(
+        Checkpoint(
+            gnn_config=GNNConfig(hidden=settings["hidden"]),
+            state_dict=state,
+            target=shipped.target,
+            meta=meta,
+        ),
+        target,
+    )
+    (path / "figures.json").write_text(json.dumps(figures, indent=1) + "\n")
+    return target
+
+
+def report(out: Path, *, candidate: Path | None = None, work_dir: Path | None = None) -> int:
+    """Aggregate, plot and print; write the candidate weights if asked and earned."""
+    points = _points(out)
+    if not points:
+        print(f"no points under {out}")
+        return 1
+    rows = aggregate(points)
+    shipped_path = out / "shipped.json"
+    shipped = json.loads(shipped_path.read_text()) if shipped_path.is_file() else None
+    tables = {part: table(rows, part) for part in PARTS}
+    comparison = compare_shipped(out, points, shipped) if shipped else {}
+    payload = {
+        "rows": rows,
+        "shipped_comparison": comparison,
+        "commits": sorted({p["commit"] for p in points}),
+        "dates": sorted({p["date"] for p in points}),
+        "written": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    (out / "curve.json").write_text(json.dumps(payload, indent=1) + "\n")
+    plot(rows, shipped, out / "curve.png")
+    text = []
+    for part, label in PARTS.items():
+        text += [f"### {label.capitalize()}", "", tables[part], ""]
+    if comparison:
+        text += ["### Shipped weights against the all-task GNN", ""]
+        text += ["| evaluation set | tasks | model | pairwise | top-1 | top-5 | tau |"]
+        text += ["|---|---:|---|---:|---:|---:|---:|"]
+        for label, entry in comparison.items():
+            for name, s in entry.items():
+                if name == "tasks":
+                    continue
+                cells = [label, str(s["tasks"]), name]
+                cells += [f"{s[m]:.3f}" if math.isfinite(s[m]) else "" for m in METRICS]
+                text.append("| " + " | ".join(cells) + " |")
+        text.append("")
+    (out / "table.md").write_text("\n".join(text))
+    print("\n".join(text))
+    if candidate is not None and comparison:
+        best = next(
+            (p for p in points if p["model"] == "gnn" and p["all_tasks"] and p["seed"] == 0), None
+        )
+        entry = comparison["held_out"]
+        if best is None:
+            print("no all-task GNN point of seed 0 yet: no candidate")
+            return 0
+        mine, theirs = entry["gnn all, seed 0"]["pairwise"], entry["shipped"]["pairwise"]
+        if mine > theirs:
+            where = _save_candidate(out, best, candidate, comparison)
+            print(f"candidate weights: {where} (held-out pairwise {mine:.3f} > {theirs:.3f})")
+        else:
+            print(f"no candidate: held-out pairwise {mine:.3f} <= shipped {theirs:.3f}")
+    return 0
