@@ -57,13 +57,16 @@ CHANNEL_BLOCK = 16
 
 def _conv2d_nchwc(n, c, h, w, k, r, s, stride, pad):
     """TOPI's conv2d_NCHWc on 16-channel blocks (NCHW16c data, OIHW16i16o weight): the
-    convolutions of a network prepared with ``blocked=True`` (ms_meta.one_shot.blocked)."""
+    convolutions of a network prepared with ``blocked=True`` (ms_meta.one_shot.blocked). Input
+    channels that do not split into blocks (a first convolution's 3) form one block of all
+    of them (NCHW3c data, OIHW3i16o weight); the output is blocked all the same."""
     bn = CHANNEL_BLOCK
-    data = te.placeholder((n, c // bn, h, w, bn), name="data")
-    weight = te.placeholder((k // bn, c // bn, r, s, bn, bn), name="weight")
+    in_bn = bn if c % bn == 0 else c
+    data = te.placeholder((n, c // in_bn, h, w, in_bn), name="data")
+    weight = te.placeholder((k // bn, c // in_bn, r, s, in_bn, bn), name="weight")
     with tvm.target.Target("llvm"):  # TOPI asks for a target; the computation is the same
-        layout = f"NCHW{bn}c"
-        out = topi.nn.conv2d_NCHWc(data, weight, stride, pad, 1, layout, layout, "float32")
+        data_layout, out_layout = f"NCHW{in_bn}c", f"NCHW{bn}c"
+        out = topi.nn.conv2d_NCHWc(data, weight, stride, pad, 1, data_layout, out_layout, "float32")
     return [data, weight, out]
 
 
@@ -235,8 +238,9 @@ OPERATORS: dict[str, OperatorDef] = {
         ),
         OperatorDef(
             "conv2d_nchwc", _CONV_FIELDS,
-            "2-D convolution on 16-channel blocks: NCHW16c data, OIHW16i16o weight; C and K "
-            "multiples of 16", _conv2d_nchwc, _conv2d_nchw_flops, "conv2d_nchw",
+            "2-D convolution on 16-channel blocks: NCHW16c data, OIHW16i16o weight; K a "
+            "multiple of 16, C too or all of C one block", _conv2d_nchwc, _conv2d_nchw_flops,
+            "conv2d_nchw",
         ),
         OperatorDef(
             "depthwise_conv2d", ("N", "C", "H", "W", "R", "S", "stride", "pad"),

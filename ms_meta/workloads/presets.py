@@ -159,11 +159,12 @@ PRESETS: dict[str, tuple[str, ...]] = {
 
 
 def _blocked(spec: str) -> str | None:
-    """The NCHW16c form of a plain NCHW convolution whose channels split into 16-channel
-    blocks, as a network prepared with ``blocked=True`` runs it; None for any other task."""
+    """The NCHW16c form of a plain NCHW convolution whose output channels split into
+    16-channel blocks, as a network prepared with ``blocked=True`` runs it (input channels
+    that do not split form one block: the first convolution); None for any other task."""
     op, _, values = spec.partition(":")
     fields = [int(v) for v in values.split(",")]
-    if op != "conv2d_nchw" or fields[1] % 16 or fields[4] % 16:
+    if op != "conv2d_nchw" or fields[4] % 16:
         return None
     return f"conv2d_nchwc:{values}"
 

@@ -16,7 +16,8 @@ from ms_meta.one_shot.relax import compile_relax, prepare_for_inference, prepare
 
 def _model() -> tuple[tvm.IRModule, dict[str, np.ndarray]]:
     """A 3-channel stem convolution, then a 16 -> 32 channel convolution with bias and ReLU,
-    and a residual-free 32 -> 32 one: the stem cannot be blocked, the others can."""
+    and a residual-free 32 -> 32 one: the stem's input cannot be split into blocks, the
+    others' can."""
     bb = relax.BlockBuilder()
     x = relax.Var("x", R.Tensor((1, 3, 12, 12), "float32"))
     w0 = relax.Var("w0", R.Tensor((16, 3, 3, 3), "float32"))
@@ -49,7 +50,8 @@ def _layouts(mod: tvm.IRModule) -> list[str]:
 def test_convolutions_whose_channels_split_into_blocks_are_blocked_and_others_kept():
     mod, params = _model()
     prepared = prepare_for_inference(mod, params, blocked=True)
-    assert _layouts(prepared) == ["NCHW", "NCHW16c", "NCHW16c"]
+    # the stem reads its 3 channels as one block and writes 16-channel blocks
+    assert _layouts(prepared) == ["NCHW3c", "NCHW16c", "NCHW16c"]
     # the weights' layout transforms were folded into constants at compile time
     assert prepared.script(show_meta=False).count("R.layout_transform(") == 2  # data in, out
     assert _layouts(prepare_for_inference(mod, params, blocked=False)) == ["NCHW"] * 3
@@ -74,7 +76,7 @@ def test_blocked_convolutions_are_tasks_of_their_own(target):
     prepared = prepare_for_inference(mod, params, blocked=True)
     tasks = ms.relax_integration.extract_tasks(prepare_relax(prepared, None, target), target)
     names = sorted(t.task_name for t in tasks)
-    assert sum("conv2d_NCHWc" in n for n in names) == 2, names
+    assert sum("conv2d_NCHWc" in n for n in names) == 3, names  # the stem's too
     assert any(n.startswith("fused_conv2d_NCHWc") and "relu" in n for n in names), names
 
 
@@ -100,3 +102,48 @@ def test_grouped_convolutions_are_blocked_when_each_group_splits_into_blocks(
         executable = compile_relax(ms.database.MemoryDatabase(), prepared, None, target)
         outputs.append(relax.VirtualMachine(executable, tvm.cpu())["main"](data).numpy())
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-4)
+
+
+def _stem_model(also_plain: bool) -> tuple[tvm.IRModule, dict]:
+    """A first convolution with bias, ReLU and max pooling, as ResNet's, feeding a 16-channel
+    convolution; with ``also_plain`` the pooled result is also an output in NCHW."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", R.Tensor((1, 3, 20, 20), "float32"))
+    w0 = relax.Var("w0", R.Tensor((16, 3, 7, 7), "float32"))
+    b0 = relax.Var("b0", R.Tensor((1, 16, 1, 1), "float32"))
+    w1 = relax.Var("w1", R.Tensor((16, 16, 3, 3), "float32"))
+    with bb.function("main", [x, w0, b0, w1]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv2d(x, w0, strides=2, padding=3))
+            y = bb.emit(relax.op.nn.relu(relax.op.add(y, b0)))
+            pooled = bb.emit(relax.op.nn.max_pool2d(y, 3, strides=2, padding=1))
+            z = bb.emit(relax.op.nn.conv2d(pooled, w1, padding=1))
+            out = bb.emit_output(relax.Tuple([z, pooled]) if also_plain else z)
+        bb.emit_func_output(out)
+    rng = np.random.default_rng(3)
+    shapes = {"w0": (16, 3, 7, 7), "b0": (1, 16, 1, 1), "w1": (16, 16, 3, 3)}
+    params = {
+        k: tvm.runtime.tensor(rng.standard_normal(v).astype("float32")) for k, v in shapes.items()
+    }
+    return bb.get(), params
+
+
+def test_first_convolution_writes_blocks_through_bias_activation_and_pooling(target):
+    mod, params = _stem_model(also_plain=False)
+    data = tvm.runtime.tensor(np.random.default_rng(4).standard_normal((1, 3, 20, 20), "float32"))
+    outputs = []
+    for blocked in (False, True):
+        prepared = prepare_for_inference(mod, params, blocked=blocked)
+        executable = compile_relax(ms.database.MemoryDatabase(), prepared, None, target)
+        outputs.append(relax.VirtualMachine(executable, tvm.cpu())["main"](data).numpy())
+    blocked_text = prepared.script(show_meta=False)
+    assert _layouts(prepared) == ["NCHW3c", "NCHW16c"]
+    assert 'layout="NCHW16c", out_layout="NCHW16c"' in blocked_text  # the pooling follows
+    # one transform in (a reshape of the 3 channels) and one out: none after the stem
+    assert blocked_text.count("R.layout_transform(") == 2
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-4)
+
+
+def test_first_convolution_whose_result_is_also_used_plain_keeps_its_layout():
+    mod, params = _stem_model(also_plain=True)
+    assert _layouts(prepare_for_inference(mod, params, blocked=True)) == ["NCHW", "NCHW16c"]
