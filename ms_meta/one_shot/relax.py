@@ -17,6 +17,12 @@ from tvm.s_tir import meta_schedule as ms
 
 from ms_meta.errors import MsMetaError
 from ms_meta.one_shot.blocked import BLOCKED_DEFAULT, legalize_blocked_conv2d, to_blocked_layout
+from ms_meta.one_shot.layout_free import (
+    LAYOUT_FREE_DEFAULT,
+    WEIGHTS_ATTR,
+    mark_layout_free,
+    prepack_weights,
+)
 from ms_meta.one_shot.library import DEFAULT_NEIGHBOURS
 from ms_meta.one_shot.result import OneShotResult
 from ms_meta.one_shot.run import (
@@ -60,7 +66,9 @@ def _as_module(mod, params) -> tvm.IRModule:
     return mod
 
 
-def prepare_for_inference(mod, params=None, *, blocked: bool | None = None) -> tvm.IRModule:
+def prepare_for_inference(
+    mod, params=None, *, blocked: bool | None = None, layout_free: bool | None = None
+) -> tvm.IRModule:
     """Bind ``params`` as constants and rewrite training-form operators for inference.
 
     Batch norm after a convolution is folded into the convolution's weights and a bias
@@ -69,7 +77,9 @@ def prepare_for_inference(mod, params=None, *, blocked: bool | None = None) -> t
     is left of batch norm, layer norm and the like is decomposed into elementwise operations
     (``DecomposeOpsForInference``) that ``FuseOps`` merges into the kernel before them. With
     ``blocked``, convolutions whose channels split into 16-channel blocks run in the NCHW16c
-    layout (:mod:`ms_meta.one_shot.blocked`), their weights transformed at compile time.
+    layout (:mod:`ms_meta.one_shot.blocked`), their weights transformed at compile time. With
+    ``layout_free``, :func:`prepare_relax` marks the constant weights of the matrix products
+    layout-free, so that their schedules may prepack them (:mod:`ms_meta.one_shot.layout_free`).
     Idempotent: preparing a prepared module changes nothing.
 
     Parameters
@@ -82,6 +92,11 @@ def prepare_for_inference(mod, params=None, *, blocked: bool | None = None) -> t
         Convert convolutions to NCHW16c. Default: the choice made when ``mod`` was prepared
         before (recorded in the module attribute ``ms_meta.layout``), else
         :data:`~ms_meta.one_shot.blocked.BLOCKED_DEFAULT`.
+    layout_free : bool, optional
+        Let schedules repack constant weights (recorded in the module attribute
+        ``ms_meta.weights``: ``"prepacked"`` or ``"plain"``). Default: the choice made when
+        ``mod`` was prepared before, else
+        :data:`~ms_meta.one_shot.layout_free.LAYOUT_FREE_DEFAULT`.
 
     Returns
     -------
@@ -103,8 +118,12 @@ def prepare_for_inference(mod, params=None, *, blocked: bool | None = None) -> t
         if blocked is None:  # a module prepared before keeps the layout chosen then
             chosen = (mod.attrs or {}).get(LAYOUT_ATTR)
             blocked = BLOCKED_DEFAULT if chosen is None else str(chosen) == "blocked"
+        if layout_free is None:
+            chosen = (mod.attrs or {}).get(WEIGHTS_ATTR)
+            layout_free = LAYOUT_FREE_DEFAULT if chosen is None else str(chosen) == "prepacked"
         mod = to_blocked_layout(mod) if blocked else mod
-        return mod.with_attr(LAYOUT_ATTR, "blocked" if blocked else "plain")
+        mod = mod.with_attr(LAYOUT_ATTR, "blocked" if blocked else "plain")
+        return mod.with_attr(WEIGHTS_ATTR, "prepacked" if layout_free else "plain")
     except MsMetaError:
         raise
     except Exception as err:  # TVM's errors carry a C++ backtrace; keep the message
@@ -113,6 +132,11 @@ def prepare_for_inference(mod, params=None, *, blocked: bool | None = None) -> t
 
 # the module attribute in which prepare_for_inference records its layout choice
 LAYOUT_ATTR = "ms_meta.layout"
+
+
+def _prepacked(mod: tvm.IRModule) -> bool:
+    """Whether ``mod`` was prepared with layout-free weights."""
+    return str((mod.attrs or {}).get(WEIGHTS_ATTR, "plain")) == "prepacked"
 
 
 def _gelu_with_fast_erf(bb, call):
@@ -140,7 +164,8 @@ _LEGALIZE = {"relax.nn.gelu": _gelu_with_fast_erf, "relax.nn.conv2d": legalize_b
 def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
     """:func:`prepare_for_inference`, then legalize + fuse ``mod`` exactly as
     :func:`compile_relax` does before it applies a database, so that the tasks found here are
-    the functions it looks up."""
+    the functions it looks up; constant weights marked layout-free when the module was
+    prepared so (:func:`~ms_meta.one_shot.layout_free.mark_layout_free`)."""
     from tvm import relax
     from tvm.relax import pipeline as relax_pipeline
 
@@ -150,7 +175,7 @@ def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
             dispatch = list(relax_pipeline.library_dispatch_passes(target))
         except (ValueError, AttributeError):  # targets without a registered pipeline
             dispatch = []
-        return tvm.transform.Sequential([
+        fused = tvm.transform.Sequential([
             *dispatch,
             relax.transform.LegalizeOps(customize_legalize_map=_LEGALIZE),
             relax.transform.AnnotateTIROpPattern(),
@@ -158,6 +183,7 @@ def prepare_relax(mod, params, target: tvm.target.Target) -> tvm.IRModule:
             relax.transform.FuseOps(),
             relax.transform.FuseTIR(),
         ])(mod)  # fmt: skip
+        return mark_layout_free(fused) if _prepacked(mod) else fused
     except MsMetaError:
         raise
     except Exception as err:  # TVM's errors carry a C++ backtrace; keep the message
@@ -173,6 +199,8 @@ def compile_relax(database, mod, params=None, target=None):
     The model goes through :func:`prepare_relax`, as in tuning, so every tuned task is found;
     MetaSchedule's own ``compile_relax`` skips :func:`prepare_for_inference` and would miss the
     tasks whose batch norm was folded. Functions the database lacks keep their default schedule.
+    Weights that the applied schedules repack are packed at compile time
+    (:func:`~ms_meta.one_shot.layout_free.prepack_weights`).
 
     Parameters
     ----------
@@ -197,6 +225,8 @@ def compile_relax(database, mod, params=None, target=None):
     try:
         with target, database, tvm.transform.PassContext(opt_level=3):
             applied = relax.transform.MetaScheduleApplyDatabase()(prepared)
+            if _prepacked(prepared):
+                applied = prepack_weights(applied)
             return tvm.compile(applied, target=target)
     except MsMetaError:
         raise
