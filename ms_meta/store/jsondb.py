@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +30,15 @@ from ms_meta.data.layout import (
     resolve_databases,
 )
 from ms_meta.errors import DatabaseError
-from ms_meta.store.msjson import (
-    join_record_line,
-    join_workload_line,
-    split_record_line,
-    split_workload_line,
+from ms_meta.store.msjson import join_record_line, join_workload_line
+from ms_meta.store.prepare import (
+    PARALLEL_MIN_BYTES,
+    PreparedSource,
+    default_workers,
+    open_database_file,
+    prepare,
 )
+from ms_meta.store.rows import ImportGroup
 from ms_meta.store.sql import SqlStore
 from ms_meta.store.targets import target_key_label
 
@@ -96,13 +98,6 @@ class ImportReport:
     problems: list[str] = field(default_factory=list)
 
 
-def _open(path: Path) -> io.BufferedIOBase:
-    try:
-        return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    except OSError as err:
-        raise DatabaseError(f"cannot read {path}: {err.strerror or err}") from None
-
-
 def _digest_and_lines(files: DatabaseFiles) -> tuple[str, int]:
     digest = hashlib.blake2b(digest_size=16)
     lines = 0
@@ -111,7 +106,7 @@ def _digest_and_lines(files: DatabaseFiles) -> tuple[str, int]:
         if path is None:
             continue
         try:
-            with _open(path) as handle:
+            with open_database_file(path) as handle:
                 last = b"\n"
                 while chunk := handle.read(_CHUNK):
                     digest.update(chunk)
@@ -151,78 +146,77 @@ def _task_name(files: DatabaseFiles, n_workloads: int) -> str | None:
     return str(name) if name else None
 
 
-def _lines(path: Path) -> Iterator[str]:
-    with _open(path) as handle:
-        for raw in handle:
-            yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+class _Batches:
+    """Records of many sources gathered into transactions of about ``batch_size`` records (a
+    tree of small databases then commits a few times, not twice per database)."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        report: ImportReport,
+        batch_size: int,
+        on_lines: Callable[[int], None] | None,
+    ) -> None:
+        self.store, self.report, self.batch_size, self.on_lines = (
+            store, report, batch_size, on_lines,
+        )  # fmt: skip
+        self.groups: list[ImportGroup] = []
+        self.records = 0
+        self.lines = 0
+
+    def add(self, group: ImportGroup, lines: int) -> None:
+        self.groups.append(group)
+        self.records += len(group.rows)
+        self.lines += lines
+        if self.records >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.groups:
+            return
+        result = self.store.import_groups(self.groups)
+        self.report.added += result.added
+        self.report.duplicates += result.duplicates
+        if self.on_lines:
+            self.on_lines(self.lines)
+        self.groups, self.records, self.lines = [], 0, 0
 
 
-def _import_one(
-    store: SqlStore,
-    source: JsonSource,
-    report: ImportReport,
-    batch_size: int,
-    on_lines: Callable[[int], None] | None,
+def _commit_source(
+    source: JsonSource, done: int, prepared: PreparedSource, batches: _Batches
 ) -> None:
-    files = source.files
-    done, complete = store.source_progress(source.digest)
-    if complete:
-        report.already_imported += source.lines
-        if on_lines:
-            on_lines(source.lines)
-        return
-    workloads = []
-    bad_workloads = 0
-    for line in _lines(files.workload) if files.workload else ():
-        try:
-            workloads.append(split_workload_line(line))
-        except ValueError:
-            workloads.append(None)  # keeps the line numbers: records refer to workloads by line
-            bad_workloads += 1
-    name = _task_name(files, len(workloads))
-    valid = [(i, w) for i, w in enumerate(workloads) if w is not None]
-    ids = store.add_workloads([(shash, module, name) for _, (shash, module) in valid])
-    workload_ids = {i: wid for (i, _), wid in zip(valid, ids, strict=True)}
-
-    malformed = 0
-    batch: list = []
-    line_no = 0
+    """Hand one prepared source to the batches, split where a batch fills up."""
+    files, report = source.files, batches.report
+    report.records_read += prepared.records_read
+    report.already_imported += min(done, prepared.lines)
+    name = _task_name(files, len(prepared.workloads))
+    valid = [i for i, w in enumerate(prepared.workloads) if w is not None]
+    position = {line_index: n for n, line_index in enumerate(valid)}
+    workloads = [(*prepared.workloads[i], name) for i in valid]
     path = str(files.records or files.workload)
-
-    def flush(complete: bool) -> None:
-        result = store.add_records(batch, source=(source.digest, path, line_no, complete))
-        report.added += result.added
-        report.duplicates += result.duplicates
-        if on_lines:
-            on_lines(len(batch))
-        batch.clear()
-
-    for line in _lines(files.records) if files.records else ():
-        line_no += 1
-        if line_no <= done:
-            report.already_imported += 1
-            continue
-        report.records_read += 1
-        if not line.strip():
-            malformed += 1
-            continue
-        try:
-            index, record = split_record_line(line)
-        except ValueError:
-            malformed += 1
-            continue
-        if index not in workload_ids:
-            malformed += 1
-            continue
-        batch.append((workload_ids[index], record))
-        if len(batch) >= batch_size:
-            flush(False)
-    flush(True)
-    report.malformed += malformed
-    if malformed or bad_workloads:
+    rows = [(line_no, position[index], *rest) for line_no, index, *rest in prepared.rows]
+    start, lines_before = 0, done
+    group = ImportGroup(workloads, targets=prepared.targets, insts=prepared.insts)
+    while len(rows) - start > batches.batch_size - batches.records:
+        end = start + max(batches.batch_size - batches.records, 0)
+        group.rows = rows[start:end]
+        last_line = group.rows[-1][0] if group.rows else lines_before
+        group.source = (source.digest, path, last_line, False)
+        batches.add(group, last_line - lines_before)
+        batches.flush()
+        group = ImportGroup(
+            workloads, targets=prepared.targets, insts=prepared.insts,
+            workload_ids=group.workload_ids,
+        )  # fmt: skip
+        start, lines_before = end, last_line
+    group.rows = rows[start:]
+    group.source = (source.digest, path, prepared.lines, True)
+    batches.add(group, prepared.lines - lines_before)
+    report.malformed += prepared.malformed
+    if prepared.malformed or prepared.bad_workloads:
         report.problems.append(
-            f"{files.name}: {malformed} unreadable record lines and {bad_workloads} unreadable "
-            "workload lines skipped"
+            f"{files.name}: {prepared.malformed} unreadable record lines and "
+            f"{prepared.bad_workloads} unreadable workload lines skipped"
         )
 
 
@@ -232,6 +226,7 @@ def import_json_databases(
     *,
     batch_size: int = DEFAULT_BATCH,
     on_lines: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> ImportReport:
     """Import MetaSchedule JSON databases (from :func:`scan_json_databases`) into ``store``.
 
@@ -242,9 +237,14 @@ def import_json_databases(
     sources : sequence of JsonSource
         The databases.
     batch_size : int
-        Records per transaction; a crash loses at most the batch being written.
+        Records per transaction (a transaction holds several small databases, or part of a
+        large one); a crash loses at most the batch being written.
     on_lines : callable, optional
         Called with the number of record lines handled, for a progress bar.
+    workers : int, optional
+        Processes that read and split the record lines while this one writes. Default: one
+        per core for an import of more than
+        :data:`~ms_meta.store.prepare.PARALLEL_MIN_BYTES` of record files, else none.
 
     Returns
     -------
@@ -252,11 +252,38 @@ def import_json_databases(
         What was added, repeated, skipped.
     """
     report = ImportReport()
+    batches = _Batches(store, report, batch_size, on_lines)
+    if workers is None:
+        workers = default_workers() if _record_bytes(sources) > PARALLEL_MIN_BYTES else 1
+    todo: list[tuple[JsonSource, int]] = []
+    seen: set[str] = set()
+    for source in sources:
+        report.databases += 1
+        done, complete = store.source_progress(source.digest)
+        if complete or source.digest in seen:  # imported before, or listed twice
+            report.already_imported += source.lines
+            if on_lines:
+                on_lines(source.lines)
+            continue
+        seen.add(source.digest)
+        todo.append((source, done))
     with store.bulk():
-        for source in sources:
-            _import_one(store, source, report, batch_size, on_lines)
-            report.databases += 1
+        prepared = prepare(((s.files, done) for s, done in todo), workers=workers)
+        for (source, done), one in zip(todo, prepared, strict=True):
+            _commit_source(source, done, one, batches)
+        batches.flush()
     return report
+
+
+def _record_bytes(sources: Sequence[JsonSource]) -> int:
+    total = 0
+    for source in sources:
+        if source.files.records is not None:
+            try:
+                total += source.files.records.stat().st_size
+            except OSError:
+                pass
+    return total
 
 
 def _safe(name: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from ms_meta.run_secs import is_failed
 
 __all__ = [
+    "LineCache",
     "RecordText",
     "dumps",
     "join_record_line",
@@ -114,16 +115,119 @@ def _split_compact(line: str) -> tuple[int, RecordText] | None:
     )
 
 
-def split_record_line(line: str) -> tuple[int, RecordText]:
+class LineCache:
+    """Parts already read while splitting many lines (one import), so repeats are not parsed.
+
+    Most of a record line is its instruction list, which many records share (a search mostly
+    varies decisions), and every record of a database carries the same target and argument
+    info. A part text seen before is known to be valid JSON of the right kind; only its end
+    has to be found. Bounded: each table is emptied when it reaches ``size`` entries.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.insts: set[str] = set()
+        self.targets: dict[str, dict[str, Any] | None] = {}
+        self.args: set[str] = set()
+
+    def known_insts(self, text: str) -> bool:
+        """Whether ``text`` is a JSON list (remembered once checked)."""
+        if text in self.insts:
+            return True
+        try:
+            if not isinstance(json.loads(text), list):
+                return False
+        except ValueError:
+            return False
+        if len(self.insts) >= self.size:
+            self.insts.clear()
+        self.insts.add(text)
+        return True
+
+
+def _split_cached(line: str, cache: LineCache) -> tuple[int, RecordText] | None:
+    """The fast path over a :class:`LineCache`; None when the line is not laid out as
+    MetaSchedule writes it (the other paths then decide)."""
+    comma = line.find(",", 1)
+    if line[:1] != "[" or not line[1:comma].isdigit() or line[comma + 1 : comma + 4] != "[[[":
+        return None
+    start = comma + 3
+    # The instruction list ends with its last instruction's output list: "]]]" then ",[" (the
+    # decisions). A match inside a string cuts the list short, which then is not valid JSON.
+    end = line.find("]]],[", start) + 3
+    if end < 3:
+        return None
+    insts = line[start:end]
+    if not cache.known_insts(insts):
+        return None
+    decisions_value, end2 = _DECODER.raw_decode(line, end + 1)
+    if line[end2 : end2 + 2] != "]," or not isinstance(decisions_value, list):
+        return None
+    run_secs_value, end3 = _DECODER.raw_decode(line, end2 + 2)
+    if line[end3 : end3 + 1] != ",":
+        return None
+    for target in cache.targets:
+        end4 = end3 + 1 + len(target)
+        if line.startswith(target, end3 + 1) and line[end4 : end4 + 1] == ",":
+            target_value = cache.targets[target]
+            break
+    else:
+        target_value, end4 = _DECODER.raw_decode(line, end3 + 1)
+        if line[end4 : end4 + 1] != ",":
+            return None
+        if target_value is not None and not isinstance(target_value, dict):
+            raise ValueError("the target is not a JSON object")
+        if len(cache.targets) >= cache.size:
+            cache.targets.clear()
+        cache.targets[line[end3 + 1 : end4]] = target_value
+    if not line.endswith("]]"):
+        return None
+    args_info = line[end4 + 1 : -2]
+    if args_info not in cache.args:
+        _, end5 = _DECODER.raw_decode(line, end4 + 1)
+        if end5 != len(line) - 2:
+            return None
+        if len(cache.args) >= cache.size:
+            cache.args.clear()
+        cache.args.add(args_info)
+    if run_secs_value is not None and not isinstance(run_secs_value, list):
+        raise ValueError("run_secs is not a list")
+    return int(line[1:comma]), RecordText(
+        insts=insts,
+        decisions=line[end + 1 : end2],
+        run_secs=line[end2 + 2 : end3],
+        target=line[end3 + 1 : end4],
+        args_info=args_info,
+        run_secs_value=run_secs_value,
+        target_value=target_value,
+    )
+
+
+def split_record_line(line: str, cache: LineCache | None = None) -> tuple[int, RecordText]:
     """Split one ``database_tuning_record.json`` line into its workload index and part texts.
+
+    Parameters
+    ----------
+    line : str
+        The line, without its newline.
+    cache : LineCache, optional
+        Parts of earlier lines (an import passes one for all its lines): repeated parts are
+        then not parsed again. The result is the same with or without.
 
     Raises
     ------
     ValueError
         When the line is not ``[int,[[insts,decisions],run_secs,target,args_info]]``.
     """
+    compact = None
+    if cache is not None:
+        try:
+            compact = _split_cached(line, cache)
+        except (ValueError, IndexError):
+            compact = None
     try:
-        compact = _split_compact(line)
+        if compact is None:
+            compact = _split_compact(line)
     except (ValueError, IndexError):  # json.JSONDecodeError is a ValueError
         compact = None
     if compact is not None:

@@ -23,7 +23,6 @@ Storage rules
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
@@ -32,17 +31,25 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from ms_meta.errors import DatabaseError
 from ms_meta.run_secs import FAILED_RUN_SECS, FAILURE_THRESHOLD_SECS
 from ms_meta.store.msjson import RecordText, mean_run_secs
+from ms_meta.store.rows import (
+    AddResult,
+    ImportGroup,
+    StoredRecord,
+    StoredWorkload,
+    hash64,
+    trace_hash,
+)
 from ms_meta.store.targets import target_key
 
 __all__ = [
     "STORE_ENV",
     "STORE_FORMAT_VERSION",
+    "ImportGroup",
     "SqlStore",
     "StoredRecord",
     "StoredWorkload",
@@ -53,6 +60,7 @@ STORE_FORMAT_VERSION = 1
 STORE_ENV = "MS_META_STORE"  # overrides the default store file
 DEFAULT_BUSY_TIMEOUT_S = 60.0
 _INSTS_CACHE_SIZE = 4096
+_INSTS_HASH_CACHE_SIZE = 8192
 _BULK_CHECKPOINT_PAGES = 25_000  # about 100 MB of log between checkpoints
 
 _SCHEMA = f"""
@@ -119,50 +127,6 @@ def default_store_path() -> Path:
     return Path(cache) / "ms-meta" / "records.sqlite"
 
 
-def _hash64(data: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
-
-
-def _trace_hash(insts_hash: int, decisions: str) -> int:
-    return _hash64(insts_hash.to_bytes(8, "little", signed=True) + decisions.encode())
-
-
-@dataclass(frozen=True)
-class StoredWorkload:
-    """A workload row: MetaSchedule's structural-hash string, the base64 module text as
-    ``database_workload.json`` holds it, and a task name when one is known."""
-
-    id: int
-    shash: str
-    module: str
-    name: str | None
-
-
-@dataclass(frozen=True)
-class StoredRecord:
-    """A record row, with its parts as MetaSchedule JSON text (see :class:`RecordText`)."""
-
-    id: int
-    workload_id: int
-    target_key: str
-    text: RecordText
-    mean_secs: float
-    duplicates: int
-
-    @property
-    def is_valid(self) -> bool:
-        """Whether the record holds a measurement (not a build or run failure)."""
-        return self.mean_secs < FAILURE_THRESHOLD_SECS
-
-
-@dataclass(frozen=True)
-class AddResult:
-    """What one :meth:`SqlStore.add_records` call did."""
-
-    added: int
-    duplicates: int
-
-
 class SqlStore:
     """One SQLite record-store file (TVM-free).
 
@@ -210,6 +174,7 @@ class SqlStore:
         self._key_ids: dict[str, int | None] = {}
         self._targets: dict[str, tuple[int, int]] = {}
         self._insts_seen: set[int] = set()  # instruction lists known to be stored
+        self._insts_hashes: dict[str, int] = {}
         self._gc_generation = 0
         self._insts_cache: OrderedDict[int, str] = OrderedDict()
 
@@ -332,54 +297,111 @@ class SqlStore:
         ``source = (digest, path, lines_done, complete)`` records an import's progress in the
         same transaction, so a killed import resumes exactly after its last committed batch.
         """
+        with self.transaction() as conn:
+            self._check_gc(conn)
+            before = self._max_record_id(conn)
+            count = self._insert_records(conn, records, time.time())
+            if source is not None:
+                self._set_source_progress(conn, source)
+            added = self._added_since(conn, before)
+        return AddResult(added=added, duplicates=count - added)
+
+    def import_groups(self, groups: Sequence[ImportGroup]) -> AddResult:
+        """Add the workloads and records of several import groups, and each group's import
+        progress, in one transaction (what :func:`~ms_meta.store.jsondb.import_json_databases`
+        commits per batch). Fills each group's ``workload_ids``."""
         now = time.time()
         count = 0
         with self.transaction() as conn:
             self._check_gc(conn)
-            before = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0]
-            rows, new_insts = [], []
-            for workload_id, rec in records:
-                target_id, key_id = self._target_ids(rec.target, rec.target_value)
-                insts = rec.insts.encode()
-                insts_hash = _hash64(insts)
-                if insts_hash not in self._insts_seen:
-                    new_insts.append((insts_hash, zlib.compress(insts, 1)))
-                    self._insts_seen.add(insts_hash)
-                mean = mean_run_secs(rec.run_secs_value, FAILED_RUN_SECS)
-                rows.append(
-                    (
-                        workload_id,
-                        key_id,
-                        target_id,
-                        _trace_hash(insts_hash, rec.decisions),
-                        insts_hash,
-                        rec.decisions,
-                        rec.run_secs,
-                        mean,
-                        rec.args_info,
-                        now,
-                    )
+            before = self._max_record_id(conn)
+            for group in groups:
+                if group.workload_ids is None:
+                    group.workload_ids = [self._add_workload(*row) for row in group.workloads]
+                count += self._insert_prepared(conn, group, now)
+                if group.source is not None:
+                    self._set_source_progress(conn, group.source)
+            added = self._added_since(conn, before)
+        return AddResult(added=added, duplicates=count - added)
+
+    @staticmethod
+    def _max_record_id(conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0]
+
+    @staticmethod
+    def _added_since(conn: sqlite3.Connection, before: int) -> int:
+        return conn.execute("SELECT count(*) FROM records WHERE id > ?", (before,)).fetchone()[0]
+
+    def _insts_hash(self, insts: str) -> int:
+        """The stored hash of an instruction list (remembered: many records share one)."""
+        insts_hash = self._insts_hashes.get(insts)
+        if insts_hash is None:
+            if len(self._insts_hashes) >= _INSTS_HASH_CACHE_SIZE:
+                self._insts_hashes.clear()
+            insts_hash = self._insts_hashes[insts] = hash64(insts.encode())
+        return insts_hash
+
+    def _insert_records(
+        self, conn: sqlite3.Connection, records: Iterable[tuple[int, RecordText]], now: float
+    ) -> int:
+        """Insert records inside the caller's transaction; returns how many were given."""
+        rows, new_insts = [], []
+        for workload_id, rec in records:
+            target_id, key_id = self._target_ids(rec.target, rec.target_value)
+            insts_hash = self._insts_hash(rec.insts)
+            if insts_hash not in self._insts_seen:
+                new_insts.append((insts_hash, zlib.compress(rec.insts.encode(), 1)))
+                self._insts_seen.add(insts_hash)
+            mean = mean_run_secs(rec.run_secs_value, FAILED_RUN_SECS)
+            rows.append(
+                (
+                    workload_id,
+                    key_id,
+                    target_id,
+                    trace_hash(insts_hash, rec.decisions),
+                    insts_hash,
+                    rec.decisions,
+                    rec.run_secs,
+                    mean,
+                    rec.args_info,
+                    now,
                 )
-            count = len(rows)
-            try:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO insts (hash, body) VALUES (?, ?)", new_insts
-                )
-                conn.executemany(_INSERT_RECORD, rows)
-            except BaseException:
-                self._insts_seen.difference_update(h for h, _ in new_insts)  # rolled back
-                raise
-            added = conn.execute("SELECT count(*) FROM records WHERE id > ?", (before,)).fetchone()
-            if source is not None:
-                digest, path, lines_done, complete = source
-                conn.execute(
-                    "INSERT INTO sources (digest, path, lines_done, complete, updated) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET "
-                    "lines_done = excluded.lines_done, complete = excluded.complete, "
-                    "updated = excluded.updated",
-                    (digest, path, lines_done, int(complete), now),
-                )
-        return AddResult(added=added[0], duplicates=count - added[0])
+            )
+        try:
+            conn.executemany("INSERT OR IGNORE INTO insts (hash, body) VALUES (?, ?)", new_insts)
+            conn.executemany(_INSERT_RECORD, rows)
+        except BaseException:
+            self._insts_seen.difference_update(h for h, _ in new_insts)  # rolled back
+            raise
+        return len(rows)
+
+    def _insert_prepared(self, conn: sqlite3.Connection, group: ImportGroup, now: float) -> int:
+        ids, targets, seen = group.workload_ids, group.targets, self._insts_seen
+        target_ids = {text: self._target_ids(text, value) for text, value in targets.items()}
+        new_insts = [(h, body) for h, body in group.insts.items() if h not in seen]
+        rows = [
+            (ids[index], *target_ids[target][::-1], *rest, now)
+            for _, index, target, *rest in group.rows
+        ]
+        try:
+            conn.executemany("INSERT OR IGNORE INTO insts (hash, body) VALUES (?, ?)", new_insts)
+            seen.update(h for h, _ in new_insts)
+            conn.executemany(_INSERT_RECORD, rows)
+        except BaseException:
+            self._insts_seen.difference_update(h for h, _ in new_insts)  # rolled back
+            raise
+        return len(rows)
+
+    @staticmethod
+    def _set_source_progress(conn: sqlite3.Connection, source: tuple[str, str, int, bool]) -> None:
+        digest, path, lines_done, complete = source
+        conn.execute(
+            "INSERT INTO sources (digest, path, lines_done, complete, updated) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET "
+            "lines_done = excluded.lines_done, complete = excluded.complete, "
+            "updated = excluded.updated",
+            (digest, path, lines_done, int(complete), time.time()),
+        )
 
     def _check_gc(self, conn: sqlite3.Connection) -> None:
         """Forget which instruction lists are stored when a gc (in any process) ran since."""
