@@ -236,10 +236,12 @@ def tvm_queries(path: Path, real_names: list[str], repeats: int) -> dict:
         modules.append(ms.database.Workload.from_json(line).mod)
     targets = [Target({k: v for k, v in t.items() if k not in ("keys", "tag")}) for t in TARGETS]
     RecordStore(path).query_tuning_record(modules[0], targets[0], "main")  # TVM's first use
-    cold, warm, cold_cpu, warm_cpu, found = [], [], [], [], 0
+    cold, warm, cold_cpu, warm_cpu, opens, found = [], [], [], [], [], 0
     for mod in modules:
         for target in targets:
-            store = RecordStore(path)  # freshly opened: nothing of it cached
+            with _Clock() as clock:
+                store = RecordStore(path)  # freshly opened: nothing of it cached
+            opens.append(clock.wall_us)
             with _Clock() as clock:
                 record = store.query_tuning_record(mod, target, "main")
             cold.append(clock.wall_us)
@@ -265,6 +267,7 @@ def tvm_queries(path: Path, real_names: list[str], repeats: int) -> dict:
     return {
         "pairs": len(cold),
         "found": found,
+        "open": _percentiles(opens),
         "query_tuning_record_cold": _percentiles(cold, cold_cpu),
         "query_tuning_record_warm": _percentiles(warm, warm_cpu),
         "get_top_k32_cold": _percentiles(top_cold),
@@ -297,13 +300,16 @@ def main() -> None:
 
     from ms_meta.store import SqlStore, import_json_databases, scan_json_databases
 
-    if args.work_dir.exists():
-        shutil.rmtree(args.work_dir)
     tree, path = args.work_dir / "json", args.work_dir / "records.sqlite"
     result: dict = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "commit": _commit(),
     }
+    if args.lookups_only:
+        _lookups(args, path, result)
+        return
+    if args.work_dir.exists():
+        shutil.rmtree(args.work_dir)
     start = time.perf_counter()
     result["generated"] = generate(tree, args.records, args.workloads, args.seed)
     result["generate_s"] = round(time.perf_counter() - start, 1)
@@ -336,6 +342,15 @@ def main() -> None:
         result["file_bytes_after_import"] = store.file_bytes()
         store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         result["file_bytes"] = store.file_bytes()
+    _lookups(args, path, result)
+
+
+def _lookups(args: argparse.Namespace, path: Path, result: dict) -> None:
+    """Time the lookups of the store at ``path`` and write the result."""
+    from ms_meta.store import SqlStore
+
+    with SqlStore(path) as store:
+        real_tasks = [w.name for w in store.workloads() if w.name and not w.name.startswith("wl")]
         result["realtime_lookups"] = args.realtime
         result["loadavg_lookups"] = [round(x, 2) for x in os.getloadavg()]
         _realtime(args.realtime)
@@ -344,7 +359,7 @@ def main() -> None:
         result["stats"] = {k: v for k, v in store.stats().items() if k != "targets"}
     print(json.dumps(result), flush=True)
     _realtime(args.realtime)
-    result["tvm"] = tvm_queries(path, result["generated"]["real_tasks"], args.tvm_repeats)
+    result["tvm"] = tvm_queries(path, real_tasks, args.tvm_repeats)
     _realtime(False)
     result["machine"] = {
         "cpu": _cpu(),

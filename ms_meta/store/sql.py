@@ -63,6 +63,8 @@ _INSTS_CACHE_SIZE = 4096
 _INSTS_HASH_CACHE_SIZE = 8192
 _BULK_CHECKPOINT_PAGES = 25_000  # about 100 MB of log between checkpoints
 
+_SHASH = "workloads_shash"
+_SHASH_INDEX = f"CREATE INDEX IF NOT EXISTS {_SHASH} ON workloads (shash)"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS target_keys (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS targets (
@@ -70,6 +72,7 @@ CREATE TABLE IF NOT EXISTS targets (
 CREATE TABLE IF NOT EXISTS workloads (
     id INTEGER PRIMARY KEY, shash TEXT NOT NULL, module TEXT NOT NULL, name TEXT,
     UNIQUE (shash, module));
+{_SHASH_INDEX};
 CREATE TABLE IF NOT EXISTS insts (hash INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY,
@@ -169,6 +172,7 @@ class SqlStore:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self._conn.execute(statement)
+            self._add_shash_index()
         except sqlite3.DatabaseError as err:
             raise DatabaseError(f"{self.path} is not a record store: {err}") from None
         self._key_ids: dict[str, int | None] = {}
@@ -177,6 +181,19 @@ class SqlStore:
         self._insts_hashes: dict[str, int] = {}
         self._gc_generation = 0
         self._insts_cache: OrderedDict[int, str] = OrderedDict()
+
+    def _add_shash_index(self) -> None:
+        """The workload-hash index of files written before it existed (same format: the
+        ``UNIQUE (shash, module)`` index serves the lookup too, but its entries hold whole
+        modules, so a lookup in a fresh connection reads several pages)."""
+        if not self._conn.execute(
+            f"SELECT 1 FROM sqlite_master WHERE name = '{_SHASH}'"
+        ).fetchone():
+            try:
+                with self.transaction():
+                    self._conn.execute(_SHASH_INDEX)
+            except sqlite3.OperationalError:  # a read-only file: the lookup works without it
+                pass
 
     # ---- connection and transactions ---------------------------------------------------------
 
@@ -353,20 +370,10 @@ class SqlStore:
                 new_insts.append((insts_hash, zlib.compress(rec.insts.encode(), 1)))
                 self._insts_seen.add(insts_hash)
             mean = mean_run_secs(rec.run_secs_value, FAILED_RUN_SECS)
-            rows.append(
-                (
-                    workload_id,
-                    key_id,
-                    target_id,
-                    trace_hash(insts_hash, rec.decisions),
-                    insts_hash,
-                    rec.decisions,
-                    rec.run_secs,
-                    mean,
-                    rec.args_info,
-                    now,
-                )
-            )
+            rows.append((
+                workload_id, key_id, target_id, trace_hash(insts_hash, rec.decisions), insts_hash,
+                rec.decisions, rec.run_secs, mean, rec.args_info, now,
+            ))  # fmt: skip
         try:
             conn.executemany("INSERT OR IGNORE INTO insts (hash, body) VALUES (?, ?)", new_insts)
             conn.executemany(_INSERT_RECORD, rows)
@@ -561,49 +568,11 @@ class SqlStore:
     # ---- maintenance -------------------------------------------------------------------------
 
     def gc(self, *, drop_failed: bool = False, keep_best: int | None = None) -> dict:
-        """Compact the store; by default nothing measured is removed.
+        """Compact the store (:func:`ms_meta.store.maintenance.gc`); returns
+        ``records_deleted``, ``bytes_before``, ``bytes_after``."""
+        from ms_meta.store.maintenance import gc
 
-        Always: delete instruction lists no record uses, checkpoint the write-ahead log and
-        ``VACUUM`` (rewrite the file without free pages). ``drop_failed`` also deletes failed
-        records (build or run errors); ``keep_best = N`` deletes all but the N fastest valid
-        records of every workload and target (and the failed ones).
-
-        Returns
-        -------
-        dict
-            ``records_deleted``, ``bytes_before``, ``bytes_after``.
-        """
-        if keep_best is not None and keep_best < 1:
-            raise DatabaseError(f"--keep-best must be at least 1, got {keep_best}")
-        before = self.file_bytes()
-        with self.transaction() as conn:
-            deleted = 0
-            if drop_failed or keep_best is not None:
-                deleted += conn.execute(
-                    f"DELETE FROM records WHERE mean_secs >= {FAILURE_THRESHOLD_SECS}"
-                ).rowcount
-            if keep_best is not None:
-                deleted += conn.execute(
-                    "DELETE FROM records WHERE id IN (SELECT id FROM (SELECT id, row_number() "
-                    "OVER (PARTITION BY workload_id, key_id ORDER BY mean_secs, id) AS rank "
-                    "FROM records) WHERE rank > ?)",
-                    (keep_best,),
-                ).rowcount
-            conn.execute("DELETE FROM insts WHERE hash NOT IN (SELECT insts_hash FROM records)")
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('gc', 1) "
-                "ON CONFLICT (key) DO UPDATE SET value = value + 1"
-            )
-        self._insts_seen.clear()
-        self._insts_cache.clear()
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._conn.execute("VACUUM")
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return {
-            "records_deleted": deleted,
-            "bytes_before": before,
-            "bytes_after": self.file_bytes(),
-        }
+        return gc(self, drop_failed=drop_failed, keep_best=keep_best)
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` result (``"ok"`` for a sound file)."""

@@ -85,3 +85,22 @@ def test_the_same_database_listed_twice_is_imported_once(tmp_path):
     with SqlStore(tmp_path / "s.sqlite") as store:
         report = import_json_databases(store, scan([db, db]))
     assert report.added == 5 and report.duplicates == 0 and report.already_imported == 5
+
+
+def test_a_store_file_without_the_workload_hash_index_gains_it_on_open(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with SqlStore(path) as store:
+        import_json_databases(store, scan([SEED_RECORDS / "mm_512"]))
+        shash = store.workloads()[0].shash
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX workloads_shash")  # as files written before it existed
+    with SqlStore(path) as store:
+        indexes = [row[0] for row in store._conn.execute("SELECT name FROM sqlite_master")]
+        assert "workloads_shash" in indexes
+        plan = " ".join(
+            str(row)
+            for row in store._conn.execute(
+                "EXPLAIN QUERY PLAN SELECT id FROM workloads WHERE shash = ?", (shash,)
+            )
+        )
+        assert "workloads_shash" in plan and len(store.workload_ids(shash)) == 1
