@@ -295,6 +295,11 @@ def main() -> None:
         action="store_true",
         help="time the lookups under SCHED_FIFO (needs root or CAP_SYS_NICE)",
     )
+    parser.add_argument(
+        "--lookups-only",
+        action="store_true",
+        help="time the lookups of the store already in --work-dir (no generation, no import)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
 
