@@ -239,8 +239,8 @@ def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
 
 def _unblocked(shape: Sequence[int]) -> tuple[int, ...]:
     """The plain shape of a channel-blocked convolution argument: ``NCHW{b}c`` data
-    ``[N, C/b, H, W, b]`` as ``[N, C, H, W]``, ``OIHW{i}i{o}o`` weights ``[O/o, I/i, KH, KW,
-    i, o]`` as ``[O, I, KH, KW]``; other shapes unchanged (PyTorch sees the plain ones)."""
+    ``[N, C/b, H, W, b]`` as ``[N, C, H, W]``, ``OIHW{c}i{k}o`` weights ``[K/k, C/c, R, S, c,
+    k]`` as ``[K, C, R, S]``; other shapes unchanged (PyTorch sees the plain ones)."""
     shape = tuple(shape)
     if len(shape) == 5:
         n, chunks, h, w, block = shape
