@@ -106,11 +106,15 @@ def _compile(args) -> dict[str, Any]:
     return compile_contender(args.contender, args.network, work_dir, args.threads, options, say)
 
 
-def _time(args) -> dict[str, Any]:
+def _enter_realtime(args) -> None:
     if args.realtime:  # before any runtime starts its threads, which inherit the policy
         from ms_meta.tuning.measure import enter_realtime
 
         enter_realtime()
+
+
+def _time(args) -> dict[str, Any]:
+    _enter_realtime(args)
     inputs, reference = read_reference(Path(args.reference))
     # the machine-wide measurement lock: no other ms-meta process times anything meanwhile
     with measurement_lock():
@@ -157,14 +161,20 @@ def _profile(args) -> dict[str, Any]:
     from ms_meta.bench.contenders import LIBRARY_FILE
     from ms_meta.bench.gap import profile_tvm
 
+    _enter_realtime(args)
     inputs, _ = read_reference(Path(args.reference))
-    return profile_tvm(Path(args.work_dir) / LIBRARY_FILE, inputs, args.runs, args.warmup)
+    with measurement_lock():
+        result = profile_tvm(Path(args.work_dir) / LIBRARY_FILE, inputs, args.runs, args.warmup)
+    return {**result, "realtime": os.sched_getscheduler(0) == os.SCHED_FIFO}
 
 
 def _torch_ops(args) -> dict[str, Any]:
     from ms_meta.bench.gap import time_torch_ops
 
-    return time_torch_ops(args.network, args.threads, args.runs, args.warmup)
+    _enter_realtime(args)
+    with measurement_lock():
+        result = time_torch_ops(args.network, args.threads, args.runs, args.warmup)
+    return {**result, "realtime": os.sched_getscheduler(0) == os.SCHED_FIFO}
 
 
 COMMANDS = {
@@ -190,7 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--rtol", type=float, default=1e-3)
-    parser.add_argument("--realtime", action="store_true", help="time: run SCHED_FIFO")
+    parser.add_argument(
+        "--realtime", action="store_true", help="time, profile, torch-ops: run SCHED_FIFO"
+    )
     return parser
 
 

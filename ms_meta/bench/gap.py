@@ -392,6 +392,7 @@ def format_gap_table(result: dict[str, Any]) -> str:
     peak = result["peak"]
     lines = [
         f"{result['network']}: per-operator gap, {result['threads']} threads, "
+        f"{result.get('scheduling', 'normal')} scheduling, "
         f"{result['created'][:10]}, commit {(result.get('git_commit') or '?')[:10]}",
         f"{'function':44s} {'kind':12s} {'n':>2s} {'share':>6s} {'1shot us':>9s} "
         f"{'1shot GF/s':>10s} {'xgb GF/s':>9s} {'torch GF/s':>10s} {'time/torch':>10s} origin",
@@ -449,6 +450,7 @@ def run_gap_table(
     library="default",
     xgb_database: Path | None = None,
     layout: str | None = None,
+    realtime: bool = False,
     progress: bool = True,
     **_ignored,
 ) -> dict[str, Any]:
@@ -456,7 +458,8 @@ def run_gap_table(
 
     One-Shot (``weights``, ``library``) is compiled and profiled; with ``xgb_database`` stock
     MetaSchedule from that database too; PyTorch's convolutions and matrix products are timed
-    in a torch-only process. ``runs`` instrumented runs per runtime (median per function).
+    in a torch-only process. ``runs`` instrumented runs per runtime (median per function),
+    each runtime's SCHED_FIFO with ``realtime`` and under the machine-wide measurement lock.
     """
     from ms_meta.bench.contenders import write_json
     from ms_meta.bench.e2e import (
@@ -478,6 +481,11 @@ def run_gap_table(
     work = out_dir / f"{network}-gap-work"
     work.mkdir(parents=True, exist_ok=True)
     say = _Progress(progress)
+    if realtime:
+        from ms_meta.tuning.measure import check_realtime
+
+        check_realtime()
+    timing = ["--realtime"] if realtime else []
     env = worker_env(threads, work)
     common = ["--network", network, "--threads", str(threads)]
 
@@ -528,11 +536,14 @@ def run_gap_table(
                 str(runs),
                 "--warmup",
                 str(warmup),
+                *timing,
             ],
             f"{name}-profile",
         )
     say("timing PyTorch's convolutions and matrix products")
-    torch_ops = worker("torch-ops", ["--runs", str(runs), "--warmup", str(warmup)], "torch-ops")
+    torch_ops = worker(
+        "torch-ops", ["--runs", str(runs), "--warmup", str(warmup), *timing], "torch-ops"
+    )
     one_shot = compiled["one-shot"]
     outcomes = {t["task_name"]: t for t in one_shot.get("task_outcomes", [])}
     rows, builtin_share = build_rows(
@@ -556,6 +567,7 @@ def run_gap_table(
         "git_commit": git_commit(),
         "threads": threads,
         "runs": runs,
+        "scheduling": "SCHED_FIFO (realtime)" if realtime else "normal",
         "peak": cpu_peak_gflops(threads),
         "one_shot": {
             k: one_shot.get(k)

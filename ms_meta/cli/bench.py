@@ -488,7 +488,7 @@ def _model(
     if gap:
         from ms_meta.bench.gap import format_gap_table, run_gap_table
 
-        for key in ("contenders", "reruns", "realtime"):
+        for key in ("contenders", "reruns"):
             options.pop(key)
         result = run_gap_table(name, out_dir=out_dir, target=target_json, **options)
         click.echo(format_gap_table(result))
