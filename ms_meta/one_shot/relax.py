@@ -318,8 +318,9 @@ def tune_relax(
     Tasks are extracted with ``ms.relax_integration.extract_tasks`` after the same
     legalization and fusion ``compile_relax`` applies, searched one by one as in
     :func:`tune_tir`, and committed to one database. Apply it with
-    ``ms.relax_integration.compile_relax(database, mod, target, params)`` (the *un-fused*
-    ``mod``). Per-task scores and timings: :func:`run_relax`, or ``one_shot_summary.json`` in
+    :func:`compile_relax` (``database, mod, params, target``; the *un-fused* ``mod``):
+    MetaSchedule's own ``compile_relax`` neither prepares the model nor prepacks the weights,
+    so it misses the tasks whose weights are layout-free. Per-task scores and timings: :func:`run_relax`, or ``one_shot_summary.json`` in
     ``work_dir`` (:func:`~ms_meta.one_shot.store.read_summary`).
 
     Parameters
