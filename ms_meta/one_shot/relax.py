@@ -320,8 +320,9 @@ def tune_relax(
     :func:`tune_tir`, and committed to one database. Apply it with
     :func:`compile_relax` (``database, mod, params, target``; the *un-fused* ``mod``):
     MetaSchedule's own ``compile_relax`` neither prepares the model nor prepacks the weights,
-    so it misses the tasks whose weights are layout-free. Per-task scores and timings: :func:`run_relax`, or ``one_shot_summary.json`` in
-    ``work_dir`` (:func:`~ms_meta.one_shot.store.read_summary`).
+    so it misses the tasks whose weights are layout-free. Per-task scores and timings:
+    :func:`run_relax`, or ``one_shot_summary.json`` in ``work_dir``
+    (:func:`~ms_meta.one_shot.store.read_summary`).
 
     Parameters
     ----------
