@@ -31,7 +31,8 @@ __all__ = ["tune"]
 # Options that only the one-shot mode reads. --population and --generations default to None
 # (SearchSettings' defaults), so that their help can name them without importing TVM.
 _ONE_SHOT_ONLY = (
-    "verify", "no_measure", "weights", "any_cpu_weights", "library", "population", "generations",
+    "verify", "verify_uncertain", "no_measure", "weights", "any_cpu_weights", "library",
+    "population", "generations",
 )  # fmt: skip
 
 
@@ -43,6 +44,7 @@ Examples:
   ms-meta tune conv2d_nchw:1,64,56,56,64,3,3,1,1 --work-dir runs/conv
   ms-meta tune conv2d_nchw:1,64,56,56,64,3,3,1,1 --mode one-shot
   ms-meta tune dense:128,768,768 --mode one-shot --verify 4
+  ms-meta tune dense:4096,64,64 --mode one-shot --verify-uncertain 4
   ms-meta tune dense:128,768,768 --mode one-shot --store none   # ignore the record store
 """
 )
@@ -69,6 +71,10 @@ Examples:
 @click.option("--verify", type=click.IntRange(0), default=0, show_default=True,
               help="One-shot: measure the K best-predicted schedules and keep the fastest "
                    "(the record is then measured).")  # fmt: skip
+@click.option("--verify-uncertain", type=click.IntRange(0), default=0, show_default=True,
+              help="One-shot: measure the K best-ranked schedules only when the task is far "
+                   "from the schedule library (confidence far or none) and keep the "
+                   "fastest.")  # fmt: skip
 @click.option("--no-measure", is_flag=True,
               help="One-shot: skip the post-hoc measurement of the pick.")  # fmt: skip
 @click.option("--weights", default="default", show_default=True, metavar="PATH|default|none",
@@ -88,8 +94,8 @@ Examples:
 @seed_option
 @library_errors
 @click.pass_context
-def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_measure, weights,
-         library, any_cpu_weights, store, population, generations, target_json,
+def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, verify_uncertain,
+         no_measure, weights, library, any_cpu_weights, store, population, generations, target_json,
          work_dir: Path | None, seed):  # fmt: skip
     """Tune WORKLOAD (a spec like conv2d_nchw:1,64,56,56,64,3,3,1,1, or a named task) with
     MetaSchedule and print the best measured latency, or, with --mode one-shot, the schedule
@@ -108,7 +114,8 @@ def tune(ctx, workload, mode, trials, trials_per_iter, cost_model, verify, no_me
         result = _tune_measured(wl, trials, trials_per_iter, cost_model, target_json, work_dir,
                                 seed, store)  # fmt: skip
     else:
-        result = _tune_one_shot(wl, verify=verify, measure_pick=not no_measure, weights=weights,
+        result = _tune_one_shot(wl, verify=verify, verify_uncertain=verify_uncertain,
+                       measure_pick=not no_measure, weights=weights,
                        any_cpu_weights=any_cpu_weights, library=library,
                        population=population, generations=generations,
                        target_json=target_json, work_dir=work_dir, seed=seed, store=store,
@@ -170,8 +177,9 @@ def _latency(wl, seconds: float) -> str:
     return f"{seconds * 1e6:.1f} us ({wl.flops / seconds / 1e9:.1f} GFLOP/s)"
 
 
-def _tune_one_shot(wl, *, verify, measure_pick, weights, any_cpu_weights, library, population,
-                   generations, target_json, work_dir, seed, store, started):  # fmt: skip
+def _tune_one_shot(wl, *, verify, verify_uncertain, measure_pick, weights, any_cpu_weights,
+                   library, population, generations, target_json, work_dir, seed, store,
+                   started):  # fmt: skip
     from ms_meta.one_shot import SearchSettings, run_tir
     from ms_meta.tuning.target import parse_target
 
@@ -181,6 +189,7 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, any_cpu_weights, librar
     settings = SearchSettings(
         population_size=population or defaults.population_size,
         genetic_num_iters=defaults.genetic_num_iters if generations is None else generations,
+        verify_uncertain=verify_uncertain,
     )
     mod = wl.build()
     library = none_or(library)
@@ -188,7 +197,9 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, any_cpu_weights, librar
     click.echo(f"one-shot {wl.spec} ({wl.flops / 1e9:.3f} GFLOP) on {target}: from {source} "
                f"(population {settings.population_size}, {settings.genetic_num_iters} "
                "generations)"
-               + (f", verifying the top {verify}" if verify else ", no measurement")
+               + (f", verifying the top {verify}" if verify
+                  else f", verifying the top {verify_uncertain} if far from the library"
+                  if verify_uncertain else ", no measurement")
                + " ...", err=True)  # fmt: skip
     imported = time.perf_counter()
     with _model_warning_shown_once():
@@ -198,6 +209,7 @@ def _tune_one_shot(wl, *, verify, measure_pick, weights, any_cpu_weights, librar
     if result.model_warning:
         click.secho(f"WARNING: {result.model_warning}", fg="red", bold=True, err=True)
     _print_pick(wl, result, startup=(imported - started) + result.startup_seconds)
+    _print_confidence(result)
     failed_check = None
     if measure_pick and not result.tasks[0].measured:
         failed_check = _post_hoc_check(wl, result, mod, target)
@@ -246,6 +258,18 @@ def _print_pick(wl, result, *, startup: float) -> None:
                    f"{task.verify_seconds:.2f} s")  # fmt: skip
 
 
+def _print_confidence(result) -> None:
+    """The task's confidence, the count per label, and how many tasks were measured."""
+    task = result.tasks[0]
+    counts = ", ".join(f"{label} {n}" for label, n in result.confidence_counts.items() if n)
+    click.echo(f"  confidence: {task.confidence.describe()}")
+    click.echo(f"  tasks by confidence: {counts}; measured in this run: {result.tasks_measured}"
+               f" of {len(result.tasks)}")  # fmt: skip
+    if task.confidence.uncertain and not task.verified:
+        click.echo("  far from the library's measured schedules: this pick is the least sure; "
+                   "--verify-uncertain K measures the K best")  # fmt: skip
+
+
 def _post_hoc_check(wl, result, mod, target) -> str | None:
     """Measure the pick once, after the search; the error message if it fails."""
     from ms_meta.one_shot.check import measure_applied
@@ -264,7 +288,7 @@ def _print_files(result) -> None:
     from ms_meta.one_shot.store import MEASURED_RECORD_FILE, PREDICTED_RECORD_FILE, SUMMARY_FILE
 
     work_dir = result.work_dir
-    if result.verify:
+    if any(t.verified for t in result.tasks):
         click.echo(f"  records: measured {work_dir / MEASURED_RECORD_FILE}, predicted "
                    f"{work_dir / PREDICTED_RECORD_FILE} (fallback)")  # fmt: skip
     else:

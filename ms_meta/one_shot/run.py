@@ -4,10 +4,11 @@ A run loads the cost model (warning when it is untrained or trained on another C
 schedule library, searches each task (library schedules first, MetaSchedule's evolutionary search
 where the library has none that fit; see :mod:`ms_meta.one_shot.search`), commits the
 best-ranked schedule of every task to the predicted database, optionally measures the top
-finalists (``verify``), and writes the summary. It learns from the record store
-(:mod:`ms_meta.store`; ``store=None`` leaves it alone): a task the store measured for the
-target compiles from its fastest record with no search, the store's schedules of other tasks
-join the library, and ``verify``'s measurements are recorded into it. Records are stored as
+finalists (``verify``; ``verify_uncertain``: only of the tasks far from the library, see
+:func:`~ms_meta.one_shot.search.library_confidence`), and writes the summary. It learns from
+the record store (:mod:`ms_meta.store`; ``store=None`` leaves it alone): a task the store
+measured for the target compiles from its fastest record with no search, the store's schedules
+of other tasks join the library, and the measurements are recorded into it. Records are stored as
 described in :mod:`ms_meta.one_shot.store`: predicted ones apart from measured ones, under names
 nothing else reads as measurements. The front ends are :mod:`ms_meta.one_shot.tir` (PrimFuncs) and
 :mod:`ms_meta.one_shot.relax` (Relax models).
@@ -20,7 +21,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +38,7 @@ from ms_meta.one_shot.library import (
     default_library_path,
     load_library,
 )
-from ms_meta.one_shot.result import Measurement, OneShotResult, TaskOutcome
+from ms_meta.one_shot.result import Measurement, OneShotResult, TaskConfidence, TaskOutcome
 from ms_meta.one_shot.search import TaskSearch, library_search, search_task
 from ms_meta.one_shot.settings import PREDICTED_RUN_SECS, SearchSettings
 from ms_meta.run_secs import FAILED_RUN_SECS
@@ -282,7 +283,11 @@ class OneShotRun:
         )
         self.neighbours = int(neighbours)
         self.predicted_db = one_shot_files.fresh_predicted_database(self.work_dir)
-        self.measured_db = one_shot_files.measured_database(self.work_dir) if self.verify else None
+        # verify measures every task; verify_uncertain only those far from the library
+        self.measures = bool(self.verify or self.settings.verify_uncertain)
+        self.measured_db = (
+            one_shot_files.measured_database(self.work_dir) if self.measures else None
+        )
         self._builder, self._runner = builder, runner
         self.measure_settings = measure_settings or MeasureSettings()
 
@@ -308,7 +313,7 @@ class OneShotRun:
                 self.record_store.close()
         store_report = None
         if (
-            self.verify
+            self.measures
             and self.store_path is not None
             and (self.work_dir / one_shot_files.MEASURED_RECORD_FILE).is_file()
         ):
@@ -357,8 +362,9 @@ class OneShotRun:
 
     def _search(self, task: Task, rand_state: int) -> TaskSearch:
         """The library's schedules when it has some that fit the task, else the search."""
-        finalists = max(self.settings.finalists, self.verify)
+        finalists = max(self.settings.finalists, self.verify, self.settings.verify_uncertain)
         library_notes: list[str] = []
+        confidence = TaskConfidence("none", note="no schedule library")
         if self.library is not None:
             try:
                 found = library_search(
@@ -370,15 +376,23 @@ class OneShotRun:
                 logger.warning("library schedules for %s failed: %s; searching instead",
                                task.name, first_line(err))  # fmt: skip
                 library_notes = [f"library: failed ({first_line(err)}); searched instead"]
+                confidence = TaskConfidence("none", note="the library failed; searched")
             else:
                 if found.finalists:
                     return found
                 library_notes = [f"library: {note}; searched instead" for note in found.notes]
+                # the neighbours stay on record; the pick is the search's
+                confidence = replace(
+                    found.confidence,
+                    label="none",
+                    note=found.confidence.note or "no library schedule fits; searched",
+                )
         found = search_task(
             task.mod, self.target, self.model.cost_model, task_name=task.name,
             rand_state=rand_state, settings=self.settings, finalists=finalists,
         )  # fmt: skip
         found.notes[:0] = library_notes
+        found.confidence = confidence
         return found
 
     def _from_store(self, task: Task) -> TaskOutcome | None:
@@ -397,8 +411,12 @@ class OneShotRun:
             )
         )
         seconds = Measurement(1, 0.0, run_secs).median_seconds
-        logger.info("%s: the record store's fastest measurement (%.4g s), no search",
-                    task.name, seconds)  # fmt: skip
+        confidence = TaskConfidence(
+            "exact", distance=0.0, neighbour="record store", same_kind=True,
+            same_main_block=True,
+        )  # fmt: skip
+        logger.info("%s: the record store's fastest measurement (%.4g s), no search; "
+                    "confidence %s", task.name, seconds, confidence.describe())  # fmt: skip
         return TaskOutcome(
             task_name=task.name,
             status="measured",
@@ -408,6 +426,7 @@ class OneShotRun:
             source="store",
             origin="store",
             own_measurement=True,
+            confidence=confidence,
         )
 
     def _tune_task(self, task: Task, rand_state: int) -> TaskOutcome:
@@ -437,9 +456,12 @@ class OneShotRun:
             error="; ".join(found.notes) or None,
             source=found.source,
             neighbours=found.neighbours,
+            confidence=found.confidence,
         )
         best = found.best
         if best is None:
+            logger.info("%s: no schedule; confidence %s", task.name,
+                        found.confidence.describe())  # fmt: skip
             return outcome
         workload = self.predicted_db.commit_workload(found.mod)
         self.predicted_db.commit_tuning_record(
@@ -449,20 +471,27 @@ class OneShotRun:
         )
         outcome.status, outcome.score, outcome.predicted_rank = "predicted", best.score, 1
         outcome.origin, outcome.own_measurement = best.origin, best.own_measurement
-        if self.verify:
-            self._verify(found, outcome)
+        count = self._verify_count(found.confidence)
+        if count:
+            self._verify(found, outcome, count)
         logger.info(
-            "%s: %s, score %.4g (rank %d of %d finalists), %d scored in %.2f s",
+            "%s: %s, score %.4g (rank %d of %d finalists), %d scored in %.2f s; confidence %s",
             task.name, outcome.status, outcome.score, outcome.predicted_rank, outcome.finalists,
-            outcome.scored, outcome.search_seconds,
+            outcome.scored, outcome.search_seconds, found.confidence.describe(),
         )  # fmt: skip
         return outcome
 
-    def _verify(self, found: TaskSearch, outcome: TaskOutcome) -> None:
-        """Measure the top ``verify`` finalists; commit every measurement (real records) and
+    def _verify_count(self, confidence: TaskConfidence) -> int:
+        """How many finalists of a task of this confidence to measure: ``verify`` for every
+        task, at least ``verify_uncertain`` for the uncertain ones."""
+        uncertain = self.settings.verify_uncertain if confidence.uncertain else 0
+        return max(self.verify, uncertain)
+
+    def _verify(self, found: TaskSearch, outcome: TaskOutcome, count: int) -> None:
+        """Measure the top ``count`` finalists; commit every measurement (real records) and
         mark the fastest as the task's pick."""
         started = time.perf_counter()
-        picks = found.finalists[: self.verify]
+        picks = found.finalists[:count]
         builder, runner = self._builder_runner()
         results = measure(builder, runner, self.target, [f.candidate for f in picks])
         workload = self.measured_db.commit_workload(found.mod)

@@ -4,7 +4,9 @@ No builder, no runner, no model update: ``TuneContext.pre_tuning`` and one
 ``generate_measure_candidates`` call run the whole evolution (random samples from the design
 space, ``genetic_num_iters`` generations of mutation, every generation scored by the cost model),
 and return the best-scored distinct schedules. Those finalists are scored once more, so that
-their scores can be reported, and ranked.
+their scores can be reported, and ranked. The library's path (:func:`library_search`) also
+says how far the task is from the library (:func:`library_confidence`): its picks are as good
+as its nearest measured neighbour is near.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 
 from ms_meta.one_shot.library import SAME_TASK_DISTANCE
+from ms_meta.one_shot.result import TaskConfidence, label_of
 from ms_meta.one_shot.settings import SearchSettings
 
 __all__ = [
     "Finalist",
     "TaskSearch",
+    "library_confidence",
     "library_search",
     "search_task",
     "transfer_schedule",
@@ -108,6 +112,8 @@ class TaskSearch:
     notes: list[str] = field(default_factory=list)
     source: str = "search"  # or "library": the finalists are transferred library schedules
     neighbours: list[str] = field(default_factory=list)  # the library tasks that lent them
+    # how far the task is from the library (library_search); "none" for a searched task
+    confidence: TaskConfidence = field(default_factory=lambda: TaskConfidence("none"))
 
     @property
     def best(self) -> Finalist | None:
@@ -237,6 +243,34 @@ def transfer_schedule(trace_json, mod: tvm.IRModule, postprocs) -> tvm.s_tir.Sch
     return sch
 
 
+def library_confidence(library, kind: str, signature, nearest) -> TaskConfidence:
+    """The confidence of a task of operator ``kind`` and ``signature`` whose library neighbours
+    (:meth:`~ms_meta.one_shot.library.ScheduleLibrary.neighbours`) are ``nearest``.
+
+    ``exact`` when the first neighbour was measured on the task's own main block (the task
+    itself, or a sibling kind on the same loops: its fastest schedule is committed first);
+    otherwise ``near``, ``moderate`` or ``far`` by the distance to the nearest neighbour
+    (:func:`~ms_meta.one_shot.result.label_of`); ``none`` when there is no neighbour.
+    """
+    if not nearest:
+        return TaskConfidence(
+            "none", note=f"the library has no {kind} task with this task's main-block loop count"
+        )
+    leader, distance = nearest[0]
+    if library.same_main_block(leader, signature):
+        label = "exact"
+    else:
+        leader, distance = min(nearest, key=lambda item: item[1])
+        label = label_of(distance)
+    return TaskConfidence(
+        label,
+        distance=float(distance),
+        neighbour=leader.name,
+        same_kind=leader.kind == kind,
+        same_main_block=library.same_main_block(leader, signature),
+    )
+
+
 def library_search(
     mod: tvm.IRModule | tvm.tirx.PrimFunc,
     target: tvm.target.Target,
@@ -271,6 +305,7 @@ def library_search(
     kind = infer_operator_kind(context.mod)
     signature = task_signature(context.mod)
     nearest = library.neighbours(kind, signature, k=neighbours)
+    confidence = library_confidence(library, kind, signature, nearest)
     # the library measured this task's main block already: its fastest schedule leads
     leader = nearest[0] if nearest and library.same_main_block(nearest[0][0], signature) else None
     postprocs = list(context.space_generator.postprocs)
@@ -338,4 +373,5 @@ def library_search(
         notes=notes,
         source="library",
         neighbours=[entry.name for entry, _ in nearest],
+        confidence=confidence,
     )

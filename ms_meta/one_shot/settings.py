@@ -1,4 +1,5 @@
-"""Settings of the one-shot search and the conventions of its stored records."""
+"""Settings of the one-shot search (and of which tasks it measures), and the conventions of its
+stored records."""
 
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ class SearchSettings:
         Threads for sampling and mutation; ``None`` uses the target's ``num-cores``. A seed
         reproduces the same picks only with one thread: threads take samples dynamically, each
         with its own random state.
+    verify_uncertain : int
+        Measure the ``verify_uncertain`` best-ranked candidates of the tasks whose confidence
+        is ``far`` or ``none`` (:data:`~ms_meta.one_shot.result.UNCERTAIN_LABELS`: the nearest
+        library task is far, or the task was searched) and keep the fastest; the other tasks
+        are not measured. 0 (default): none. With ``verify`` as well, an uncertain task gets
+        the larger of the two.
     """
 
     population_size: int = 128
@@ -54,6 +61,7 @@ class SearchSettings:
     finalists: int = 16
     init_min_unmeasured: int = 32
     num_threads: int | None = None
+    verify_uncertain: int = 0
 
     def __post_init__(self) -> None:
         if self.population_size < 2:
@@ -70,6 +78,8 @@ class SearchSettings:
             raise ValueError(f"init_min_unmeasured must be >= 1, got {self.init_min_unmeasured}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
+        if self.verify_uncertain < 0:
+            raise ValueError(f"verify_uncertain must be >= 0, got {self.verify_uncertain}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

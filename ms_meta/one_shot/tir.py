@@ -139,7 +139,10 @@ def tune_tir(
     seed : int
         Seeds the search (and an untrained model's initialization).
     settings : SearchSettings, optional
-        Population, generations and number of finalists of the search.
+        Population, generations and number of finalists of the search; its
+        ``verify_uncertain=K`` measures the K best-ranked schedules of only the tasks whose
+        confidence is ``far`` or ``none`` (the result's ``TaskOutcome.confidence``: how far
+        the task is from the library's measured schedules).
     cost_model : CostModel, optional
         A ready cost model (e.g. a loaded MetaCostModel reused across calls); ``weights`` is
         then ignored. Only its ``predict`` is called.
