@@ -48,12 +48,13 @@ CONFIDENCE_LABELS = ("exact", "near", "moderate", "far", "none")
 # What ``SearchSettings.verify_uncertain`` measures.
 UNCERTAIN_LABELS = ("far", "none")
 # The thresholds, in task-signature distance (log2 units: doubling one dimension of a dense
-# layer moves it about 2.5, its FLOPs, shapes and loop extents all changing). Calibrated on the shipped rocketlake library (209 tasks; each task's distance
-# to its nearest other task of its kind: median 2.45, 75th percentile 3.14, 90th 4.56) and on
-# 32 held-out tasks whose neighbours' schedules were all measured on them (Zen 4,
-# benchmarks/library_transfer, 2026-12-04): the shipped pick ran 0.84x the reference in
-# geomean (worst 1.09x) with its nearest library task within 2, 0.88-0.90x (worst 1.39x)
-# between 2 and 4, and 1.05x (worst 1.81x) beyond 4.
+# layer moves it about 2.5, its FLOPs, shapes and loop extents all changing). Calibrated on the
+# shipped rocketlake library (209 tasks, commit 8368fa4; each task's distance to its nearest
+# other task of its kind: median 2.45, 75th percentile 3.14, 90th 4.56) and on 32 held-out
+# tasks whose neighbours' schedules were all measured on them (Zen 4, 2026-12-04, commit
+# 1a99707, benchmarks/library_transfer): the shipped pick ran 0.84x the reference in geomean
+# (worst 1.09x) with its nearest library task within 2, 0.88-0.90x (worst 1.39x) between 2 and
+# 4, and 1.05x (worst 1.81x) beyond 4.
 NEAR_DISTANCE = 2.0
 FAR_DISTANCE = 4.0
 
