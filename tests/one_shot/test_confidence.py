@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from ms_meta.cli.main import cli
 from ms_meta.one_shot import SearchSettings, read_summary, run_tir
-from ms_meta.one_shot.library import build_library
+from ms_meta.one_shot.library import build_library, load_library
 from ms_meta.one_shot.result import FAR_DISTANCE, NEAR_DISTANCE, TaskConfidence, label_of
 from ms_meta.workloads import resolve_one
 from tests.conftest import SEED_RECORDS
@@ -72,6 +72,23 @@ def test_a_task_of_a_kind_the_library_lacks_is_none(target, dense_library, tmp_p
     assert task.source == "search" and task.confidence.label == "none"
     assert task.confidence.distance is None and "no softmax task" in task.confidence.note
     assert "confidence none" in caplog.text  # the per-task log line says it
+
+
+def test_a_task_no_library_schedule_fits_is_none_with_its_neighbour_kept(
+    target, dense_library, tmp_path
+):
+    broken = load_library(dense_library.save(tmp_path / "lib.library.json.gz"))
+    for task in broken.tasks:
+        for schedule in task.schedules:
+            for inst in schedule.trace[0]:
+                if inst[0] in ("GetSBlock", "GetBlock"):
+                    inst[2][0] = "no_such_block"
+    mod = resolve_one("mm_512").build()
+    result = run_tir(mod, target, tmp_path / "run", weights=None, library=broken, settings=TINY)
+    (task,) = result.tasks
+    assert task.source == "search" and task.confidence.label == "none"
+    assert task.confidence.neighbour == "mm_512" and task.confidence.same_main_block
+    assert "no library schedule fits" in task.confidence.note
 
 
 def test_without_a_library_every_task_is_none(target, tmp_path):
