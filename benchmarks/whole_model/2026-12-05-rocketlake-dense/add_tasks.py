@@ -37,8 +37,10 @@ def main() -> None:
     }
     ScheduleLibrary(tasks, meta).save(args.out)
     for task in added.tasks:
-        print(f"{task.name}: {len(task.schedules)} schedules, best {task.best_seconds * 1e3:.3f} ms")
-    print(f"{len(tasks)} tasks ({len(old.tasks)} kept or replaced, {len(names)} added) -> {args.out}")
+        best = task.best_seconds * 1e3
+        print(f"{task.name}: {len(task.schedules)} schedules, best {best:.3f} ms")
+    kept = len(tasks) - len(names)
+    print(f"{len(tasks)} tasks ({kept} kept, {len(names)} added) -> {args.out}")
 
 
 if __name__ == "__main__":
