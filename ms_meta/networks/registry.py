@@ -10,6 +10,7 @@ from torch import nn
 
 from ms_meta.errors import MsMetaError
 from ms_meta.networks.bert import bert_layer, bert_layer_inputs
+from ms_meta.networks.mobilenet import mobilenet_v2, mobilenet_v2_inputs
 from ms_meta.networks.resnet import resnet18, resnet18_inputs, resnet50, resnet50_inputs
 from ms_meta.networks.small import small_convnet, small_convnet_inputs
 
@@ -46,6 +47,13 @@ MODELS: dict[str, ModelSpec] = {
         "one BERT-base encoder layer (hidden 768, 12 heads, FFN 3072), batch 1, 128 tokens",
         bert_layer,
         bert_layer_inputs,
+    ),
+    "mobilenet-v2": ModelSpec(
+        "mobilenet-v2",
+        "MobileNetV2 (torchvision layout, width 1.0: inverted residuals, depthwise 3x3, ReLU6), "
+        "batch 1, 3x224x224 image, random weights",
+        mobilenet_v2,
+        mobilenet_v2_inputs,
     ),
     "small-convnet": ModelSpec(
         "small-convnet",

@@ -17,6 +17,8 @@ from ms_meta.networks import (
     fuse_for_tuning,
     import_model,
     import_torch_module,
+    mobilenet_v2,
+    mobilenet_v2_inputs,
     resnet18,
     resnet18_inputs,
 )
@@ -43,6 +45,11 @@ def test_small_resnet18_untuned_build_matches_torch(target):
 def test_small_bert_layer_untuned_build_matches_torch(target):
     model = bert_layer(hidden=64, heads=4, ffn=256)
     assert_matches_torch(model, bert_layer_inputs(seq_len=16, hidden=64), target)
+
+
+def test_small_mobilenet_v2_untuned_build_matches_torch(target):
+    # ReLU6 and depthwise convolutions at a 32x32 input, built untuned
+    assert_matches_torch(mobilenet_v2(), mobilenet_v2_inputs(image_size=32), target)
 
 
 def test_weights_are_parameters_named_after_the_module():
@@ -92,7 +99,7 @@ def test_import_model_unknown_name():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet18", "bert-layer"])
+@pytest.mark.parametrize("name", ["resnet18", "bert-layer", "mobilenet-v2"])
 def test_full_size_import_and_untuned_build_match_torch(name, target):
     from ms_meta.networks import load_model
 

@@ -13,17 +13,21 @@ from ms_meta.networks import (
     bert_layer,
     bert_layer_inputs,
     load_model,
+    mobilenet_v2,
+    mobilenet_v2_inputs,
     resnet18,
     resnet18_inputs,
     resnet50,
     resnet50_inputs,
 )
 
-# Parameter counts of the reference architectures (torchvision resnet18; one layer of
-# Hugging Face bert-base-uncased), which a layer-for-layer copy must reproduce.
+# Parameter counts of the reference architectures (torchvision resnet18, resnet50 and
+# mobilenet_v2; one layer of Hugging Face bert-base-uncased), which a layer-for-layer copy must
+# reproduce.
 TORCHVISION_RESNET18_PARAMETERS = 11_689_512
 TORCHVISION_RESNET50_PARAMETERS = 25_557_032
 BERT_BASE_LAYER_PARAMETERS = 7_087_872
+TORCHVISION_MOBILENET_V2_PARAMETERS = 3_504_872
 
 
 def parameter_count(module: torch.nn.Module) -> int:
@@ -55,6 +59,24 @@ def test_resnet50_has_torchvision_parameter_count_and_bottleneck_layout():
     assert torch.isfinite(logits).all()
     bn = model.layer3[1].bn3
     assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
+
+
+def test_mobilenet_v2_has_torchvision_parameter_count_and_block_layout():
+    model = mobilenet_v2()
+    assert parameter_count(model) == TORCHVISION_MOBILENET_V2_PARAMETERS
+    blocks = model.features[1:-1]
+    assert len(blocks) == 17
+    # the first block has no expansion; the others widen 6x, then stride on the depthwise 3x3
+    assert len(blocks[0].conv) == 3 and len(blocks[1].conv) == 4
+    depthwise = blocks[1].conv[1][0]
+    assert depthwise.groups == depthwise.in_channels == 96 and depthwise.stride == (2, 2)
+    assert [b.use_residual for b in blocks[1:3]] == [False, True]
+    (image,) = mobilenet_v2_inputs(image_size=32)
+    with torch.inference_mode():
+        logits = model(image)
+    assert logits.shape == (1, 1000)
+    assert torch.isfinite(logits).all()
+    assert not model.training
 
 
 def test_resnet18_batch_norms_are_not_the_identity():
