@@ -90,11 +90,12 @@ def bind_for_inference(mod: tvm.IRModule, params: Params | None) -> tvm.IRModule
     into the kernel before them). Every compile path of the benchmark starts from this module,
     so MetaSchedule's database keys match between tuning and compiling. Convolutions keep the
     layout the model was written in: ``blocked=False``, since MetaSchedule's own
-    ``compile_relax`` legalizes only the plain layouts.
+    ``compile_relax`` legalizes only the plain layouts; weights stay unpacked
+    (``layout_free=False``), since it does not fold a schedule's weight packing either.
     """
     from ms_meta.one_shot.relax import prepare_for_inference
 
-    return prepare_for_inference(mod, params, blocked=False)
+    return prepare_for_inference(mod, params, blocked=False, layout_free=False)
 
 
 def fuse_for_tuning(mod: tvm.IRModule) -> tvm.IRModule:
