@@ -253,21 +253,23 @@ def _unblocked(shape: Sequence[int]) -> tuple[int, ...]:
 
 def match_torch_op(kind: str, arg_shapes: Sequence[Sequence[int]], ops: list[dict[str, Any]]):
     """The captured PyTorch call that computes the same operator as a TVM function of operator
-    ``kind`` whose arguments have ``arg_shapes`` (the output is one of them): same kind, same
-    output shape, and the most other shapes in common (a weight may be transposed; leading
-    unit dimensions do not count)."""
+    ``kind`` whose arguments have ``arg_shapes`` (inputs first, the output last): same kind,
+    the same output shape, and the most shapes in common, the data input first (a weight may
+    be transposed, or prepacked out of recognition; leading unit dimensions do not count)."""
     wanted = _TORCH_KIND.get(kind)
-    if wanted is None:
+    if wanted is None or not arg_shapes:
         return None
     if kind == "conv2d":
         arg_shapes = [_unblocked(s) for s in arg_shapes]
     shapes = {_squeezed(s) for s in arg_shapes}
+    data, output = _squeezed(arg_shapes[0]), _squeezed(arg_shapes[-1])
     best, best_score = None, 0
     for op in ops:
-        if _TORCH_OP_KIND.get(op["op"]) != wanted or _squeezed(op["out_shape"]) not in shapes:
+        if _TORCH_OP_KIND.get(op["op"]) != wanted or _squeezed(op["out_shape"]) != output:
             continue
-        score = 0
-        for shape in map(_squeezed, op["arg_shapes"]):
+        theirs = [_squeezed(shape) for shape in op["arg_shapes"]]
+        score = 1 + 2 * (bool(theirs) and theirs[0] == data)
+        for shape in theirs[1:]:
             score += shape in shapes or (len(shape) == 2 and (shape[1], shape[0]) in shapes)
         if score > best_score:
             best, best_score = op, score

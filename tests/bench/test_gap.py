@@ -80,6 +80,28 @@ def test_torch_op_matching_needs_kind_and_output_shape():
     assert operator_kind("fused_NT_matmul1_add") == "matmul"
 
 
+def test_prepacked_matrix_product_matches_by_its_data_and_output():
+    qkv = {"op": "linear", "arg_shapes": [[1, 128, 768], [768, 768], [768]],
+           "out_shape": [1, 128, 768]}  # fmt: skip
+    ffn1 = {"op": "linear", "arg_shapes": [[1, 128, 768], [3072, 768], [3072]],
+            "out_shape": [1, 128, 3072]}  # fmt: skip
+    ffn2 = {"op": "linear", "arg_shapes": [[1, 128, 3072], [768, 3072], [768]],
+            "out_shape": [1, 128, 768]}  # fmt: skip
+    ops = [qkv, ffn1, ffn2]
+    # prepacked weights and biases keep none of the plain shapes
+    assert (
+        match_torch_op("matmul", [[128, 768], [8, 3, 16, 4, 48, 32], [8, 3, 128], [128, 3072]], ops)
+        is ffn1
+    )
+    assert (
+        match_torch_op("matmul", [[128, 3072], [12, 64, 4, 48, 16], [12, 64], [128, 768]], ops)
+        is ffn2
+    )
+    assert (
+        match_torch_op("matmul", [[128, 768], [8, 16, 6, 48, 16], [8, 96], [128, 768]], ops) is qkv
+    )
+
+
 def test_blocked_convolution_matches_the_plain_torch_convolution():
     conv = {"op": "conv2d", "arg_shapes": [[1, 64, 56, 56], [128, 64, 1, 1]],
             "out_shape": [1, 128, 28, 28]}  # fmt: skip
