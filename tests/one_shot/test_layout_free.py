@@ -129,3 +129,22 @@ def test_prepacked_model_computes_what_the_plain_one_does(target):
         outputs[layout_free] = vm["main"](tvm.runtime.tensor(x)).numpy()
     assert outputs[True].shape == (TOKENS, HIDDEN)
     np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-4, atol=1e-4)
+
+
+def test_a_matrix_vector_product_keeps_its_weight_layout(target):
+    """A classifier on one sample reads each weight once: nothing to gain from packing."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", R.Tensor((1, HIDDEN), "float32"))
+    w = relax.Var("w", R.Tensor((HIDDEN, FFN), "float32"))
+    b = relax.Var("b", R.Tensor((FFN,), "float32"))
+    with bb.function("main", [x, w, b]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.add(relax.op.matmul(x, w), b))
+        bb.emit_func_output(out)
+    rng = np.random.default_rng(1)
+    params = {
+        "w": tvm.runtime.tensor(rng.standard_normal((HIDDEN, FFN)).astype("float32")),
+        "b": tvm.runtime.tensor(rng.standard_normal((FFN,)).astype("float32")),
+    }
+    fused = prepare_relax(prepare_for_inference(bb.get(), params, layout_free=True), None, target)
+    assert not has_layout_free_buffers(fused)
