@@ -166,8 +166,29 @@ def record_kind_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], shipped: dict[str, Any] | None, path: Path) -> Path:
-    """Pairwise accuracy and top-1 against N, one panel per evaluation set."""
+def long_points(out: Path, filters, min_epochs: int = 40) -> list[tuple[int, dict]]:
+    """``(N, summaries)`` of the seed-0 GNN points trained for at least ``min_epochs`` epochs,
+    in ``OUT`` and its sub-folders, by N (the longest run where there are several)."""
+    found = [*_points(out), *(p for d in sorted(out.glob("*/")) for p in _points(d))]
+    best: dict[int, dict[str, Any]] = {}
+    for p in found:
+        if p["model"] == "gnn" and p["seed"] == 0 and p["settings"]["epochs"] >= min_epochs:
+            if (
+                p["n_tasks"] not in best
+                or p["settings"]["steps"] > best[p["n_tasks"]]["settings"]["steps"]
+            ):
+                best[p["n_tasks"]] = p
+    return [(n, _summaries(best[n], filters)) for n in sorted(best)]
+
+
+def plot(
+    rows: list[dict[str, Any]],
+    shipped: dict[str, Any] | None,
+    path: Path,
+    long: list[tuple[int, dict]] = (),
+) -> Path:
+    """Pairwise accuracy and top-1 against N, one panel per evaluation set; ``long``: the GNN
+    trained for a number of epochs instead of steps (seed 0)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,6 +212,15 @@ def plot(rows: list[dict[str, Any]], shipped: dict[str, Any] | None, path: Path)
                 for r in mine:
                     for run in r["runs"]:
                         ax.scatter(r["n_tasks"], run[part][metric], s=12, alpha=0.4, **style)
+            if long:
+                ax.plot(
+                    [n for n, _ in long],
+                    [v[part][metric] for _, v in long],
+                    color="tab:green",
+                    marker="^",
+                    linestyle="--",
+                    label="GNN, 43-45 epochs (seed 0)",
+                )
             if shipped is not None:
                 value = shipped["results"][part]["summary"]["0"][metric]
                 ax.axhline(value, color="grey", linestyle=":", label="shipped weights (see README)")
@@ -210,23 +240,31 @@ def plot(rows: list[dict[str, Any]], shipped: dict[str, Any] | None, path: Path)
 
 
 def budget_table(out: Path, filters) -> str:
-    """Every seed-0 GNN point of the curve and of the longer runs in ``OUT``'s sub-folders, a
-    row per (N, epochs): what the step budget does at each size."""
+    """The seed-0 GNN points of the curve and every GNN point of the longer runs in ``OUT``'s
+    sub-folders, a row per (N, epochs, seed): what the step budget does at each size."""
     found = [(".", p) for p in _points(out)]
     found += [(d.name, p) for d in sorted(out.glob("*/")) for p in _points(d)]
     rows = sorted(
-        ((folder, p) for folder, p in found if p["model"] == "gnn" and p["seed"] == 0),
-        key=lambda fp: (fp[1]["n_tasks"], fp[1]["settings"]["steps"]),
+        (
+            (folder, p)
+            for folder, p in found
+            if p["model"] == "gnn" and (p["seed"] == 0 or folder != ".")
+        ),
+        key=lambda fp: (fp[1]["n_tasks"], fp[1]["settings"]["epochs"], fp[1]["seed"]),
     )
     sets = {"held_out": "held-out", "held_out_deep": "deep", "held_out_breadth": "breadth"}
     sets["variant"] = "variant"
-    head = ["training tasks", "epochs", "steps", "folder"]
+    head = ["training tasks", "epochs", "steps", "seed", "folder"]
     head += [f"{label} {METRICS[k]}" for label in sets.values() for k in ("pairwise", "top1")]
-    lines = ["| " + " | ".join(head) + " |", "|---:|---:|---:|---|" + "---:|" * (len(head) - 4)]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|---:|---:|---:|---:|---|" + "---:|" * (len(head) - 5),
+    ]
     for folder, p in rows:
         summaries = _summaries(p, filters)
         settings = p["settings"]
-        cells = [str(p["n_tasks"]), str(settings["epochs"]), f"{settings['steps']:,}", folder]
+        cells = [str(p["n_tasks"]), str(settings["epochs"]), f"{settings['steps']:,}"]
+        cells += [str(p["seed"]), folder]
         for s in sets:
             cells += [f"{summaries[s][k]:.3f}" for k in ("pairwise", "top1")]
         lines.append("| " + " | ".join(cells) + " |")
@@ -320,13 +358,13 @@ def report(out: Path, *, candidate: Path | None = None, work_dir: Path | None = 
         "written": time.strftime("%Y-%m-%d %H:%M"),
     }
     (out / "curve.json").write_text(json.dumps(payload, indent=1) + "\n")
-    plot(rows, shipped, out / "curve.png")
+    plot(rows, shipped, out / "curve.png", long_points(out, set_filters()))
     text = []
     for part, label in PARTS.items():
         groups = rows[0][part]["tasks"]
         text += [f"### {label.capitalize()} ({groups} measurement groups)", "", tables[part], ""]
     text += ["### Held-out tasks by kind of records", "", record_kind_table(rows), ""]
-    text += ["### GNN step budget (seed 0)", "", budget_table(out, set_filters()), ""]
+    text += ["### GNN step budget", "", budget_table(out, set_filters()), ""]
     if comparison:
         text += ["### Shipped weights against the all-task GNN", ""]
         text += ["| evaluation set | tasks | model | pairwise | top-1 | top-5 | tau |"]
