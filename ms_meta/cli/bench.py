@@ -192,7 +192,7 @@ Examples:
     default=None,
     metavar="NAME",
     help="Benchmark a whole network end to end, each contender compiled and timed in its own "
-    "processes (resnet18, resnet50, bert-layer, small-convnet).",
+    "processes (resnet18, resnet50, mobilenet-v2, bert-layer, small-convnet).",
 )
 @click.option(
     "--contenders",
