@@ -20,7 +20,13 @@ from ms_meta.one_shot.relax import (
     run_relax,
     tune_relax,
 )
-from ms_meta.one_shot.result import Measurement, OneShotResult, TaskOutcome
+from ms_meta.one_shot.result import (
+    CONFIDENCE_LABELS,
+    Measurement,
+    OneShotResult,
+    TaskConfidence,
+    TaskOutcome,
+)
 from ms_meta.one_shot.run import (
     MODEL_WARNING_ATTR,
     DynamicShapeError,
@@ -41,6 +47,7 @@ from ms_meta.one_shot.store import (
 from ms_meta.one_shot.tir import run_tir, tune_tir
 
 __all__ = [
+    "CONFIDENCE_LABELS",
     "MODEL_WARNING_ATTR",
     "PREDICTED_RECORD_FILE",
     "PREDICTED_RUN_SECS",
@@ -54,6 +61,7 @@ __all__ = [
     "OneShotResult",
     "ScheduleLibrary",
     "SearchSettings",
+    "TaskConfidence",
     "TaskOutcome",
     "TaskSearch",
     "build_library",
