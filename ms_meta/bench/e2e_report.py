@@ -137,10 +137,13 @@ def format_table(result: dict[str, Any]) -> str:
     )
     for name, entry in result["contenders"].items():
         if entry.get("tasks") is not None and name.startswith("one-shot"):
+            confidence = entry.get("confidence") or {}
+            sure = ", ".join(f"{label} {n}" for label, n in confidence.items() if n)
             lines.append(
                 f"{name}: {entry.get('tasks_from_library')} of {entry['tasks']} tasks from the "
                 f"schedule library, {entry.get('measurements', 0)} measurements "
                 f"({entry.get('measurements_per_task', 0):.1f} per task)"
+                + (f"; confidence: {sure}" if sure else "")
             )
         if name == "xgb" and entry.get("trials") is not None:
             how = (

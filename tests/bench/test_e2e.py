@@ -137,6 +137,18 @@ def test_ratios_are_per_round_and_skip_rounds_without_both():
     assert (summary["min_ms"], summary["max_ms"], summary["runs"]) == (1.0, 10.0, 10)
 
 
+def test_table_counts_one_shot_tasks_by_confidence(small_run):
+    _, result = small_run
+    one_shot = {
+        **result["contenders"]["untuned"],
+        "tasks": 5, "tasks_from_library": 3, "measurements": 0, "measurements_per_task": 0.0,
+        "confidence": {"exact": 2, "near": 1, "moderate": 0, "far": 0, "none": 2},
+    }  # fmt: skip
+    table = format_table({**result, "contenders": {**result["contenders"], "one-shot": one_shot}})
+    assert "one-shot: 3 of 5 tasks from the schedule library" in table
+    assert "confidence: exact 2, near 1, none 2" in table
+
+
 def test_bad_arguments_are_clear_errors_before_anything_runs(tmp_path):
     with pytest.raises(UnknownModelError, match="choose one of"):
         run_model_benchmark("alexnet", out_dir=tmp_path)
