@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ms_meta.networks.resnet import IMAGENET_CLASSES, randomize_batch_norm, resnet18_inputs
+from ms_meta.networks.resnet import IMAGENET_CLASSES, resnet18_inputs, seed_weights
 
 __all__ = [
     "MOBILENET_V2_SETTINGS",
@@ -113,18 +113,13 @@ def mobilenet_v2(*, seed: int = 0, num_classes: int = IMAGENET_CLASSES) -> Mobil
     (:func:`~ms_meta.networks.resnet.randomize_batch_norm`). The benchmark measures speed, not
     accuracy.
     """
-    model = MobileNetV2(num_classes)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, nn.Conv2d):
-                fan_out = layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
-                layer.weight.normal_(0.0, (2.0 / fan_out) ** 0.5, generator=generator)
-            elif isinstance(layer, nn.Linear):
-                layer.weight.normal_(0.0, 0.01, generator=generator)
-                layer.bias.zero_()
-    randomize_batch_norm(model, generator)
-    return model.eval()
+    return seed_weights(MobileNetV2(num_classes), seed, _normal_linear)
+
+
+def _normal_linear(layer: nn.Linear, generator: torch.Generator) -> None:
+    """torchvision MobileNetV2's classifier initialisation."""
+    layer.weight.normal_(0.0, 0.01, generator=generator)
+    layer.bias.zero_()
 
 
 # MobileNetV2 takes the same ImageNet-sized input as ResNet

@@ -124,10 +124,11 @@ def randomize_batch_norm(module: nn.Module, generator: torch.Generator) -> None:
                 layer.running_var.copy_(torch.empty(size).uniform_(0.5, 1.5, generator=generator))
 
 
-def _seeded(model: ResNet, seed: int) -> ResNet:
+def seed_weights(model: nn.Module, seed: int, init_linear) -> nn.Module:
     """``model`` with seeded weights in eval mode: convolutions get torchvision's Kaiming
-    initialisation, the classifier its uniform one, batch norms random statistics
-    (:func:`randomize_batch_norm`). The benchmark measures speed, not accuracy."""
+    initialisation (fan out), every linear layer ``init_linear(layer, generator)``, batch norms
+    random statistics (:func:`randomize_batch_norm`). The benchmark measures speed, not
+    accuracy."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in model.modules():
@@ -135,11 +136,22 @@ def _seeded(model: ResNet, seed: int) -> ResNet:
                 fan_out = layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
                 layer.weight.normal_(0.0, (2.0 / fan_out) ** 0.5, generator=generator)
             elif isinstance(layer, nn.Linear):
-                bound = 1.0 / layer.in_features**0.5
-                layer.weight.uniform_(-bound, bound, generator=generator)
-                layer.bias.uniform_(-bound, bound, generator=generator)
+                init_linear(layer, generator)
     randomize_batch_norm(model, generator)
     return model.eval()
+
+
+def _uniform_linear(layer: nn.Linear, generator: torch.Generator) -> None:
+    """torchvision ResNet's classifier initialisation."""
+    bound = 1.0 / layer.in_features**0.5
+    layer.weight.uniform_(-bound, bound, generator=generator)
+    layer.bias.uniform_(-bound, bound, generator=generator)
+
+
+def _seeded(model: ResNet, seed: int) -> ResNet:
+    """``model`` with seeded weights (:func:`seed_weights`, the classifier initialised
+    uniformly as torchvision's)."""
+    return seed_weights(model, seed, _uniform_linear)
 
 
 def resnet18(*, seed: int = 0, num_classes: int = IMAGENET_CLASSES) -> ResNet:
