@@ -79,6 +79,19 @@ def _value(text: str, pos: int) -> tuple[Any, str, int]:
     return value, text[pos:end], end
 
 
+def _decisions_and_run_secs(line: str, end: int) -> tuple[Any, int, int] | None:
+    """After an instruction list ending at ``end``: the run_secs value and the ends of the
+    decisions and of run_secs (positions of the ``],`` and ``,`` that follow them); None when
+    the line is not laid out as MetaSchedule writes it."""
+    decisions_value, end2 = _DECODER.raw_decode(line, end + 1)
+    if line[end2 : end2 + 2] != "]," or not isinstance(decisions_value, list):
+        return None
+    run_secs_value, end3 = _DECODER.raw_decode(line, end2 + 2)
+    if line[end3 : end3 + 1] != ",":
+        return None
+    return run_secs_value, end2, end3
+
+
 def _split_compact(line: str) -> tuple[int, RecordText] | None:
     """The fast path for lines as MetaSchedule writes them (no whitespace); None otherwise."""
     comma = line.find(",", 1)
@@ -88,12 +101,10 @@ def _split_compact(line: str) -> tuple[int, RecordText] | None:
     insts_value, end = _DECODER.raw_decode(line, start)
     if line[end : end + 1] != "," or not isinstance(insts_value, list):
         return None
-    decisions_value, end2 = _DECODER.raw_decode(line, end + 1)
-    if line[end2 : end2 + 2] != "]," or not isinstance(decisions_value, list):
+    tail = _decisions_and_run_secs(line, end)
+    if tail is None:
         return None
-    run_secs_value, end3 = _DECODER.raw_decode(line, end2 + 2)
-    if line[end3 : end3 + 1] != ",":
-        return None
+    run_secs_value, end2, end3 = tail
     target_value, end4 = _DECODER.raw_decode(line, end3 + 1)
     if line[end4 : end4 + 1] != ",":
         return None
@@ -160,12 +171,10 @@ def _split_cached(line: str, cache: LineCache) -> tuple[int, RecordText] | None:
     insts = line[start:end]
     if not cache.known_insts(insts):
         return None
-    decisions_value, end2 = _DECODER.raw_decode(line, end + 1)
-    if line[end2 : end2 + 2] != "]," or not isinstance(decisions_value, list):
+    tail = _decisions_and_run_secs(line, end)
+    if tail is None:
         return None
-    run_secs_value, end3 = _DECODER.raw_decode(line, end2 + 2)
-    if line[end3 : end3 + 1] != ",":
-        return None
+    run_secs_value, end2, end3 = tail
     for target in cache.targets:
         end4 = end3 + 1 + len(target)
         if line.startswith(target, end3 + 1) and line[end4 : end4 + 1] == ",":
