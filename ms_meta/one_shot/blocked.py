@@ -304,7 +304,7 @@ def _block_first_convolutions(mod: tvm.IRModule, block: int) -> tvm.IRModule:
 
     rewriter = _Rewrite(mod)
     new_func = rewriter.visit_expr(func)
-    mod = mod.clone() if hasattr(mod, "clone") else mod
+    mod = mod.clone()  # the caller's module stays as it was
     mod["main"] = new_func
     return tvm.transform.Sequential([
         relax.transform.DeadCodeElimination(),
