@@ -33,6 +33,11 @@ import numpy as np
 import tvm
 
 from ms_meta.errors import first_line
+from ms_meta.one_shot.blocked_depthwise import (
+    block_depthwise_convolutions,
+    depthwise_conv2d_nchwc,
+    is_blocked_depthwise,
+)
 from ms_meta.one_shot.run import OneShotError
 
 __all__ = [
@@ -75,6 +80,7 @@ def to_blocked_layout(mod: tvm.IRModule, block: int = BLOCK) -> tvm.IRModule:
             relax.transform.FoldConstant(),
             relax.transform.CanonicalizeBindings(),
         ])(mod)  # fmt: skip
+        mod = block_depthwise_convolutions(mod, block)
         return _block_first_convolutions(mod, block)
     except Exception as err:  # TVM's errors carry a C++ backtrace; keep the message
         raise OneShotError(
@@ -86,7 +92,7 @@ def to_blocked_layout(mod: tvm.IRModule, block: int = BLOCK) -> tvm.IRModule:
 
 # operators between a first convolution and the layout transform after it that can follow the
 # blocked output layout: elementwise with a per-channel constant, and pooling
-_FOLLOWERS = ("relax.add", "relax.multiply", "relax.nn.relu", "relax.nn.max_pool2d")
+_FOLLOWERS = ("relax.add", "relax.multiply", "relax.nn.relu", "relax.clip", "relax.nn.max_pool2d")
 
 
 def _to_blocks(block: int):
@@ -221,6 +227,8 @@ def _emit_blocked_chain(builder, data, conv, followers, block: int):
         name = _op_name(follower)
         if name == "relax.nn.relu":
             current = builder.emit(relax.op.nn.relu(current))
+        elif name == "relax.clip":
+            current = builder.emit(relax.op.clip(current, follower.args[1], follower.args[2]))
         elif name == "relax.nn.max_pool2d":
             a = follower.attrs
             pool = relax.op.nn.max_pool2d(
@@ -353,6 +361,13 @@ def legalize_blocked_conv2d(bb, call):
     out_dtype = str(attrs.out_dtype) if attrs.out_dtype is not None else ""
     if out_dtype in ("", "None", "void"):
         out_dtype = call.args[0].ty.dtype
+    if is_blocked_depthwise(call):
+        return bb.call_te(
+            lambda data, kernel: depthwise_conv2d_nchwc(
+                data, kernel, attrs.strides, attrs.padding, out_dtype
+            ),
+            call.args[0], call.args[1], primfunc_name_hint="depthwise_conv2d_NCHWc",
+        )  # fmt: skip
 
     def conv(data, kernel):
         # TOPI asks the current target for its vector width; any CPU target answers

@@ -90,6 +90,18 @@ def _depthwise_conv2d_flops(n, c, h, w, r, s, stride, pad):
     return 2.0 * n * c * _conv_out(h, r, stride, pad) * _conv_out(w, s, stride, pad) * r * s
 
 
+def _depthwise_conv2d_nchwc(n, c, h, w, r, s, stride, pad):
+    """A depthwise convolution on 16-channel blocks (NCHW16c data, OIHW1i16o weight), as a
+    network prepared with ``blocked=True`` runs it (ms_meta.one_shot.blocked_depthwise)."""
+    from ms_meta.one_shot.blocked_depthwise import depthwise_conv2d_nchwc
+
+    bn = CHANNEL_BLOCK
+    data = te.placeholder((n, c // bn, h, w, bn), name="data")
+    weight = te.placeholder((c // bn, 1, r, s, 1, bn), name="weight")
+    out = depthwise_conv2d_nchwc(data, weight, (stride, stride), (pad, pad, pad, pad))
+    return [data, weight, out]
+
+
 def _group_conv2d_nchw(n, c, h, w, k, r, s, stride, pad, groups):
     data = te.placeholder((n, c, h, w), name="data")
     weight = te.placeholder((k, c // groups, r, s), name="weight")
@@ -246,6 +258,12 @@ OPERATORS: dict[str, OperatorDef] = {
             "depthwise_conv2d", ("N", "C", "H", "W", "R", "S", "stride", "pad"),
             "depthwise 2-D convolution, NCHW, channel multiplier 1", _depthwise_conv2d,
             _depthwise_conv2d_flops, "depthwise_conv2d",
+        ),
+        OperatorDef(
+            "depthwise_conv2d_nchwc", ("N", "C", "H", "W", "R", "S", "stride", "pad"),
+            "depthwise 2-D convolution on 16-channel blocks: NCHW16c data, OIHW1i16o weight; "
+            "C a multiple of 16", _depthwise_conv2d_nchwc, _depthwise_conv2d_flops,
+            "depthwise_conv2d",
         ),
         OperatorDef(
             # the block is named group_conv2d_nchw, which the task features read as conv2d_nchw

@@ -175,6 +175,23 @@ for _name in ("resnet18", "resnet50"):
         b for b in (_blocked(s) for s in PRESETS[_name]) if b is not None
     )
 
+
+def _blocked_depthwise(spec: str) -> str | None:
+    """The NCHW16c form of a depthwise convolution whose channels split into 16-channel
+    blocks (ms_meta.one_shot.blocked_depthwise); None for any other task."""
+    op, _, values = spec.partition(":")
+    if op != "depthwise_conv2d" or int(values.split(",")[1]) % 16:
+        return None
+    return f"depthwise_conv2d_nchwc:{values}"
+
+
+# MobileNetV2 in the blocked layout: its depthwise convolutions first, then the convolutions
+# whose output channels split into blocks (the stem and the 24-channel input ones take all
+# their input channels as one block)
+PRESETS["mobilenet-v2-blocked"] = tuple(
+    b for b in (_blocked_depthwise(s) for s in PRESETS["mobilenetv2"]) if b is not None
+) + tuple(b for b in (_blocked(s) for s in PRESETS["mobilenetv2"]) if b is not None)
+
 # Short names for single tasks; the seed records (../shared/seed_records) use these.
 NAMED: dict[str, str] = {
     "r18_c1_3x3_64": "conv2d_nchw:1,64,56,56,64,3,3,1,1",

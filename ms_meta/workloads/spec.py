@@ -160,6 +160,10 @@ def _check_values(op: OperatorDef, params: tuple[int, ...], spec: str) -> None:
         raise WorkloadSpecError(
             f"workload spec {spec!r}: K ({named['K']}) must be a multiple of 16 (the channel block)"
         )
+    if op.name == "depthwise_conv2d_nchwc" and named["C"] % 16:
+        raise WorkloadSpecError(
+            f"workload spec {spec!r}: C ({named['C']}) must be a multiple of 16 (the channel block)"
+        )
     if op.variadic and min(params) < 1:
         raise WorkloadSpecError(f"workload spec {spec!r}: dimensions must be >= 1")
     if {"H", "W", "stride", "pad"} <= named.keys():
