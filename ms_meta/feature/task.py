@@ -61,11 +61,28 @@ def infer_operator_kind(mod) -> str:
             return "elementwise"
         else:
             return "other"
+    if kind == "conv2d_nchw" and _one_channel_per_group(_main_func(mod)):
+        kind = "depthwise_conv2d"
     if kind in ("conv2d_nchw", "conv2d_nhwc"):
         extra = [n for n in names if any(e in n for e in _ELEMENTWISE_NAMES)]
         if extra:
             return "conv2d_fused"
     return kind
+
+
+def _one_channel_per_group(func) -> bool:
+    """Whether ``func`` holds a grouped convolution (Relax legalizes a ``groups`` = channels
+    ``conv2d`` to TOPI's ``group_conv2d_nchw``) whose reduction over a group's input channels
+    has extent 1: a depthwise convolution, whatever its block is named."""
+    sch = tvm.s_tir.Schedule(func)
+    for block_rv in sch.get_child_blocks(sch.get_sblock("root")):
+        block = sch.get(block_rv)
+        if "group_conv2d" not in str(block.name_hint).lower():
+            continue
+        reduce = [iv for iv in block.iter_vars if iv.iter_type == tvm.tirx.IterVar.CommReduce]
+        if len(reduce) == 3 and int(reduce[0].dom.extent) == 1:
+            return True
+    return False
 
 
 def _log_dims(shape, width: int = 6) -> list[float]:

@@ -80,11 +80,11 @@ def test_blocked_convolutions_are_tasks_of_their_own(target):
     assert any(n.startswith("fused_conv2d_NCHWc") and "relu" in n for n in names), names
 
 
-@pytest.mark.parametrize(("groups", "layout"), [(2, "NCHW16c"), (4, "NCHW"), (32, "NCHW")])
+@pytest.mark.parametrize(("groups", "layout"), [(2, "NCHW16c"), (4, "NCHW"), (32, "NCHW16c")])
 def test_grouped_convolutions_are_blocked_when_each_group_splits_into_blocks(
     groups, layout, target
 ):
-    """32 channels in 2 groups of 16 are blocked; 4 groups of 8 and depthwise ones are not."""
+    """32 channels in 2 groups of 16 are blocked, and depthwise ones; 4 groups of 8 are not."""
     bb = relax.BlockBuilder()
     x = relax.Var("x", R.Tensor((1, 32, 8, 8), "float32"))
     w = relax.Var("w", R.Tensor((32, 32 // groups, 3, 3), "float32"))
