@@ -17,8 +17,14 @@ legalization:
   ``OIHW3i16o``, and the bias, activation and pooling after it follow the output layout, as
   ONNX Runtime's first convolution does. Otherwise it would run in NCHW, vectorized along
   its output rows, and a layout transform would follow it.
+* A depthwise convolution whose channels split into blocks runs on ``NCHW16c`` data with an
+  ``OIHW1i16o`` kernel, and the bias and ReLU6 around it follow
+  (:mod:`ms_meta.one_shot.blocked_depthwise`), so MobileNetV2's inverted residual blocks stay
+  blocked from the expansion to the projection.
 * :func:`legalize_blocked_conv2d` legalizes such a convolution with TOPI's
-  ``conv2d_NCHWc``; Relax's default legalization knows only the plain layouts.
+  ``conv2d_NCHWc`` (a depthwise one with
+  :func:`~ms_meta.one_shot.blocked_depthwise.depthwise_conv2d_nchwc`); Relax's default
+  legalization knows only the plain layouts.
 
 A 3x3, 256-channel 14x14 convolution tuned for 128 trials (MetaCostModel-guided, timed
 SCHED_FIFO) ran in 1.56 ms in NCHW, 1.66 ms in NCHW with layout-free (prepacked) weights, and
@@ -64,9 +70,12 @@ def blocked_layout_name(block: int = BLOCK) -> tuple[str, str]:
 def to_blocked_layout(mod: tvm.IRModule, block: int = BLOCK) -> tvm.IRModule:
     """Convert the blockable convolutions of ``mod``'s ``main`` to ``NCHW{block}c``.
 
-    Relax converts a convolution when its channels (per group) split into blocks; others (a
-    network's first one, on 3 color channels; depthwise ones) keep their layout. Weights
-    bound as constants are transformed at compile time (``FoldConstant``).
+    Relax converts a convolution when its channels (per group) split into blocks; a
+    network's first one, on 3 color channels, writes blocks when blocked layers read its
+    output; depthwise ones whose channels split into blocks, and the elementwise operators
+    around them, are blocked too (:mod:`ms_meta.one_shot.blocked_depthwise`); other
+    convolutions keep their layout. Weights bound as constants are transformed at compile
+    time (``FoldConstant``).
     """
     from tvm import relax
 
