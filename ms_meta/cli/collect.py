@@ -321,6 +321,12 @@ bad input.
     "latencies are otherwise off by up to 2x, and the fastest ones are flukes.",
 )
 @click.option(
+    "--cache-flush",
+    is_flag=True,
+    help="Flush the CPU caches before each timed run (local runner only), as a model's layers "
+    "meet their weights: warm timings rank weight-heavy schedules wrongly.",
+)
+@click.option(
     "--retry-exhausted",
     is_flag=True,
     help="Also measure tasks an earlier run marked as having no unmeasured schedule left "
@@ -347,8 +353,8 @@ bad input.
 def collect(
     workloads, root, trials_per_task, random_fraction, batch_size, cost_model, population_size,
     one_shot_picks, one_shot_per_search, one_shot_weights, rpc_tracker, rpc_key, rpc_workers,
-    contention_guard, realtime, retry_exhausted, shard, start, end, step, skip_packed, list_only,
-    any_cpu_weights, store, target_json, seed,
+    contention_guard, realtime, cache_flush, retry_exhausted, shard, start, end, step,
+    skip_packed, list_only, any_cpu_weights, store, target_json, seed,
 ):  # fmt: skip
     """Measure schedules of WORKLOADS (specs, named tasks, presets, `all`, or sampled sets
     `sampled:COUNT:SEED`) on this machine, or with --rpc-tracker/--rpc-key on every device
@@ -392,6 +398,7 @@ def collect(
         rpc=rpc,
         contention_guard=contention_guard,
         realtime=realtime,
+        cache_flush=cache_flush,
         retry_exhausted=retry_exhausted,
         one_shot_picks=one_shot_picks,
         one_shot_per_search=one_shot_per_search,

@@ -419,3 +419,96 @@ def unpack(packed: Path, out: Path, tasks: tuple[str, ...]) -> None:
 
     result = run_unpack(packed, out, tasks=set(tasks) or None)
     click.echo(f"{out}: {len(result.tasks)} tasks, {result.records} records")
+
+
+@db.command(
+    epilog="""\b
+Examples:
+  ms-meta db remeasure tuning_records/llvm-rocketlake-2c --top 16 --realtime
+  ms-meta db remeasure tuning_records/llvm-rocketlake-2c/conv2d_nchwc_1_512_7_7_512_3_3_1_1
+
+\b
+New records are appended; meta.json marks their lines with the thread count. Ctrl-C stops
+after the batch in flight, and the same command continues where it stopped.
+"""
+)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Fastest distinct schedules per task to time again.",
+)
+@click.option("--task", "tasks", multiple=True, help="Only these tasks (repeatable).")
+@click.option(
+    "--realtime",
+    is_flag=True,
+    help="Time each schedule SCHED_FIFO (root or CAP_SYS_NICE), as `collect --realtime` does.",
+)
+@click.option(
+    "--cache-flush/--no-cache-flush",
+    default=True,
+    show_default=True,
+    help="Flush the CPU caches before each run, as a model's layers meet their weights.",
+)
+@library_errors
+def remeasure(
+    paths: tuple[Path, ...], top: int, tasks: tuple[str, ...], realtime: bool, cache_flush: bool
+) -> None:
+    """Time the fastest schedules of each task folder again on as many runtime threads as
+    their target's num-cores, with cold caches, and append them as new records. A PATH is a
+    task folder or a folder of task folders.
+
+    Records measured before the runner set the thread count ran on TVM's default, one thread
+    on a 2-vCPU x86 guest, and warm: inside a model a layer's weights come from memory.
+    `ms-meta library build` ranks a task by the records timed like that once it has some."""
+    from ms_meta.cli.collect import stop_on_first_interrupt
+    from ms_meta.cli.options import quiet_meta_schedule
+    from ms_meta.cli.progress import Progress
+    from ms_meta.data.layout import META_FILE
+    from ms_meta.data.remeasure import remeasure_task
+    from ms_meta.tuning.builder import make_builder
+    from ms_meta.tuning.measure import MeasureSettings, make_local_runner
+
+    quiet_meta_schedule()
+    folders = []
+    for path in paths:
+        if (path / META_FILE).is_file():
+            folders.append(path)
+        else:
+            folders.extend(sorted(p.parent for p in path.glob(f"*/{META_FILE}")))
+    if tasks:
+        folders = [f for f in folders if f.name in set(tasks)]
+    if not folders:
+        raise click.ClickException(f"no task folder (with {META_FILE}) under the paths given")
+    cache: dict[int, tuple[object, object]] = {}
+
+    def measurer(threads: int) -> tuple[object, object]:
+        if threads not in cache:
+            settings = MeasureSettings(realtime=realtime, threads=threads)
+            if cache_flush:
+                settings = settings.with_cold_caches()
+            cache[threads] = (make_builder(), make_local_runner(settings))
+        return cache[threads]
+
+    progress = Progress(len(folders), unit="tasks")
+    measured = 0
+    with stop_on_first_interrupt() as stop:
+        for folder in folders:
+            result = remeasure_task(
+                folder, top=top, measurer_factory=measurer, cache_flush=cache_flush, stop=stop
+            )
+            measured += result.measured
+            if result.best_before is not None and result.best_after is not None:
+                note = (
+                    f"{result.task}: +{result.measured}, best {1e6 * result.best_before:,.1f} us "
+                    f"-> {1e6 * result.best_after:,.1f} us on {result.threads} threads"
+                    + (", cold caches" if cache_flush else "")
+                )
+            else:
+                note = f"{result.task}: nothing to time"
+            progress.update(1, note)
+            if result.stopped:
+                break
+    click.echo(f"{measured} schedules timed again in {progress.done} task folder(s)")

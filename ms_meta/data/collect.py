@@ -141,6 +141,8 @@ class Measurer:
     runner: object
     runner_name: str = "local"  # "local" or "rpc <key>@<host:port>"
     cpu: str | None = None  # the measuring device's CPU; None: this machine's
+    threads: int | None = None  # runtime threads per candidate; None: the remote's default
+    cache_flush: bool = False  # caches flushed before each timed run
 
 
 def make_measurer(target, config: CollectConfig) -> Measurer:
@@ -148,15 +150,24 @@ def make_measurer(target, config: CollectConfig) -> Measurer:
     from ms_meta.tuning.builder import make_builder
     from ms_meta.tuning.measure import MeasureSettings, make_local_runner
 
+    cores = target.attrs.get("num-cores")
     settings = MeasureSettings(
         number=config.number,
         repeat=config.repeat,
         min_repeat_ms=config.min_repeat_ms,
         realtime=config.realtime and config.rpc is None,
+        threads=int(cores) if cores else None,  # as many as the code was built for
     )
     builder = make_builder(max_workers=config.max_workers)
     if config.rpc is None:
-        return Measurer(builder, make_local_runner(settings))
+        if config.cache_flush:
+            settings = settings.with_cold_caches()
+        return Measurer(
+            builder,
+            make_local_runner(settings),
+            threads=settings.runtime_threads(),
+            cache_flush=config.cache_flush,
+        )
     runner, cpu = make_rpc_runner(config.rpc, target, settings.evaluator_config())
     return Measurer(builder, runner, runner_name=config.rpc.describe(), cpu=cpu)
 
@@ -323,8 +334,9 @@ def _collect_locked(
                 disturbed_lines.append([first, first + len(fresh) - 1])
             if fresh:
                 note_source(
-                    sources, phase, source_model, run_started, first, len(fresh), machine=machine
-                )
+                    sources, phase, source_model, run_started, first, len(fresh),
+                    machine=machine, threads=measurer.threads, cache_flush=measurer.cache_flush,
+                )  # fmt: skip
             check_rpc_results(results, config.rpc)
             failed_now = 0
             for cand, result in zip(fresh, results, strict=True):

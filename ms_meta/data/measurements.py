@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["disturbed_line_mask", "measurement_sources", "record_latency"]
+__all__ = ["disturbed_line_mask", "line_timing", "measurement_sources", "record_latency"]
 
 
 def record_latency(run_secs: Sequence[float] | None, failed: bool) -> float:
@@ -62,7 +62,9 @@ def measurement_sources(
     its ``first_line`` on (entries written before ``first_line`` was recorded were ingested
     into empty directories, one after another, so they start at line 1); then each distinct
     ``machine`` named by ``meta.json``'s ``sources`` entries (the collector's record of where
-    it timed which lines).
+    it timed which lines), told apart by the runtime thread count where an entry names one
+    (``"<machine> @ <n> threads"``: one schedule runs about twice as fast on two threads) and
+    by cold caches (``", cold caches"``).
 
     Shapes: ``lines [n]`` (1-based) -> ``sources [n]`` int64, with the other sources' names.
     """
@@ -85,8 +87,32 @@ def measurement_sources(
         machine = entry.get("machine") if isinstance(entry, Mapping) else None
         if not machine:
             continue
+        if entry.get("threads"):
+            machine = f"{machine} @ {int(entry['threads'])} threads"
+        if entry.get("cache_flush"):
+            machine = f"{machine}, cold caches"
         if machine not in names:
             names.append(str(machine))
         first, last = entry["lines"]
         sources[(lines >= first) & (lines <= last)] = names.index(machine) + 1
     return sources, names
+
+
+def line_timing(meta: Mapping[str, Any] | None, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How each record line was timed, from ``meta.json``'s ``sources`` entries: the runtime
+    thread count (0 where no entry names one: TVM's default then, half the logical CPUs on
+    x86, one thread on a 2-vCPU guest) and whether the caches were flushed before each run.
+
+    Shapes: ``lines [n]`` (1-based) -> ``threads [n]`` int64, ``cold [n]`` bool.
+    """
+    threads = np.zeros(len(lines), np.int64)
+    cold = np.zeros(len(lines), bool)
+    collected = (meta or {}).get("sources") or []
+    for entry in collected if isinstance(collected, list) else []:
+        if not isinstance(entry, Mapping) or "lines" not in entry:
+            continue
+        first, last = entry["lines"]
+        span = (lines >= first) & (lines <= last)
+        threads[span] = int(entry.get("threads") or 0)
+        cold[span] = bool(entry.get("cache_flush"))
+    return threads, cold

@@ -69,6 +69,10 @@ class CollectConfig:
     # ms_meta.tuning.measure.enter_realtime): on a shared machine, the only way to keep other
     # processes from preempting a timed run.
     realtime: bool = False
+    # Flush the CPU caches before each timed run (local runner only; see
+    # ms_meta.tuning.measure.MeasureSettings.with_cold_caches): inside a model a layer's
+    # weights arrive from memory, and warm timings rank weight-heavy schedules wrongly.
+    cache_flush: bool = False
     # Measure tasks an earlier run marked as exhausted (say, to top them up with another model).
     retry_exhausted: bool = False
     # Records measured from One-Shot searches (ms_meta.one_shot.search), counted apart from
@@ -186,6 +190,8 @@ def note_source(
     count: int,
     *,
     machine: str | None = None,
+    threads: int | None = None,
+    cache_flush: bool = False,
 ) -> None:
     """Add record lines ``first .. first + count - 1`` to meta.json's ``sources`` list.
 
@@ -194,10 +200,20 @@ def note_source(
     "machine": where they were timed (:func:`local_machine`, or the RPC key and tracker)}``;
     a batch that continues the last entry's lines with the same source extends it. Entries
     written before commit ff34129 (2026-12-04) have no ``machine``.
+
+    ``"threads"`` is the runtime thread count each candidate ran with. Entries without it were
+    timed at TVM's default, which on x86 is half the logical CPUs: one thread on a 2-vCPU guest,
+    whatever the target's ``num-cores`` (see :func:`ms_meta.data.measurements.line_timing`).
+    ``"cache_flush": true`` marks runs timed with the CPU caches flushed before each run
+    (:meth:`ms_meta.tuning.measure.MeasureSettings.with_cold_caches`).
     """
     source = {"phase": phase, "cost_model": cost_model if phase != "random" else None, "run": run}
     if machine is not None:
         source["machine"] = machine
+    if threads is not None:
+        source["threads"] = threads
+    if cache_flush:
+        source["cache_flush"] = True
     last = first + count - 1
     if sources:
         previous = sources[-1]

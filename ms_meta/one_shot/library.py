@@ -451,6 +451,32 @@ def _warn_skipped_lines(skipped: Sequence[Any]) -> None:
     )  # fmt: skip
 
 
+def _timed_as_built(group: Any, records: list[Any]) -> list[Any]:
+    """The ``records`` timed the way the code runs inside a model, as far as the task has any:
+    on as many runtime threads as their target's ``num-cores``, with cold caches before warm
+    ones (per ``meta.json``'s sources, :func:`ms_meta.data.measurements.line_timing`); else
+    all of them. Timings at another thread count rank schedules differently (a schedule that
+    parallelizes badly loses nothing on one thread), warm timings hide how often a schedule
+    reads its weights from memory, and mixing kinds would let the faster kind win every
+    comparison."""
+    import numpy as np
+
+    from ms_meta.data.measurements import line_timing
+
+    if not records:
+        return records
+    threads, cold = line_timing(group.database.meta, np.array([r.line for r in records]))
+    built = [
+        bool(n) and n == int((record.target or {}).get("num-cores", 0) or 0)
+        for record, n in zip(records, threads, strict=True)
+    ]
+    for wanted in (lambda i: built[i] and cold[i], lambda i: built[i]):
+        matched = [record for i, record in enumerate(records) if wanted(i)]
+        if matched:
+            return matched
+    return records
+
+
 def build_library(
     paths: Sequence[str | os.PathLike],
     *,
@@ -465,7 +491,10 @@ def build_library(
     ...; see :func:`ms_meta.data.records.load_database`).
 
     ``tasks``, when given, keeps only the tasks named (e.g. a split's training tasks, so that
-    held-out tasks cannot lend their own schedules). Failed records are never taken. Task names
+    held-out tasks cannot lend their own schedules). Failed records are never taken. Where a
+    task has records timed on its target's ``num-cores`` threads (``ms-meta db remeasure``,
+    or collections since the runner sets the thread count), only those are ranked, and only
+    the cold-cache ones among them where there are some. Task names
     are those of the record loader (``meta.json``'s task, else the directory).
 
     Record lines that cannot be read are left out with one warning (their count by kind and
@@ -494,7 +523,8 @@ def build_library(
     library_tasks = []
     targets: dict[str, int] = {}
     for done, group in enumerate(groups, start=1):
-        valid = sorted((r for r in group.records if not r.failed), key=lambda r: r.mean_secs)
+        valid = _timed_as_built(group, [r for r in group.records if not r.failed])
+        valid.sort(key=lambda r: r.mean_secs)
         if valid:
             best = valid[0].mean_secs
             schedules, seen = [], set()
