@@ -165,3 +165,21 @@ def test_remeasure_cli_rejects_paths_without_task_folders(tmp_path):
     result = CliRunner().invoke(cli, ["db", "remeasure", str(tmp_path)])
     assert result.exit_code != 0
     assert "no task folder" in result.output
+
+
+def test_collector_measures_on_the_target_threads_and_says_so(target):
+    from ms_meta.data.collect import make_measurer, note_source
+
+    measurer = make_measurer(target, CollectConfig(cache_flush=True))
+    assert measurer.threads == int(target.attrs["num-cores"])
+    assert measurer.cache_flush
+    sources: list = []
+    note_source(sources, "random", None, "run", 1, 4, machine="m", threads=2, cache_flush=True)
+    note_source(sources, "random", None, "run", 5, 4, machine="m", threads=2, cache_flush=True)
+    note_source(sources, "random", None, "run", 9, 2, machine="m", threads=1)
+    assert sources == [
+        {"lines": [1, 8], "phase": "random", "cost_model": None, "run": "run", "machine": "m",
+         "threads": 2, "cache_flush": True},
+        {"lines": [9, 10], "phase": "random", "cost_model": None, "run": "run", "machine": "m",
+         "threads": 1},
+    ]  # fmt: skip
