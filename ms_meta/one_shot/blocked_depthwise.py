@@ -128,7 +128,7 @@ def _constant(expr) -> np.ndarray | None:
 
 def _is_map(index_map, block: int, to_blocks: bool) -> bool:
     """Whether ``index_map`` is NCHW -> ``NCHW{block}c`` (``to_blocks``) or back (checked on
-    sample indices: the frontend's maps and ours may differ in their index types)."""
+    sample indices: the frontend's maps and those built here may differ in their index types)."""
     samples = ((0, 0, 0, 0), (1, block + 3, 5, 7), (0, 3 * block - 1, 2, 9))
     try:
         for n, c, h, w in samples:
