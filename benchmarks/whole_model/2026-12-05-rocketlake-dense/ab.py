@@ -2,6 +2,7 @@
 plain or prepacked, and the schedule library.
 
 ``python ab.py compile NAME --network bert-layer --weights prepacked --library PATH`` compiles
+(``--verify K``: measuring each task's K best-ranked candidates, ``--verify-caches warm|cold``)
 One-Shot's build into ``WORK/NAME/model.so`` (the record store left out, as in the whole-model
 benchmark) and lists each task's pick in ``WORK/NAME/picks.json``; ``python ab.py time NAME ...``
 times the builds named, round after round in turn, each in a fresh SCHED_FIFO process of the
@@ -47,14 +48,21 @@ def compile_build(args) -> None:
     prepared = prepare_for_inference(mod, params, layout_free=args.weights == "prepacked")
     target = tvm.target.Target(TARGET)
     start = time.perf_counter()
+    from ms_meta.tuning.measure import MeasureSettings
+
+    settings = MeasureSettings(realtime=True)
+    if args.verify_caches == "cold":
+        settings = settings.with_cold_caches()
     outcome = run_relax(prepared, None, target, out / "one_shot", library=args.library,
-                        store=None)  # fmt: skip
+                        store=None, verify=args.verify,
+                        measure_settings=settings)  # fmt: skip
     searched = time.perf_counter()
     executable = compile_relax(outcome.database, prepared, None, target)
     executable.export_library(str(out / "model.so"))
     picks = [{"task": t.task_name, "status": t.status, "source": t.source,
               "origin": getattr(t, "origin", None)} for t in outcome.tasks]  # fmt: skip
-    info = {"weights": args.weights, "library": str(args.library),
+    info = {"weights": args.weights, "library": str(args.library), "verify": args.verify,
+            "verify_caches": args.verify_caches,
             "search_seconds": searched - start,
             "build_seconds": time.perf_counter() - searched, "picks": picks}  # fmt: skip
     (out / "picks.json").write_text(json.dumps(info, indent=1))
@@ -94,6 +102,8 @@ def main() -> None:
     parser.add_argument("--network", default="bert-layer")
     parser.add_argument("--weights", choices=["plain", "prepacked"], default="prepacked")
     parser.add_argument("--library", default="default")
+    parser.add_argument("--verify", type=int, default=0, help="candidates measured per task")
+    parser.add_argument("--verify-caches", choices=["warm", "cold"], default="cold")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
