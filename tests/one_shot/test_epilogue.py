@@ -65,7 +65,7 @@ def test_replayed_plain_schedule_computes_the_epilogue_in_its_tiles(fused, targe
 def test_epilogue_in_the_tiles_computes_the_same_numbers(fused, target):
     from ms_meta.tuning.builder import fast_build
 
-    sch = transfer_schedule(_fastest_trace(), fused, _postprocs(fused, target))
+    sch = transfer_schedule(_fastest_trace(), fused, _postprocs(fused, target), epilogue=True)
     assert sch is not None
     # the postprocessors split the reduction's initialisation off as a block of its own
     assert _outside_the_tiles(sch, main="conv2d_nchw_update") == []
@@ -80,3 +80,9 @@ def test_epilogue_in_the_tiles_computes_the_same_numbers(fused, target):
         fast_build(mod, target, None)["main"](*args)
         results.append(args[-1].numpy())
     np.testing.assert_allclose(results[1], results[0], rtol=1e-4, atol=1e-4)
+
+
+def test_replay_leaves_the_epilogue_after_the_tiles_unless_asked(fused, target):
+    sch = transfer_schedule(_fastest_trace(), fused, _postprocs(fused, target))
+    assert sch is not None
+    assert _outside_the_tiles(sch, main="conv2d_nchw_update") == ["T_add", "compute"]
