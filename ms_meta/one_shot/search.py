@@ -26,10 +26,10 @@ from ms_meta.one_shot.result import TaskConfidence, label_of
 from ms_meta.one_shot.settings import SearchSettings
 
 __all__ = [
-    "EPILOGUE_AT_TILE_KINDS",
     "Finalist",
     "TaskSearch",
     "epilogue_at_tile",
+    "epilogue_pays",
     "library_confidence",
     "library_search",
     "search_task",
@@ -263,10 +263,26 @@ def epilogue_at_tile(sch: tvm.s_tir.Schedule) -> None:
         sch.reverse_compute_at(block, loops[spatial - 1])
 
 
-# Operator kinds whose replayed schedules compute the epilogue in the tiles: MobileNetV2 ran
-# in 5.56 ms instead of 9.53 with it, where ResNet-18 (convolutions only) ran in 17.27 ms
-# instead of 15.61 (One-Shot, rocketlake, 2 threads, 4 rounds each, 2026-12-05).
-EPILOGUE_AT_TILE_KINDS = frozenset({"depthwise_conv2d"})
+def epilogue_pays(mod: tvm.IRModule, kind: str) -> bool:
+    """Whether a replayed schedule of this task computes its epilogue in the tiles
+    (:func:`epilogue_at_tile`): for depthwise and pointwise (1x1) convolutions, whose few
+    operations per output element leave the extra passes over the output a large share.
+    One-Shot's MobileNetV2 ran in 5.78 ms so, 9.44 ms without the move and 5.49 ms with it for
+    every task; ResNet-50 in 37.76 ms against 43.86; ResNet-18, whose 3x3 convolutions ran 11%
+    slower with the move, in 14.76 ms against 14.88 (rocketlake, 2 threads, 3 rounds each,
+    2026-12-05)."""
+    if kind == "depthwise_conv2d":
+        return True
+    if not kind.startswith("conv2d"):
+        return False
+    sch = tvm.s_tir.Schedule(mod)
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        reduce = [
+            iv for iv in sch.get(block).iter_vars if iv.iter_type == tvm.tirx.IterVar.CommReduce
+        ]
+        if len(reduce) == 3:  # input channels, kernel rows, kernel columns
+            return all(int(iv.dom.extent) == 1 for iv in reduce[1:])
+    return False
 
 
 def transfer_schedule(
@@ -361,15 +377,14 @@ def library_search(
     # the library measured this task's main block already: its fastest schedule leads
     leader = nearest[0] if nearest and library.same_main_block(nearest[0][0], signature) else None
     postprocs = list(context.space_generator.postprocs)
+    epilogue = epilogue_pays(context.mod, kind)
     prior_weight = DEFAULT_PRIOR_WEIGHT if prior_weight is None else prior_weight
     candidates, origins, relative, seen = [], [], [], set()
     failed = 0
     lead = False  # the leader's fastest schedule fits
     for entry, _ in nearest:
         for speed_rank, schedule in enumerate(entry.schedules, start=1):
-            sch = transfer_schedule(
-                schedule.trace, context.mod, postprocs, epilogue=kind in EPILOGUE_AT_TILE_KINDS
-            )
+            sch = transfer_schedule(schedule.trace, context.mod, postprocs, epilogue=epilogue)
             if sch is None:
                 failed += 1
                 continue

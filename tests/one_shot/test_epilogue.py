@@ -86,3 +86,23 @@ def test_replay_leaves_the_epilogue_after_the_tiles_unless_asked(fused, target):
     sch = transfer_schedule(_fastest_trace(), fused, _postprocs(fused, target))
     assert sch is not None
     assert _outside_the_tiles(sch, main="conv2d_nchw_update") == ["T_add", "compute"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "moves"),
+    [
+        ("depthwise_conv2d_nchwc:1,144,56,56,3,3,1,1", True),
+        ("conv2d_nchwc:1,64,56,56,256,1,1,1,0", True),  # pointwise
+        ("conv2d_nchw:1,64,56,56,64,1,1,1,0", True),
+        ("conv2d_nchwc:1,64,56,56,64,3,3,1,1", False),
+        ("conv2d_bias_relu:1,64,56,56,64,3,3,1,1", False),
+        ("dense:16,32,32", False),
+    ],
+)
+def test_epilogue_moves_into_the_tiles_of_depthwise_and_pointwise_convolutions(spec, moves):
+    from ms_meta.feature.task import infer_operator_kind
+    from ms_meta.one_shot.search import epilogue_pays
+    from ms_meta.workloads import resolve_one
+
+    mod = resolve_one(spec).build()
+    assert epilogue_pays(mod, infer_operator_kind(mod)) is moves
