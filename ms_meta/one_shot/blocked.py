@@ -44,6 +44,12 @@ from ms_meta.one_shot.blocked_depthwise import (
     depthwise_conv2d_nchwc,
     is_blocked_depthwise,
 )
+from ms_meta.one_shot.relax_parts import (
+    constant_value,
+    is_blocking_map,
+    op_name,
+    static_shape,
+)
 from ms_meta.one_shot.run import OneShotError
 
 __all__ = [
@@ -108,50 +114,10 @@ def _to_blocks(block: int):
     return tvm.tirx.IndexMap.from_func(lambda n, c, h, w: (n, c // block, h, w, c % block))
 
 
-def _maps_to_blocks(index_map, block: int) -> bool:
-    """Whether ``index_map`` is NCHW -> ``NCHW{block}c`` (checked on sample indices: the
-    frontend's maps and :func:`_to_blocks` may differ in their index types)."""
-    try:
-        if len(index_map.initial_indices) != 4:
-            return False
-        for n, c, h, w in ((0, 0, 0, 0), (1, block + 3, 5, 7), (0, 3 * block - 1, 2, 9)):
-            mapped = [int(v) for v in index_map.map_indices([n, c, h, w])]
-            if mapped != [n, c // block, h, w, c % block]:
-                return False
-    except (AttributeError, TypeError, ValueError, RuntimeError):  # RuntimeError: from TVM
-        return False
-    return True
-
-
-def _op_name(expr) -> str | None:
-    from tvm import relax
-
-    if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-        return expr.op.name
-    return None
-
-
-def _shape(expr) -> tuple[int, ...] | None:
-    try:
-        return tuple(int(d) for d in expr.ty.shape)
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def _constant(expr) -> np.ndarray | None:
-    """The value of a Relax constant, None for any other expression."""
-    if not isinstance(expr, tvm.ir.expr.GenericConst):
-        return None
-    try:
-        return expr.value.numpy()
-    except AttributeError:
-        return None
-
-
 def _channel_constant(expr, channels: int):
     """``expr``'s value when it is a constant that broadcasts along channels: a scalar or
     ``[1, C, 1, 1]``; None otherwise."""
-    value = _constant(expr)
+    value = constant_value(expr)
     if value is None:
         return None
     if value.ndim == 0 or value.shape == (1, channels, 1, 1):
@@ -168,7 +134,7 @@ def _first_convolution(bindings, uses, var, block: int):
     current = var
     while True:
         call = bindings.get(current)
-        name = _op_name(call)
+        name = op_name(call)
         if name == "relax.nn.conv2d":
             break
         if name not in _FOLLOWERS:
@@ -180,7 +146,7 @@ def _first_convolution(bindings, uses, var, block: int):
         chain.append((current, call))
         current = call.args[0]
     attrs = call.attrs
-    data_shape, weight_shape = _shape(call.args[0]), _shape(call.args[1])
+    data_shape, weight_shape = static_shape(call.args[0]), static_shape(call.args[1])
     if (
         (current is not var and uses.get(current, 0) != 1)
         or str(attrs.data_layout) != "NCHW"
@@ -191,11 +157,11 @@ def _first_convolution(bindings, uses, var, block: int):
         or weight_shape is None
         or data_shape[1] % block == 0
         or weight_shape[0] % block
-        or _constant(call.args[1]) is None
+        or constant_value(call.args[1]) is None
     ):
         return None
     for _, follower in chain:
-        if _op_name(follower) in ("relax.add", "relax.multiply"):
+        if op_name(follower) in ("relax.add", "relax.multiply"):
             if _channel_constant(follower.args[1], weight_shape[0]) is None:
                 return None
     return call, [follower for _, follower in reversed(chain)]
@@ -207,7 +173,7 @@ def _emit_blocked_chain(builder, data, conv, followers, block: int):
     from tvm import relax
 
     attrs = conv.attrs
-    weight = _constant(conv.args[1])
+    weight = constant_value(conv.args[1])
     out_channels, in_channels, kh, kw = weight.shape
     chunks = out_channels // block
     # OIHW -> OIHW{C}i{block}o: all input channels in one block
@@ -233,7 +199,7 @@ def _emit_blocked_chain(builder, data, conv, followers, block: int):
         )
     )
     for follower in followers:
-        name = _op_name(follower)
+        name = op_name(follower)
         if name == "relax.nn.relu":
             current = builder.emit(relax.op.nn.relu(current))
         elif name == "relax.clip":
@@ -280,9 +246,9 @@ def _block_first_convolutions(mod: tvm.IRModule, block: int) -> tvm.IRModule:
     _Uses().visit_expr(func)
     plans = {}
     for var, value in bindings.items():
-        if _op_name(value) != "relax.layout_transform":
+        if op_name(value) != "relax.layout_transform":
             continue
-        if not _maps_to_blocks(value.attrs.index_map, block):
+        if not is_blocking_map(value.attrs.index_map, block):
             continue
         source = value.args[0]
         found = _first_convolution(bindings, uses, source, block)
@@ -292,7 +258,7 @@ def _block_first_convolutions(mod: tvm.IRModule, block: int) -> tvm.IRModule:
         transforms = [
             v
             for v, e in bindings.items()
-            if _op_name(e) == "relax.layout_transform" and e.args[0].same_as(source)
+            if op_name(e) == "relax.layout_transform" and e.args[0].same_as(source)
         ]
         if uses.get(source, 0) != len(transforms):
             continue

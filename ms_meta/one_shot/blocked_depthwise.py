@@ -30,6 +30,13 @@ from __future__ import annotations
 import numpy as np
 import tvm
 
+from ms_meta.one_shot.relax_parts import (
+    constant_value,
+    is_blocking_map,
+    op_name,
+    static_shape,
+)
+
 __all__ = [
     "block_depthwise_convolutions",
     "depthwise_conv2d_nchwc",
@@ -102,52 +109,10 @@ def is_blocked_depthwise(call) -> bool:
     return int(attrs.groups) == channels and channels > 1
 
 
-def _op_name(expr) -> str | None:
-    from tvm import relax
-
-    if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-        return expr.op.name
-    return None
-
-
-def _shape(expr) -> tuple[int, ...] | None:
-    try:
-        return tuple(int(d) for d in expr.ty.shape)
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def _constant(expr) -> np.ndarray | None:
-    if not isinstance(expr, tvm.ir.expr.GenericConst):
-        return None
-    try:
-        return expr.value.numpy()
-    except AttributeError:
-        return None
-
-
-def _is_map(index_map, block: int, to_blocks: bool) -> bool:
-    """Whether ``index_map`` is NCHW -> ``NCHW{block}c`` (``to_blocks``) or back (checked on
-    sample indices: the frontend's maps and those built here may differ in their index types)."""
-    samples = ((0, 0, 0, 0), (1, block + 3, 5, 7), (0, 3 * block - 1, 2, 9))
-    try:
-        for n, c, h, w in samples:
-            blocked = [n, c // block, h, w, c % block]
-            if to_blocks:
-                got, want = index_map.map_indices([n, c, h, w]), blocked
-            else:
-                got, want = index_map.map_indices(blocked), [n, c, h, w]
-            if [int(v) for v in got] != want:
-                return False
-    except (AttributeError, TypeError, ValueError, RuntimeError):  # RuntimeError: from TVM
-        return False
-    return True
-
-
 def _qualifies(call, block: int) -> bool:
     """A plain depthwise convolution whose channels split into blocks, weights constant."""
     attrs = call.attrs
-    data, weight = _shape(call.args[0]), _shape(call.args[1])
+    data, weight = static_shape(call.args[0]), static_shape(call.args[1])
     return (
         str(attrs.data_layout) == "NCHW"
         and str(attrs.kernel_layout) == "OIHW"
@@ -159,7 +124,7 @@ def _qualifies(call, block: int) -> bool:
         and int(attrs.groups) == data[1] == weight[0]
         and weight[1] == 1
         and all(int(d) == 1 for d in attrs.dilation)
-        and _constant(call.args[1]) is not None
+        and constant_value(call.args[1]) is not None
     )
 
 
@@ -191,7 +156,7 @@ def block_depthwise_convolutions(mod: tvm.IRModule, block: int) -> tvm.IRModule:
             constant in blocks; None when it has none."""
             if isinstance(expr, relax.Var) and expr in self.blocked:
                 return self.blocked[expr]
-            value = _constant(expr)
+            value = constant_value(expr)
             if value is None:
                 return None
             if value.ndim == 0:
@@ -212,17 +177,17 @@ def block_depthwise_convolutions(mod: tvm.IRModule, block: int) -> tvm.IRModule:
 
         def visit_var_binding_(self, binding) -> None:
             var, value = binding.var, binding.value
-            name = _op_name(value)
+            name = op_name(value)
             if name == "relax.layout_transform":
                 source = self.visit_expr(value.args[0])
-                shape = _shape(value.args[0])
+                shape = static_shape(value.args[0])
                 index_map = value.attrs.index_map
-                if value.args[0] in self.blocked and _is_map(index_map, block, True):
+                if value.args[0] in self.blocked and is_blocking_map(index_map, block, True):
                     self.set_var_remap(var, self.blocked[value.args[0]])
                     self.changed = True
                     return
                 if shape and len(shape) == 5 and shape[4] == block:
-                    if _is_map(index_map, block, False):
+                    if is_blocking_map(index_map, block, False):
                         super().visit_var_binding_(binding)
                         self.blocked[var] = source
                         return
@@ -237,7 +202,7 @@ def block_depthwise_convolutions(mod: tvm.IRModule, block: int) -> tvm.IRModule:
                 self.emit_plain(var, _blocked_depthwise(value, blocked_data, block))
                 return
             elif name in _ELEMENTWISE:
-                shape = _shape(var)
+                shape = static_shape(var)
                 if shape and len(shape) == 4 and shape[1] % block == 0:
                     channels = shape[1]
                     tensors = [a for a in value.args if isinstance(a.ty, relax.TensorType)]
@@ -264,7 +229,7 @@ def _blocked_depthwise(call, data, block: int):
     from tvm import relax
 
     attrs = call.attrs
-    weight = _constant(call.args[1])
+    weight = constant_value(call.args[1])
     channels, _, kh, kw = weight.shape
     # OIHW [C, 1, R, S] -> OIHW1i{b}o [C / b, 1, R, S, 1, b]
     blocked = weight.reshape(channels // block, block, 1, kh, kw).transpose(0, 2, 3, 4, 1)
@@ -289,7 +254,7 @@ def _blocked_elementwise(call, operands):
     """The elementwise ``call`` on blocked ``operands`` (its tensor arguments, in order)."""
     from tvm import relax
 
-    name = _op_name(call)
+    name = op_name(call)
     if name == "relax.nn.relu":
         return relax.op.nn.relu(operands[0])
     if name == "relax.clip":
