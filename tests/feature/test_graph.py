@@ -159,6 +159,7 @@ def test_edge_types_and_sequence(sample_candidates):
         "depthwise_conv2d:1,32,14,14,3,3,1,1",
         "group_conv2d_nchw:1,16,14,14,32,3,3,1,1,4",
         "conv2d_nchwc:1,16,14,14,32,3,3,1,1",
+        "depthwise_conv2d_nchwc:1,32,14,14,3,3,1,1",
         "conv2d_bias_relu:1,16,14,14,16,3,3,1,1",
         "dense:32,64,48",
         "batch_matmul:4,32,32,16",
