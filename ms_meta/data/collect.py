@@ -90,6 +90,7 @@ __all__ = [
     "TaskProgress",
     "collect",
     "collect_task",
+    "commit_measured",
     "count_lines",
     "count_rpc_devices",
     "local_machine",
@@ -216,6 +217,25 @@ def _warm_start(model, context, database, db_workload) -> None:
         model.update(context, candidates, results)
 
 
+def commit_measured(database, db_workload, target, candidate, secs: list[float] | None) -> None:
+    """Append ``candidate``'s measurement to ``database`` as a tuning record; a failed build
+    or run (``secs`` None) is stored with :data:`ms_meta.run_secs.FAILED_RUN_SECS`, as
+    MetaSchedule's own tuning stores it."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from ms_meta.run_secs import FAILED_RUN_SECS
+
+    database.commit_tuning_record(
+        ms.database.TuningRecord(
+            candidate.sch.trace,
+            db_workload,
+            secs if secs is not None else [FAILED_RUN_SECS],
+            target,
+            candidate.args_info,
+        )
+    )
+
+
 def collect_task(
     workload: Workload,
     root: Path,
@@ -256,7 +276,6 @@ def _collect_locked(
 ) -> TaskProgress:
     from tvm.s_tir import meta_schedule as ms
 
-    from ms_meta.run_secs import FAILED_RUN_SECS
     from ms_meta.tuning.contention import ContentionGuard
     from ms_meta.tuning.measure import ContentionReport, measure, run_secs_of
     from ms_meta.tuning.target import host_cpu
@@ -347,15 +366,7 @@ def _collect_locked(
                 else:
                     best = 1e6 * sorted(secs)[len(secs) // 2]
                     progress.best_us = min(progress.best_us or best, best)
-                database.commit_tuning_record(
-                    ms.database.TuningRecord(
-                        cand.sch.trace,
-                        db_workload,
-                        secs if secs is not None else [FAILED_RUN_SECS],
-                        target,
-                        cand.args_info,
-                    )
-                )
+                commit_measured(database, db_workload, target, cand, secs)
             progress.measured += len(fresh)
             progress.failed += failed_now
             save_meta()

@@ -116,8 +116,8 @@ def remeasure_task(
     from tvm.s_tir import meta_schedule as ms
 
     from ms_meta.atomic import atomic_write_json
+    from ms_meta.data.collect import commit_measured
     from ms_meta.data.layout import META_FILE
-    from ms_meta.run_secs import FAILED_RUN_SECS
     from ms_meta.tuning.measure import measure, run_secs_of
 
     if top < 1:
@@ -181,15 +181,7 @@ def remeasure_task(
                     for cand, res in zip(candidates, results, strict=True):
                         secs = run_secs_of(res)
                         result.failed += secs is None
-                        database.commit_tuning_record(
-                            ms.database.TuningRecord(
-                                cand.sch.trace,
-                                db_workload,
-                                secs if secs is not None else [FAILED_RUN_SECS],
-                                target,
-                                cand.args_info,
-                            )
-                        )
+                        commit_measured(database, db_workload, target, cand, secs)
                     result.measured += len(candidates)
                     meta = read_meta_json(task_dir)
                     sources = list(meta.get("sources") or [])
