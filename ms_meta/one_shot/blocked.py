@@ -49,6 +49,7 @@ from ms_meta.one_shot.relax_parts import (
     is_blocking_map,
     op_name,
     static_shape,
+    with_main,
 )
 from ms_meta.one_shot.run import OneShotError
 
@@ -287,12 +288,7 @@ def _block_first_convolutions(mod: tvm.IRModule, block: int) -> tvm.IRModule:
 
     rewriter = _Rewrite(mod)
     new_func = rewriter.visit_expr(func)
-    mod = mod.clone()  # the caller's module stays as it was
-    mod["main"] = new_func
-    return tvm.transform.Sequential([
-        relax.transform.DeadCodeElimination(),
-        relax.transform.CanonicalizeBindings(),
-    ])(mod)  # fmt: skip
+    return with_main(mod, new_func)
 
 
 def _is_blocked(layout: str) -> bool:

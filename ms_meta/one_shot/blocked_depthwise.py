@@ -35,6 +35,7 @@ from ms_meta.one_shot.relax_parts import (
     is_blocking_map,
     op_name,
     static_shape,
+    with_main,
 )
 
 __all__ = [
@@ -216,12 +217,7 @@ def block_depthwise_convolutions(mod: tvm.IRModule, block: int) -> tvm.IRModule:
     new_func = rewriter.visit_expr(func)
     if not rewriter.changed:
         return mod
-    mod = mod.clone()  # the caller's module stays as it was
-    mod["main"] = new_func
-    return tvm.transform.Sequential([
-        relax.transform.DeadCodeElimination(),
-        relax.transform.CanonicalizeBindings(),
-    ])(mod)  # fmt: skip
+    return with_main(mod, new_func)
 
 
 def _blocked_depthwise(call, data, block: int):

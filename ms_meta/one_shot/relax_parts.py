@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import tvm
 
-__all__ = ["constant_value", "is_blocking_map", "op_name", "static_shape"]
+__all__ = ["constant_value", "is_blocking_map", "op_name", "static_shape", "with_main"]
 
 
 def op_name(expr) -> str | None:
@@ -57,3 +57,16 @@ def is_blocking_map(index_map, block: int, to_blocks: bool = True) -> bool:
     except (AttributeError, TypeError, ValueError, RuntimeError):  # RuntimeError: from TVM
         return False
     return True
+
+
+def with_main(mod: tvm.IRModule, new_main) -> tvm.IRModule:
+    """A copy of ``mod`` (the caller's module stays as it was) whose ``main`` is ``new_main``,
+    with the bindings a rewrite left unused removed and the rest canonicalized."""
+    from tvm import relax
+
+    mod = mod.clone()
+    mod["main"] = new_main
+    return tvm.transform.Sequential([
+        relax.transform.DeadCodeElimination(),
+        relax.transform.CanonicalizeBindings(),
+    ])(mod)  # fmt: skip
